@@ -1,0 +1,1 @@
+"""gallery: one-shot face identification."""
