@@ -64,7 +64,16 @@ def main(src: Path, out: Path) -> None:
              (bi, (0, 0, 480, 480)), (o3, (80, 0, 560, 480)), (o2, (0, 0, 480, 480))]
     for i, (im, box) in enumerate(tiles):
         six.paste(_square(im, box, 240), ((i % 3) * 240, (i // 3) * 240))
-    photos.update({"two_people.jpg": two, "four_people.jpg": four, "group_of_six.jpg": six})
+    three = Image.new("RGB", (840, 300))
+    for i, im in enumerate([o3, gh, ast]):
+        three.paste(_square(im, (40, 0, 440, 400), 280), (i * 280, 10))
+    # Mirrored tiles at another scale: new faces for the parity fixture, same public-domain sources.
+    mirrored = Image.new("RGB", (560, 560))
+    for i, (im, box) in enumerate([(bi, (60, 20, 420, 380)), (ob, (60, 20, 420, 380)), (ast, (60, 0, 460, 400)), (gh, (60, 20, 460, 420))]):
+        tile = _square(im, box, 280).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        mirrored.paste(tile, ((i % 2) * 280, (i // 2) * 280))
+    photos.update({"two_people.jpg": two, "four_people.jpg": four, "group_of_six.jpg": six,
+                   "three_people.jpg": three, "mirrored_four.jpg": mirrored})
 
     out.mkdir(parents=True, exist_ok=True)
     for name, im in photos.items():
