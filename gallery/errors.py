@@ -29,3 +29,27 @@ class MultiFrameImage(ImageError):
 
 class UnsupportedImage(ImageError):
     """The photo's pixel format or array shape cannot be turned into RGB."""
+
+
+class NoFaceFound(GalleryError):
+    """The detector found no face in the photo."""
+
+
+class MultipleFaces(GalleryError):
+    """Enrolment needs exactly one face and the photo has several (pass largest=True / --largest)."""
+
+
+class PoorQuality(GalleryError):
+    """The face is too small, blurred, dark or uncertain to enrol; the message says which."""
+
+
+class AlreadyEnrolled(GalleryError):
+    """A person of this name is enrolled already (pass add=True / --add to add another photo)."""
+
+
+class LooksLikeSomeoneElse(GalleryError):
+    """The face already matches a different enrolled person (pass allow_similar=True to enrol anyway)."""
+
+    def __init__(self, message: str, other: str) -> None:
+        super().__init__(message)
+        self.other = other

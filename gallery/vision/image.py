@@ -10,6 +10,7 @@ whatever colour hides under alpha 0.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import warnings
@@ -41,17 +42,35 @@ def load_rgb(image: ImageInput) -> np.ndarray:
     if isinstance(image, (bytes, bytearray, memoryview)):
         return _decode(io.BytesIO(bytes(image)), source="the image bytes")
     if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        if not path.exists():
-            raise ImageNotFound(f"no such file: {os.fsdecode(path)!r}")
-        if not path.is_file():
-            raise ImageNotFound(f"not a file: {os.fsdecode(path)!r}")
-        try:
-            data = path.read_bytes()
-        except OSError as err:
-            raise ImageUnreadable(f"cannot read {os.fsdecode(path)!r}: {err.strerror or err}") from err
-        return _decode(io.BytesIO(data), source=repr(os.fsdecode(path)))
+        return _decode(io.BytesIO(read_photo(image)), source=repr(os.fsdecode(image)))
     raise UnsupportedImage(f"expected a path, bytes, a PIL image or a numpy array, got {type(image).__name__}")
+
+
+def read_photo(path: str | os.PathLike) -> bytes:
+    """The bytes of the photo file at ``path``.
+
+    Raises:
+        ImageNotFound: nothing there, or a directory.
+        ImageUnreadable: the file cannot be read (permissions, I/O error).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageNotFound(f"no such file: {os.fsdecode(path)!r}")
+    if not path.is_file():
+        raise ImageNotFound(f"not a file: {os.fsdecode(path)!r}")
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise ImageUnreadable(f"cannot read {os.fsdecode(path)!r}: {err.strerror or err}") from err
+
+
+def photo_sha256(image: ImageInput) -> str:
+    """Hex SHA-256 identifying a photo: of its file bytes, or of the pixels of an in-memory image."""
+    if isinstance(image, (str, os.PathLike)):
+        image = read_photo(image)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return hashlib.sha256(image).hexdigest()
+    return hashlib.sha256(load_rgb(image).tobytes()).hexdigest()
 
 
 def _decode(stream: io.BytesIO, source: str) -> np.ndarray:

@@ -1,0 +1,204 @@
+"""The ``gallery`` command: a thin click layer over ``gallery.Gallery``.
+
+Exit codes (documented in the README):
+    0  success: someone identified, verified, enrolled, removed, listed
+    1  no match: faces found but nobody recognised, or verification failed
+    2  usage error (bad options)
+    3  no face found in the photo
+    4  bad input or any other error (message on stderr)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from gallery.errors import GalleryError, NoFaceFound
+
+EXIT_OK, EXIT_NO_MATCH, EXIT_USAGE, EXIT_NO_FACE, EXIT_ERROR = 0, 1, 2, 3, 4
+
+
+def _fail(err: GalleryError) -> NoReturn:
+    click.echo(f"Error: {err}", err=True)
+    sys.exit(EXIT_NO_FACE if isinstance(err, NoFaceFound) else EXIT_ERROR)
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+
+
+class _Context:
+    def __init__(self, home: Path | None) -> None:
+        self.home = home
+
+    def run(self, action: Callable[[Any], Any]) -> Any:
+        """Open the gallery, run ``action`` on it, turn gallery errors into exit codes."""
+        from gallery.gallery import Gallery  # deferred: keeps `--help` instant (no torch import)
+
+        try:
+            with Gallery(self.home) as g:
+                return action(g)
+        except GalleryError as err:
+            _fail(err)
+
+
+pass_context = click.make_pass_decorator(_Context)
+
+
+@click.group()
+@click.version_option(package_name="gallery")
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), envvar="GALLERY_HOME",
+              help="Gallery folder (default: $GALLERY_HOME, else the user data directory).")
+@click.pass_context
+def cli(ctx: click.Context, home: Path | None) -> None:
+    """One-shot face identification: enrol a person from one photo, identify them in others.
+
+    \b
+    Example:
+        gallery enroll "Ada Lovelace" ada.jpg
+        gallery identify door.jpg
+    """
+    ctx.obj = _Context(home)
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("photo", type=click.Path(path_type=Path))
+@click.option("--add", is_flag=True, help="Add another photo of a person already enrolled.")
+@click.option("--largest", is_flag=True, help="Take the largest face when the photo holds several.")
+@click.option("--allow-similar", is_flag=True, help="Enrol even if the face matches another enrolled person.")
+@click.option("--external-id", help="The host system's id for this person.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_context
+def enroll(ctx: _Context, name: str, photo: Path, add: bool, largest: bool, allow_similar: bool,
+           external_id: str | None, as_json: bool) -> None:
+    """Enrol NAME from PHOTO, which must hold exactly one face.
+
+    \b
+    Example:
+        gallery enroll "Ada Lovelace" ada.jpg
+        gallery enroll --add "Ada Lovelace" ada-2.jpg
+    """
+    result = ctx.run(lambda g: g.enroll(name, photo, add=add, largest=largest, allow_similar=allow_similar,
+                                        external_id=external_id))
+    if as_json:
+        _print_json(asdict(result))
+    else:
+        verb = "Enrolled" if result.new_person else "Added a photo of"
+        click.echo(f"{verb} {result.name} (person {result.person_id}, face {result.face_id})")
+
+
+@cli.command()
+@click.argument("photo", type=click.Path(path_type=Path))
+@click.option("--top-k", default=5, show_default=True, type=click.IntRange(1, 100), help="Candidates per face.")
+@click.option("--upsample", default=0, show_default=True, type=click.IntRange(0, 3),
+              help="Detector upsampling steps: finds faces under ~80 px, about 4x slower per step.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_context
+def identify(ctx: _Context, photo: Path, top_k: int, upsample: int, as_json: bool) -> None:
+    """Identify every face in PHOTO. Exit 0 if anyone is recognised, 1 if not, 3 if no face.
+
+    \b
+    Example:
+        gallery identify door.jpg
+        gallery identify --json --top-k 3 group.jpg
+    """
+    results = ctx.run(lambda g: g.identify(photo, top_k=top_k, upsample=upsample))
+    if as_json:
+        _print_json({"photo": str(photo), "faces": [r.to_dict() for r in results]})
+    elif not results:
+        click.echo("No face found.", err=True)
+    else:
+        for r in results:
+            who = r.match.name if r.match else r.outcome
+            distance = f"{r.candidates[0].distance:.3f}" if r.candidates else "-"
+            click.echo(f"{who}\tbox={list(r.box)}\tdistance={distance}\tconfidence={r.confidence:.2f}")
+        click.echo(f"rule: {results[0].rule}", err=True)
+    if not results:
+        sys.exit(EXIT_NO_FACE)
+    sys.exit(EXIT_OK if any(r.match for r in results) else EXIT_NO_MATCH)
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("photo", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_context
+def verify(ctx: _Context, name: str, photo: Path, as_json: bool) -> None:
+    """Check that the largest face in PHOTO is NAME. Exit 0 if so, 1 if not.
+
+    \b
+    Example:
+        gallery verify "Ada Lovelace" badge-photo.jpg
+    """
+    result = ctx.run(lambda g: g.verify(name, photo))
+    if as_json:
+        _print_json(asdict(result))
+    else:
+        word = "verified" if result.verified else "NOT verified"
+        click.echo(f"{result.name}: {word} (distance {result.distance:.3f}, threshold {result.threshold:.3f})")
+    sys.exit(EXIT_OK if result.verified else EXIT_NO_MATCH)
+
+
+@cli.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_context
+def list_people(ctx: _Context, as_json: bool) -> None:
+    """List everyone enrolled.
+
+    \b
+    Example:
+        gallery list --json
+    """
+    people = ctx.run(lambda g: g.people())
+    if as_json:
+        _print_json([asdict(p) for p in people])
+    else:
+        for p in people:
+            click.echo(f"{p.name}\t{p.face_count} photo(s)\tsince {p.created_at:%Y-%m-%d}")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_context
+def remove(ctx: _Context, name: str, as_json: bool) -> None:
+    """Erase NAME: their photos' embeddings and face chips are deleted for good.
+
+    \b
+    Example:
+        gallery remove "Ada Lovelace"
+    """
+    result = ctx.run(lambda g: g.remove(name))
+    if as_json:
+        _print_json(asdict(result))
+    else:
+        click.echo(f"Removed {result.name} ({result.faces_removed} face(s))")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_context
+def info(ctx: _Context, as_json: bool) -> None:
+    """Show where the gallery lives, what it holds and the decision rule in force.
+
+    \b
+    Example:
+        gallery --home ./my-gallery info
+    """
+    result = ctx.run(lambda g: g.info())
+    if as_json:
+        _print_json(asdict(result))
+    else:
+        for key, value in asdict(result).items():
+            click.echo(f"{key}: {json.dumps(value, default=str) if isinstance(value, dict) else value}")
+
+
+def main() -> None:
+    cli(prog_name="gallery")

@@ -1,0 +1,96 @@
+"""What the Gallery API returns: small frozen dataclasses, easy to print or serialise."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from gallery.decision import Outcome
+from gallery.store import PersonRow as Person
+
+__all__ = ["Candidate", "Enrollment", "GalleryInfo", "IdentifiedFace", "Person", "Removal", "Verification"]
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An enrolled identity near a probe face."""
+
+    name: str
+    person_id: int
+    distance: float
+
+
+@dataclass(frozen=True)
+class IdentifiedFace:
+    """The answer for one face of an identify call.
+
+    Attributes:
+        box: (left, top, right, bottom) in the photo's pixels.
+        candidates: nearest enrolled identities, nearest first (at most top_k).
+        match: the identity the rule accepted, or None (unknown or ambiguous).
+        outcome: "match", "unknown" or "ambiguous" (two identities nearly equally close).
+        confidence: the rule's probability that its outcome is right, in [0, 1].
+        rule: the decision rule in force, in words.
+    """
+
+    box: Box
+    candidates: tuple[Candidate, ...]
+    match: Candidate | None
+    outcome: Outcome
+    confidence: float
+    rule: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    """A face stored for a person."""
+
+    name: str
+    person_id: int
+    face_id: int
+    box: Box
+    new_person: bool
+
+
+@dataclass(frozen=True)
+class Verification:
+    """A 1:1 check of a photo against one enrolled person.
+
+    Attributes:
+        verified: the face is within ``threshold`` of the person's nearest enrolled face.
+    """
+
+    name: str
+    person_id: int
+    verified: bool
+    distance: float
+    threshold: float
+    box: Box
+
+
+@dataclass(frozen=True)
+class Removal:
+    """A person erased from the gallery."""
+
+    name: str
+    person_id: int
+    faces_removed: int
+
+
+@dataclass(frozen=True)
+class GalleryInfo:
+    """Where a gallery lives and what it holds."""
+
+    home: Path
+    people: int
+    faces: int
+    model: str
+    rule: dict[str, Any]
+    verify_rule: dict[str, Any]
+    schema_revision: str | None

@@ -1,0 +1,128 @@
+"""photo -> faces: detection, landmarks, alignment and embedding, in one call.
+
+This is the only module that chains the vision stages; it knows nothing of storage.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from gallery.vision.chips import extract_chip
+from gallery.vision.detector import FaceDetector
+from gallery.vision.embedding import Embedder
+from gallery.vision.image import ImageInput, load_rgb
+from gallery.vision.landmarks import LandmarkPredictor
+
+# Detection runs on a copy whose longest side is at most this many pixels: a 12 MP phone
+# photo would otherwise cost seconds in the detector for no gain, since faces that matter
+# to a gallery are far larger than the detector's ~40 px minimum at this scale. Landmarks
+# and chips are still taken from the full-resolution photo, and boxes are reported in it.
+DETECTION_MAX_SIDE = 1600
+
+
+@dataclass(frozen=True, eq=False)
+class Face:
+    """One face found in a photo.
+
+    Attributes:
+        box: (left, top, right, bottom) in pixels of the original photo, dlib's inclusive corners.
+        score: the detector's confidence.
+        landmarks: (5, 2) float array of (x, y) points: eye corners and the base of the nose.
+        embedding: (128,) float32 descriptor; faces of one person lie within ~0.6 of each other.
+        chip: (150, 150, 3) uint8 aligned face crop the embedding was computed from.
+    """
+
+    box: tuple[int, int, int, int]
+    score: float
+    landmarks: np.ndarray = field(repr=False)
+    embedding: np.ndarray = field(repr=False)
+    chip: np.ndarray = field(repr=False)
+
+    @property
+    def width(self) -> int:
+        return self.box[2] - self.box[0] + 1
+
+    @property
+    def height(self) -> int:
+        return self.box[3] - self.box[1] + 1
+
+
+class FacePipeline:
+    """Detector, landmark predictor and embedder, each loaded on first use."""
+
+    def __init__(self) -> None:
+        self.detector = FaceDetector()
+        self.landmarks = LandmarkPredictor()
+        self.embedder = Embedder()
+
+    @property
+    def model_id(self) -> str:
+        """Id of the embedding model, recorded with every stored embedding."""
+        return self.embedder.model_id
+
+    def faces(self, image: ImageInput, *, upsample: int = 0) -> list[Face]:
+        rgb = load_rgb(image)
+        located = self.locate(rgb, upsample=upsample)
+        if not located:
+            return []
+        boxes = [box for box, _ in located]
+        points = self.landmarks.predict_many(rgb, boxes)
+        chips = np.stack([extract_chip(rgb, p) for p in points])
+        embeddings = self.embedder.embed(chips)
+        found = [
+            Face(box=box, score=score, landmarks=points[i], embedding=embeddings[i], chip=chips[i])
+            for i, (box, score) in enumerate(located)
+        ]
+        # Largest first: the person closest to the camera is the one at the door.
+        return sorted(found, key=lambda f: f.width * f.height, reverse=True)
+
+    def locate(self, rgb: np.ndarray, *, upsample: int = 0) -> list[tuple[tuple[int, int, int, int], float]]:
+        """Boxes (in ``rgb``'s pixels) and scores, detecting on a downscaled copy of a huge photo."""
+        if upsample < 0:
+            raise ValueError("upsample must be >= 0")
+        height, width = rgb.shape[:2]
+        scale = min(1.0, DETECTION_MAX_SIDE / max(height, width))
+        if scale == 1.0:
+            return [(d.box, d.score) for d in self.detector.detect(rgb, upsample=upsample)]
+        small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        small = np.asarray(Image.fromarray(rgb).resize(small_size, Image.BILINEAR, reducing_gap=2.0))
+        sx, sy = width / small_size[0], height / small_size[1]
+        located = []
+        for d in self.detector.detect(small, upsample=upsample):
+            left, top, right, bottom = d.box
+            box = (
+                round(left * sx),
+                round(top * sy),
+                round((right + 1) * sx) - 1,
+                round((bottom + 1) * sy) - 1,
+            )
+            located.append((box, d.score))
+        return located
+
+
+_pipeline: FacePipeline | None = None
+_pipeline_lock = threading.Lock()
+
+
+def default_pipeline() -> FacePipeline:
+    """The process-wide pipeline (models load lazily, once)."""
+    global _pipeline
+    with _pipeline_lock:
+        if _pipeline is None:
+            _pipeline = FacePipeline()
+        return _pipeline
+
+
+def faces(image: ImageInput, *, upsample: int = 0) -> list[Face]:
+    """Every face in ``image``, largest first; an empty list when there is none.
+
+    Args:
+        image: a path, bytes, a PIL image or an HxWx3 uint8 RGB array.
+        upsample: how many times to double the photo before detecting (finds faces
+            smaller than ~80 px, at about 4x the cost per step).
+    """
+    return default_pipeline().faces(image, upsample=upsample)
