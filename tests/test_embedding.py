@@ -46,8 +46,6 @@ def embedder() -> Embedder:
 
 
 def test_descriptors_match_dlib_on_its_own_chips(embedder: Embedder) -> None:
-    if not DLIB_REFERENCE.is_file():
-        pytest.skip("tests/fixtures/dlib_reference.npz not generated yet (scripts/dlib_reference.py)")
     reference = np.load(DLIB_REFERENCE)
     chips, expected = reference["chips"], reference["descriptors"]
     assert len(chips) >= 3
@@ -81,6 +79,7 @@ def test_chips_of_the_wrong_shape_or_type_are_refused(embedder: Embedder, shape:
 
 
 def test_flip_averages_a_chip_with_its_mirror_image(photo_chips: np.ndarray) -> None:
+    photo_chips = photo_chips[:2]
     mirrored = np.ascontiguousarray(photo_chips[:, :, ::-1])
 
     with_flip = Embedder(flip=True).embed(photo_chips)

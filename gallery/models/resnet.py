@@ -49,7 +49,11 @@ RECOGNITION_SHA256 = "64bd340e4d1c68d021f9833975abf497df6198a76f0f6ed22e40689b11
 
 
 class Affine(nn.Module):
-    """dlib's ``affine`` layer: a per-channel scale and shift (a frozen batch norm)."""
+    """dlib's ``affine`` layer: a per-channel scale and shift (a frozen batch norm), in place.
+
+    Like ``nn.ReLU(inplace=True)`` it overwrites its input: it always follows a convolution
+    whose fresh output nobody else holds, and skipping two allocations per layer is measurable.
+    """
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -57,7 +61,8 @@ class Affine(nn.Module):
         self.beta = nn.Parameter(torch.zeros(channels), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gamma.view(1, -1, 1, 1) + self.beta.view(1, -1, 1, 1)
+        # Multiply, then add: dlib's CPU code computes gamma * x + beta the same way.
+        return x.mul_(self.gamma.view(1, -1, 1, 1)).add_(self.beta.view(1, -1, 1, 1))
 
 
 def _conv(in_channels: int, out_channels: int, size: int, stride: int) -> nn.Conv2d:
@@ -74,7 +79,7 @@ class Stem(nn.Module):
         self.affine = Affine(STEM_CHANNELS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.affine(self.conv(x)))
+        x = torch.relu_(self.affine(self.conv(x)))
         return F.max_pool2d(x, 3, 2)
 
 
@@ -89,7 +94,7 @@ class ConvBlock(nn.Module):
         self.affine2 = Affine(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.affine1(self.conv1(x)))
+        x = torch.relu_(self.affine1(self.conv1(x)))
         return self.affine2(self.conv2(x))
 
 
@@ -101,7 +106,9 @@ class Residual(nn.Module):
         self.block = ConvBlock(channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.block(x) + x)
+        out = self.block(x)
+        out += x
+        return torch.relu_(out)
 
 
 def add_zero_filled(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -126,7 +133,7 @@ class ResidualDown(nn.Module):
         self.block = ConvBlock(in_channels, out_channels, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(add_zero_filled(self.block(x), F.avg_pool2d(x, 2, 2)))
+        return torch.relu_(add_zero_filled(self.block(x), F.avg_pool2d(x, 2, 2)))
 
 
 class FaceResNet(nn.Module):
@@ -150,6 +157,8 @@ class FaceResNet(nn.Module):
         self.descriptor = nn.Linear(channels, DESCRIPTOR_SIZE, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Channels-last runs every layer faster on CPU (max pooling ~10x) with the same values.
+        x = x.contiguous(memory_format=torch.channels_last)
         x = self.levels(self.stem(x))
         return self.descriptor(x.mean(dim=(2, 3)))  # dlib's avg_pool_everything
 
