@@ -1,0 +1,242 @@
+"""Open a gallery's SQLite database: connection pragmas, transactions, automatic migration.
+
+Every connection runs in WAL mode (readers never wait for the writer) with foreign keys
+enforced, a 30 s busy timeout, ``secure_delete`` (deleted rows are overwritten with zeros,
+so a removed person's embedding and chip do not linger in free pages) and
+``synchronous=FULL``. With WAL, ``NORMAL`` is already safe against corruption, but a
+transaction committed just before a power cut may be rolled back; ``FULL`` syncs the WAL
+at every commit, so an enrolment or a removal that was reported done stays done (a
+removal that silently comes back would resurrect an erased person). It costs one fsync
+per write transaction, which enrolments and removals can afford.
+
+pysqlite's implicit transactions are switched off and ``BEGIN`` is issued explicitly, so
+reads see one consistent snapshot and writes start with ``BEGIN IMMEDIATE``: taking the
+write lock up front means a writer waits for another (busy timeout) instead of failing
+with SQLITE_BUSY when it upgrades a read to a write.
+
+Opening migrates the database to the newest schema under the gallery's file lock, so
+several processes opening one gallery at once migrate it exactly once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import filelock
+from sqlalchemy import URL, Connection, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
+
+from gallery.store import migrate
+from gallery.store.errors import NotAGallery, StorageFailure, StoreBusy, StoreError
+
+BUSY_TIMEOUT_MS = 30_000
+CONNECTION_PRAGMAS = (
+    f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",  # first, so switching to WAL below waits too
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA secure_delete=ON",
+    "PRAGMA synchronous=FULL",
+)
+_BEGIN_OPTION = "gallery_sqlite_begin"
+
+
+def _configure_connection(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+    """Set every pragma on a new connection and hand transaction control to SQLAlchemy's events."""
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(CONNECTION_PRAGMAS[0])
+        (mode,) = cursor.execute("PRAGMA journal_mode=WAL").fetchone()
+        if str(mode).lower() != "wal":
+            raise StoreError(f"SQLite refused WAL mode (got {mode!r}); is the gallery on a network file system?")
+        for pragma in CONNECTION_PRAGMAS[1:]:
+            cursor.execute(pragma)
+    finally:
+        cursor.close()
+
+
+def _begin(connection: Connection) -> None:
+    """Start each transaction explicitly: DEFERRED for reads, IMMEDIATE for writes."""
+    mode = connection.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
+    connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def make_engine(path: Path) -> Engine:
+    """A pooled SQLAlchemy engine on ``path`` with the gallery's pragmas and transaction handling."""
+    engine = create_engine(
+        URL.create("sqlite", database=str(path)),
+        connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+        pool_size=8,
+        max_overflow=32,
+    )
+    event.listen(engine, "connect", _configure_connection)
+    event.listen(engine, "begin", _begin)
+    return engine
+
+
+def _is_damaged_file(error: DBAPIError) -> bool:
+    """Whether SQLite rejected the file itself (not a lock or I/O hiccup)."""
+    original = error.orig
+    return isinstance(original, sqlite3.DatabaseError) and not isinstance(original, sqlite3.OperationalError)
+
+
+class Database:
+    """One gallery database file: engine, exclusive write lock and transactions."""
+
+    def __init__(self, path: Path, engine: Engine, lock_timeout: float) -> None:
+        self.path = path
+        self.lock_path = path.with_name(path.name + ".lock")
+        self._engine = engine
+        self._write_engine = engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+        self._lock_timeout = lock_timeout
+        self._file_lock = filelock.FileLock(self.lock_path, timeout=lock_timeout)
+        self._thread_lock = threading.RLock()
+
+    @classmethod
+    def open(cls, path: Path, *, lock_timeout: float = 60.0) -> Database:
+        """Open (creating if needed) and migrate the gallery database at ``path``.
+
+        Args:
+            path: the SQLite file; its folder must exist.
+            lock_timeout: seconds to wait for another process's write lock.
+
+        Raises:
+            SchemaTooNew: the file was written by a newer gallery.
+            NotAGallery: the file is not a (readable) gallery database.
+            StoreBusy: another process held the lock for longer than ``lock_timeout``.
+        """
+        database = cls(path, make_engine(path), lock_timeout)
+        try:
+            database._migrate()
+        except BaseException:
+            database.close()
+            raise
+        return database
+
+    def _migrate(self) -> None:
+        """Bring the schema to the newest revision, checking first without the lock."""
+        head = migrate.head_revision()
+        try:
+            with self._engine.connect() as connection:
+                if migrate.current_revision(connection) == head:
+                    return
+            with self.exclusive(), self._write_engine.connect() as connection:
+                # Another process may have migrated while this one waited for the lock.
+                current = migrate.current_revision(connection)
+                connection.rollback()
+                if current != head:
+                    migrate.upgrade(connection, "head")
+        except DBAPIError as error:
+            if _is_damaged_file(error):
+                raise NotAGallery(f"{self.path} is not a readable gallery database: {error.orig}") from error
+            raise StorageFailure(f"cannot open the gallery database {self.path}: {error.orig}") from error
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the gallery's write lock: one thread of this process, one process on the machine.
+
+        Reentrant in the holding thread.
+
+        Raises:
+            StoreBusy: the lock was not obtained within the lock timeout.
+        """
+        if not self._thread_lock.acquire(timeout=self._lock_timeout):
+            raise StoreBusy(f"another thread held the gallery's write lock for over {self._lock_timeout:g} s")
+        try:
+            try:
+                self._file_lock.acquire()
+            except filelock.Timeout as error:
+                raise StoreBusy(
+                    f"another process held {self.lock_path} for over {self._lock_timeout:g} s"
+                ) from error
+            except OSError as error:
+                raise StorageFailure(f"cannot take the gallery's lock {self.lock_path}: {error}") from error
+            try:
+                yield
+            finally:
+                self._file_lock.release()
+        finally:
+            self._thread_lock.release()
+
+    @contextmanager
+    def failures_translated(self) -> Iterator[None]:
+        """Turn SQLite's failures (other than constraint violations) into ``StorageFailure``."""
+        try:
+            yield
+        except IntegrityError:
+            raise
+        except DBAPIError as error:
+            raise StorageFailure(f"the gallery database {self.path} failed: {error.orig}") from error
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session in one read transaction: every query sees the same snapshot."""
+        with self.failures_translated(), Session(self._engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session in one write transaction (BEGIN IMMEDIATE), committed on success."""
+        with self.failures_translated(), Session(self._write_engine, expire_on_commit=False) as session:
+            with session.begin():
+                yield session
+
+    def read_scalar(self, sql: str) -> Any:
+        """The first value of one read-only statement, run outside any explicit transaction.
+
+        The cheapest read there is (no BEGIN/ROLLBACK round trip): for hot-path checks.
+        """
+        with self.failures_translated(), self._engine.connect() as connection:
+            raw = connection.connection.driver_connection
+            assert raw is not None
+            try:
+                row = raw.execute(sql).fetchone()
+            except sqlite3.Error as error:
+                raise StorageFailure(f"the gallery database {self.path} failed: {error}") from error
+        return None if row is None else row[0]
+
+    def schema_revision(self) -> str | None:
+        """The database's Alembic revision."""
+        with self._engine.connect() as connection:
+            return migrate.current_revision(connection)
+
+    def checkpoint_truncate(self) -> bool:
+        """Copy the WAL into the database and empty it; False if readers kept it from finishing.
+
+        After a removal this is what erases the deleted rows' old page images from the WAL.
+        """
+        with self.failures_translated(), self._engine.connect() as connection:
+            raw = connection.connection.driver_connection
+            assert raw is not None
+            try:
+                busy, _log_frames, _checkpointed = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.OperationalError:  # locked past the busy timeout: the next checkpoint finishes
+                return False
+        return busy == 0
+
+    def integrity_problems(self) -> list[str]:
+        """What ``PRAGMA integrity_check`` and ``foreign_key_check`` report; empty when sound."""
+        with self._engine.connect() as connection:
+            integrity = [row[0] for row in connection.exec_driver_sql("PRAGMA integrity_check").fetchall()]
+            foreign = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        problems = [] if integrity == ["ok"] else integrity
+        problems += [f"foreign key violation: {tuple(row)}" for row in foreign]
+        return problems
+
+    def pragma(self, name: str) -> Any:
+        """The value of ``PRAGMA name`` on a pooled connection (for diagnostics and tests)."""
+        if not name.replace("_", "").isalnum():
+            raise ValueError(f"not a pragma name: {name!r}")
+        with self._engine.connect() as connection:
+            raw = connection.connection.driver_connection
+            assert raw is not None
+            return raw.execute(f"PRAGMA {name}").fetchone()[0]
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._engine.dispose()

@@ -1,0 +1,113 @@
+"""Run the packaged Alembic migrations on a gallery database, programmatically.
+
+No ``alembic.ini`` is needed: the script location is found from the installed package
+(``gallery.migrations``) or, in a source checkout, the repository's ``migrations/`` folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import Connection, inspect
+
+from gallery.store.errors import NotAGallery, SchemaTooNew, StoreError
+
+
+def migrations_dir() -> Path:
+    """The folder holding ``env.py`` and ``versions/``, installed or in a source checkout."""
+    spec = importlib.util.find_spec("gallery.migrations")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(__file__).resolve().parents[2] / "migrations"
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic config for the packaged migrations, optionally bound to ``connection``."""
+    config = Config()
+    # ConfigParser interpolates '%', which a path may contain.
+    config.set_main_option("script_location", str(migrations_dir()).replace("%", "%%"))
+    config.set_main_option("path_separator", "os")
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The newest schema revision this code knows."""
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    if len(heads) != 1:
+        raise StoreError(f"the packaged migrations have {len(heads)} heads; expected exactly one")
+    return heads[0]
+
+
+def current_revision(connection: Connection) -> str | None:
+    """The database's schema revision, None for an empty database.
+
+    Raises:
+        NotAGallery: the database holds tables but no Alembic revision.
+        SchemaTooNew: the revision is unknown to this code (written by a newer gallery).
+    """
+    heads = MigrationContext.configure(connection).get_current_heads()
+    if not heads:
+        tables = [
+            t for t in inspect(connection).get_table_names() if not t.startswith("sqlite_") and t != "alembic_version"
+        ]
+        if tables:
+            raise NotAGallery(f"the database holds tables {tables} but is not a gallery database")
+        return None
+    if len(heads) != 1:
+        raise NotAGallery(f"the database records several schema revisions {list(heads)}")
+    revision = heads[0]
+    script = ScriptDirectory.from_config(alembic_config())
+    try:
+        known = script.get_revision(revision)
+    except CommandError:
+        known = None
+    if known is None:
+        raise SchemaTooNew(
+            f"the database has schema revision {revision!r}, newer than this gallery knows "
+            f"(newest known: {head_revision()!r}); upgrade the gallery package to open it"
+        )
+    return revision
+
+
+def _run_with_foreign_keys_off(connection: Connection, action: str, revision: str) -> None:
+    """Run an Alembic command in one transaction with foreign keys off, then check them.
+
+    Batch migrations rebuild tables on SQLite; with foreign keys on, dropping ``people``
+    during a rebuild would cascade-delete every face. SQLite ignores the pragma inside a
+    transaction, so it is switched on the raw connection before the transaction begins.
+    """
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    if connection.in_transaction():
+        raise StoreError("migrations must start outside a transaction")
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        with connection.begin():
+            config = alembic_config(connection)
+            if action == "upgrade":
+                command.upgrade(config, revision)
+            else:
+                command.downgrade(config, revision)
+            violations = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if violations:
+                raise StoreError(f"migration to {revision!r} left foreign key violations: {violations[:5]}")
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")
+
+
+def upgrade(connection: Connection, revision: str = "head") -> None:
+    """Migrate the database up to ``revision`` in one transaction."""
+    _run_with_foreign_keys_off(connection, "upgrade", revision)
+
+
+def downgrade(connection: Connection, revision: str) -> None:
+    """Migrate the database down to ``revision`` (``"base"`` empties it) in one transaction."""
+    _run_with_foreign_keys_off(connection, "downgrade", revision)

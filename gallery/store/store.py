@@ -1,0 +1,740 @@
+"""``Store``: the gallery's people, faces, settings and audit log, with their FAISS index.
+
+Consistency rules:
+- The database is the truth; the index is a cache of one model's embeddings keyed by
+  ``faces.id``. Every change to ``faces`` bumps ``store_state.faces_generation`` in the same
+  transaction.
+- A write holds the gallery's write lock (a thread lock and a file lock beside the database)
+  across the database commit and the index file's atomic save, so writers in any process
+  never interleave, and the saved index always matches some committed state.
+- Before each search the store reads the generation (one primary-key lookup). If another
+  store, in this or another process, has changed the faces, it brings its in-memory index
+  up to date from the database: it removes faces that are gone and adds new ones, which is
+  exact because face rows are immutable and their ids are never reused.
+- The published index is never mutated: updates are made on a copy that is then swapped in
+  (copy-on-write), so searches never wait for a write and never see a half-made index.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import unicodedata
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from gallery.store.database import Database
+from gallery.store.errors import (
+    DuplicateExternalId,
+    DuplicateName,
+    IndexFileInvalid,
+    InvalidFaceRecord,
+    ModelMismatch,
+    PersonNotFound,
+    StorageFailure,
+    StoreClosed,
+    StoreError,
+)
+from gallery.store.index import FaceIndex, ids_digest
+from gallery.store.records import (
+    AuditEvent,
+    FaceRecord,
+    FaceRow,
+    PersonRow,
+    ReembedTask,
+    RemovedPerson,
+    SearchHit,
+    StoreStats,
+)
+from gallery.store.schema import NAME_MAX_LENGTH, AuditEntry, Face, Person, Setting, StoreState, utcnow
+
+logger = logging.getLogger(__name__)
+
+DATABASE_FILE = "gallery.db"
+INDEX_FILE = "faces.faiss"
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_GENERATION_SQL = "SELECT faces_generation FROM store_state WHERE id = 1"
+_CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """The index at one faces generation, with each face's owner."""
+
+    generation: int
+    index: FaceIndex
+    owners: Mapping[int, tuple[int, str]]  # face id -> (person id, name)
+
+
+def clean_name(name: str, what: str = "name") -> str:
+    """A person's name as stored: Unicode NFC, surrounding whitespace removed.
+
+    NFC makes a name typed on different systems ("José" composed or decomposed) one person.
+
+    Raises:
+        InvalidFaceRecord: the name is empty, too long or holds control characters.
+    """
+    if not isinstance(name, str):
+        raise InvalidFaceRecord(f"{what} must be a string, not {type(name).__name__}")
+    cleaned = unicodedata.normalize("NFC", name).strip()
+    if not cleaned:
+        raise InvalidFaceRecord(f"{what} is empty")
+    if len(cleaned) > NAME_MAX_LENGTH:
+        raise InvalidFaceRecord(f"{what} is longer than {NAME_MAX_LENGTH} characters")
+    if any(unicodedata.category(c) == "Cc" for c in cleaned):
+        raise InvalidFaceRecord(f"{what} contains control characters")
+    return cleaned
+
+
+class Store:
+    """One gallery home folder: ``gallery.db`` (SQLite) and ``faces.faiss`` (its index).
+
+    Open with ``Store.open``. Safe to share between threads; several stores (in one or many
+    processes) may open the same home.
+    """
+
+    def __init__(self, home: Path, database: Database, model: str, dimension: int) -> None:
+        """Use ``Store.open``."""
+        self.home = home
+        self.model = model
+        self.dimension = dimension
+        self.database_path = database.path
+        self.index_path = home / INDEX_FILE
+        self.index_repair: str | None = None
+        self._db = database
+        self._sync_lock = threading.Lock()
+        self._closed = False
+        self._schema_revision = database.schema_revision()
+        with database.read() as session:
+            self._gallery_id = session.scalars(select(StoreState.gallery_id).where(StoreState.id == 1)).one()
+        self._snapshot = _Snapshot(-1, FaceIndex(model, dimension), {})
+
+    @classmethod
+    def open(cls, home: Path | str, *, model: str, dimension: int = 128, lock_timeout: float = 60.0) -> Store:
+        """Open the gallery in ``home``, creating and migrating it as needed.
+
+        The index file is loaded and checked against the database (model, gallery, face
+        ids); if it is missing, damaged or stale it is rebuilt from the stored embeddings and
+        saved, and ``index_repair`` says why.
+
+        Args:
+            home: the gallery's folder (created if missing).
+            model: id of the embedding model whose faces this store searches and accepts.
+            dimension: that model's embedding length.
+            lock_timeout: seconds to wait for another process's write lock.
+
+        Raises:
+            SchemaTooNew: the database was written by a newer gallery.
+            NotAGallery: ``gallery.db`` is not a readable gallery database.
+            StoreBusy: the write lock was not obtained in time.
+        """
+        home = Path(home)
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StorageFailure(f"cannot create the gallery folder {home}: {error}") from error
+        database = Database.open(home / DATABASE_FILE, lock_timeout=lock_timeout)
+        try:
+            store = cls(home, database, model, dimension)
+            store._load_index()
+        except BaseException:
+            database.close()
+            raise
+        return store
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the database's connections; the store cannot be used afterwards."""
+        self._closed = True
+        self._db.close()
+
+    # ---- index keeping -------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosed("the store is closed")
+
+    def _load_index(self) -> None:
+        """Adopt the index file if it matches the database, else rebuild and save it."""
+        loaded: FaceIndex | None = None
+        try:
+            loaded, header = FaceIndex.load(self.index_path)
+            reason = None
+        except FileNotFoundError:
+            reason = "the index file was missing"
+        except (IndexFileInvalid, OSError) as error:
+            reason = f"the index file was unreadable ({error})"
+        with self._sync_lock, self._db.read() as session:
+            generation, owners = self._read_owners(session)
+            if loaded is not None and reason is None:
+                if header.model != self.model or header.dimension != self.dimension:
+                    reason = f"the index file holds model {header.model!r}, not {self.model!r}"
+                elif header.gallery_id != self._gallery_id:
+                    reason = "the index file belongs to another gallery database"
+                elif ids_digest(loaded.ids()) != ids_digest(np.fromiter(owners, np.int64, len(owners))):
+                    reason = "the index file disagreed with the database's faces (stale)"
+            if reason is None and loaded is not None:
+                self._snapshot = _Snapshot(generation, loaded, owners)
+            else:
+                self._snapshot = _Snapshot(generation, self._build_index(session, owners), owners)
+        if reason is None:
+            return
+        if loaded is None and not owners and generation == 0 and not self.index_path.exists():
+            logger.debug("creating %s for a new gallery", self.index_path)
+        else:
+            logger.warning("rebuilding %s from the database: %s", self.index_path, reason)
+            self.index_repair = reason
+        with self._db.exclusive():
+            self._sync_and_save()
+
+    def _read_owners(self, session: Session) -> tuple[int, dict[int, tuple[int, str]]]:
+        """The faces generation and the owner of every face of this store's model."""
+        generation = session.scalars(select(StoreState.faces_generation).where(StoreState.id == 1)).one()
+        rows = session.execute(
+            select(Face.id, Face.person_id, Person.name)
+            .join(Person, Face.person_id == Person.id)
+            .where(Face.model == self.model)
+        ).all()
+        return generation, {face_id: (person_id, name) for face_id, person_id, name in rows}
+
+    def _decode(self, face_id: int, blob: bytes) -> np.ndarray:
+        if len(blob) != 4 * self.dimension:
+            raise StoreError(f"face {face_id}'s embedding has {len(blob)} bytes, not {4 * self.dimension}")
+        return np.frombuffer(blob, dtype="<f4")
+
+    def _build_index(self, session: Session, owners: Mapping[int, Any]) -> FaceIndex:
+        """A fresh index from every stored embedding of this model."""
+        rows = session.execute(select(Face.id, Face.embedding).where(Face.model == self.model)).all()
+        if len(rows) != len(owners):
+            raise StoreError("faces changed inside one read transaction")
+        ids = np.array([face_id for face_id, _ in rows], dtype=np.int64)
+        vectors = np.stack([self._decode(i, b) for i, b in rows]) if rows else np.empty((0, self.dimension))
+        return FaceIndex.build(self.model, self.dimension, ids, vectors)
+
+    def _sync(self) -> _Snapshot:
+        """Bring the in-memory index up to the database's faces and publish it."""
+        with self._sync_lock, self._db.read() as session:
+            current = self._snapshot
+            generation = session.scalars(select(StoreState.faces_generation).where(StoreState.id == 1)).one()
+            if generation == current.generation:
+                return current
+            generation, owners = self._read_owners(session)
+            wanted = np.fromiter(owners, np.int64, len(owners))
+            held = current.index.ids()
+            missing = np.setdiff1d(wanted, held)
+            if len(missing) > len(wanted) // 2:
+                index = self._build_index(session, owners)
+            else:
+                index = current.index.copy()
+                index.remove_ids(np.setdiff1d(held, wanted))
+                for start in range(0, len(missing), _CHUNK):
+                    chunk = [int(i) for i in missing[start : start + _CHUNK]]
+                    rows = session.execute(select(Face.id, Face.embedding).where(Face.id.in_(chunk))).all()
+                    index.add(
+                        np.array([i for i, _ in rows], dtype=np.int64),
+                        np.stack([self._decode(i, b) for i, b in rows]),
+                    )
+            self._snapshot = _Snapshot(generation, index, owners)
+            return self._snapshot
+
+    def _fresh_snapshot(self) -> _Snapshot:
+        """The published snapshot, synced first if the database's faces have changed."""
+        self._check_open()
+        snapshot = self._snapshot
+        generation = self._db.read_scalar(_GENERATION_SQL)
+        return snapshot if generation == snapshot.generation else self._sync()
+
+    def _sync_and_save(self) -> None:
+        """After a commit (write lock held): sync the index and save it atomically.
+
+        A failed save is logged, not raised: the database already holds the change, and a
+        stale or missing index file is rebuilt on the next open.
+        """
+        snapshot = self._sync()
+        try:
+            snapshot.index.save(self.index_path, gallery_id=self._gallery_id, generation=snapshot.generation)
+        except OSError as error:
+            logger.warning("could not save %s (it will be rebuilt on next open): %s", self.index_path, error)
+
+    def refresh(self) -> None:
+        """Bring the index up to date with other stores' writes now (searches do it anyway)."""
+        self._fresh_snapshot()
+
+    # ---- writes ----------------------------------------------------------------------
+
+    @contextmanager
+    def write_lock(self) -> Iterator[None]:
+        """Hold the gallery's write lock across several calls (reentrant in this thread).
+
+        Use it to make a check and a write atomic, e.g. "this face matches nobody else"
+        followed by ``add_person_with_face``: no other writer, in any process, can slip
+        between them.
+
+        Raises:
+            StoreBusy: the lock was not obtained within the lock timeout.
+        """
+        self._check_open()
+        with self._db.exclusive():
+            yield
+
+    def add_person_with_face(self, name: str, face: FaceRecord, *, external_id: str | None = None) -> tuple[int, int]:
+        """Enroll a new person with their first face, in one transaction.
+
+        Args:
+            name: the person's name (NFC-normalised, trimmed); must not be enrolled yet.
+            face: the face; ``face.model`` must be the store's model.
+            external_id: the host system's id for the person, unique when given.
+
+        Returns:
+            ``(person_id, face_id)``.
+
+        Raises:
+            DuplicateName, DuplicateExternalId: nothing was written.
+            ModelMismatch, InvalidFaceRecord: the face cannot be stored.
+        """
+        name = clean_name(name)
+        external_id = None if external_id is None else clean_name(external_id, "external id")
+        vector = self._check_face(face)
+        with self.write_lock():
+            try:
+                with self._db.write() as session:
+                    if session.scalar(select(Person.id).where(Person.name == name)) is not None:
+                        raise DuplicateName(f"{name!r} is already enrolled")
+                    if external_id is not None and session.scalar(
+                        select(Person.id).where(Person.external_id == external_id)
+                    ) is not None:
+                        raise DuplicateExternalId(f"external id {external_id!r} already belongs to another person")
+                    person = Person(name=name, external_id=external_id)
+                    session.add(person)
+                    session.flush()
+                    face_id = self._insert_face(session, person.id, face, vector)
+                    person_id = person.id
+            except IntegrityError as error:  # a writer outside this store slipped in
+                if "people.external_id" in str(error.orig):
+                    raise DuplicateExternalId(f"external id {external_id!r} already belongs to another person") from error
+                if "people.name" in str(error.orig):
+                    raise DuplicateName(f"{name!r} is already enrolled") from error
+                raise
+            self._sync_and_save()
+        return person_id, face_id
+
+    def add_face(self, person_id: int, face: FaceRecord) -> int:
+        """Add another face of an enrolled person, in one transaction.
+
+        Returns:
+            The new face's id.
+
+        Raises:
+            PersonNotFound: no person has ``person_id`` (nothing was written).
+            ModelMismatch, InvalidFaceRecord: the face cannot be stored.
+        """
+        vector = self._check_face(face)
+        with self.write_lock():
+            with self._db.write() as session:
+                person = session.get(Person, person_id)
+                if person is None:
+                    raise PersonNotFound(f"no person has id {person_id}")
+                face_id = self._insert_face(session, person.id, face, vector)
+                person.updated_at = utcnow()
+            self._sync_and_save()
+        return face_id
+
+    def remove_person(self, name: str) -> RemovedPerson:
+        """Erase a person and all their faces: database rows, index entries and WAL copies.
+
+        The rows are deleted in one transaction (``secure_delete`` zeroes their pages), the
+        index is saved without them, then the WAL is checkpointed and truncated.
+
+        Raises:
+            PersonNotFound: nobody is enrolled under ``name`` (nothing changed).
+        """
+        name = clean_name(name)
+        with self.write_lock():
+            with self._db.write() as session:
+                person = session.scalar(select(Person).where(Person.name == name))
+                if person is None:
+                    raise PersonNotFound(f"{name!r} is not enrolled")
+                face_ids = tuple(session.scalars(select(Face.id).where(Face.person_id == person.id).order_by(Face.id)))
+                removed = (person.id, person.name, person.external_id)
+                # Explicit, although the foreign key cascades: erasure must not hang on a pragma.
+                session.execute(delete(Face).where(Face.person_id == person.id))
+                session.execute(delete(Person).where(Person.id == person.id))
+                self._bump_generation(session)
+            self._sync_and_save()
+            wal_cleared = self._db.checkpoint_truncate()
+        return RemovedPerson(*removed, face_ids=face_ids, wal_cleared=wal_cleared)
+
+    def reembed(self, embeddings: Mapping[int, np.ndarray]) -> dict[int, int]:
+        """Replace faces' embeddings with ones made by the store's model, in one transaction.
+
+        Each face is re-inserted under a new id with the same owner and metadata (face rows
+        are immutable, which keeps the index exact) and the old row is deleted.
+
+        Args:
+            embeddings: face id -> its new (dimension,) embedding from ``self.model``.
+
+        Returns:
+            Old face id -> new face id.
+
+        Raises:
+            InvalidFaceRecord: an embedding is malformed or a face id does not exist.
+        """
+        vectors = {int(i): self._check_embedding(e) for i, e in embeddings.items()}
+        renumbered: dict[int, int] = {}
+        with self.write_lock():
+            with self._db.write() as session:
+                for old_id, vector in vectors.items():
+                    old = session.get(Face, old_id)
+                    if old is None:
+                        raise InvalidFaceRecord(f"no face has id {old_id}")
+                    new = Face(
+                        person_id=old.person_id, embedding=vector.tobytes(), model=self.model,
+                        box_left=old.box_left, box_top=old.box_top, box_right=old.box_right,
+                        box_bottom=old.box_bottom, landmarks=old.landmarks, quality=old.quality,
+                        photo_sha256=old.photo_sha256, chip_jpeg=old.chip_jpeg, created_at=old.created_at,
+                    )  # fmt: skip
+                    session.add(new)
+                    session.flush()
+                    session.delete(old)
+                    renumbered[old_id] = new.id
+                if renumbered:
+                    self._bump_generation(session)
+            self._sync_and_save()
+        return renumbered
+
+    def _insert_face(self, session: Session, person_id: int, face: FaceRecord, vector: np.ndarray) -> int:
+        row = Face(
+            person_id=person_id,
+            embedding=vector.tobytes(),
+            model=face.model,
+            box_left=int(face.box[0]),
+            box_top=int(face.box[1]),
+            box_right=int(face.box[2]),
+            box_bottom=int(face.box[3]),
+            landmarks=[[float(x), float(y)] for x, y in face.landmarks],
+            quality=float(face.quality),
+            photo_sha256=face.photo_sha256,
+            chip_jpeg=bytes(face.chip_jpeg),
+        )
+        session.add(row)
+        session.flush()
+        self._bump_generation(session)
+        return row.id
+
+    @staticmethod
+    def _bump_generation(session: Session) -> None:
+        session.execute(
+            update(StoreState).where(StoreState.id == 1).values(faces_generation=StoreState.faces_generation + 1)
+        )
+
+    def _check_embedding(self, embedding: np.ndarray) -> np.ndarray:
+        vector = np.asarray(embedding)
+        if vector.shape != (self.dimension,) or not np.issubdtype(vector.dtype, np.floating):
+            raise InvalidFaceRecord(f"an embedding must be {self.dimension} floats, got {vector.dtype} {vector.shape}")
+        vector = vector.astype("<f4")
+        if not np.isfinite(vector).all():
+            raise InvalidFaceRecord("an embedding holds non-finite values")
+        return vector
+
+    def _check_face(self, face: FaceRecord) -> np.ndarray:
+        """The face's embedding as little-endian float32, after checking every field."""
+        if face.model != self.model:
+            raise ModelMismatch(f"the face was embedded by {face.model!r}; this gallery uses {self.model!r}")
+        vector = self._check_embedding(face.embedding)
+        if len(face.box) != 4 or not all(isinstance(v, int | np.integer) for v in face.box):
+            raise InvalidFaceRecord(f"box must be 4 integers (left, top, right, bottom), got {face.box!r}")
+        points = np.asarray(face.landmarks, dtype=np.float64)
+        if points.shape != (5, 2) or not np.isfinite(points).all():
+            raise InvalidFaceRecord(f"landmarks must be 5 finite (x, y) points, got shape {points.shape}")
+        if not np.isfinite(float(face.quality)):
+            raise InvalidFaceRecord("quality must be finite")
+        if not isinstance(face.photo_sha256, str) or not _SHA256_HEX.fullmatch(face.photo_sha256):
+            raise InvalidFaceRecord("photo_sha256 must be 64 lowercase hex digits")
+        if not isinstance(face.chip_jpeg, bytes | bytearray) or not face.chip_jpeg:
+            raise InvalidFaceRecord("chip_jpeg must be non-empty bytes")
+        return vector
+
+    # ---- reads -----------------------------------------------------------------------
+
+    def search(self, embeddings: np.ndarray, k: int, *, model: str | None = None) -> list[list[SearchHit]]:
+        """The ``k`` nearest people to each query embedding, nearest first.
+
+        Each person appears once, with their nearest face. Only faces of the store's model are
+        searched; another store's writes are picked up first.
+
+        Args:
+            embeddings: (n, dimension) or (dimension,) query embeddings.
+            k: people per query at most.
+            model: if given, the queries' model; must equal the store's.
+
+        Returns:
+            One list of ``SearchHit`` per query (ascending distance; ties by face id).
+
+        Raises:
+            ModelMismatch: ``model`` is not the store's model.
+            InvalidFaceRecord: a query is not a finite (dimension,) vector.
+        """
+        if model is not None and model != self.model:
+            raise ModelMismatch(f"queries from {model!r} cannot search a gallery of {self.model!r} faces")
+        queries = np.asarray(embeddings)
+        queries = np.stack([self._check_embedding(q) for q in (queries[None] if queries.ndim == 1 else queries)])
+        snapshot = self._fresh_snapshot()
+        if k <= 0:
+            return [[] for _ in queries]
+        return [self._nearest_people(snapshot, query, k) for query in queries]
+
+    @staticmethod
+    def _nearest_people(snapshot: _Snapshot, query: np.ndarray, k: int) -> list[SearchHit]:
+        """Widen the face search until ``k`` distinct people are found or the index is exhausted."""
+        total = len(snapshot.index)
+        wanted_faces = min(total, 4 * k)
+        while True:
+            ((distances, ids),) = snapshot.index.search(query, wanted_faces)
+            hits: dict[int, SearchHit] = {}
+            for distance, face_id in zip(distances, ids, strict=True):
+                person_id, name = snapshot.owners[int(face_id)]
+                if person_id not in hits:
+                    hits[person_id] = SearchHit(int(face_id), person_id, name, float(distance))
+            if len(hits) >= k or wanted_faces >= total:
+                return list(hits.values())[:k]
+            wanted_faces = min(total, 4 * wanted_faces)
+
+    def find_person(self, name: str) -> PersonRow | None:
+        """The person enrolled under ``name`` (NFC-normalised, trimmed), or None."""
+        self._check_open()
+        return self._one_person(Person.name == clean_name(name))
+
+    def find_person_by_external_id(self, external_id: str) -> PersonRow | None:
+        """The person carrying the host system's ``external_id``, or None."""
+        self._check_open()
+        return self._one_person(Person.external_id == clean_name(external_id, "external id"))
+
+    def person(self, person_id: int) -> PersonRow | None:
+        """The person with this id, or None."""
+        self._check_open()
+        return self._one_person(Person.id == person_id)
+
+    def people_count(self) -> int:
+        """How many people are enrolled (one cheap query)."""
+        self._check_open()
+        return int(self._db.read_scalar("SELECT count(*) FROM people"))
+
+    def people(self) -> list[PersonRow]:
+        """Every enrolled person, by name."""
+        self._check_open()
+        return self._people_where(None)
+
+    def _one_person(self, condition: Any) -> PersonRow | None:
+        rows = self._people_where(condition)
+        return rows[0] if rows else None
+
+    def _people_where(self, condition: Any) -> list[PersonRow]:
+        face_count = func.count(Face.id)
+        query = select(Person, face_count).outerjoin(Face, Face.person_id == Person.id).group_by(Person.id)
+        if condition is not None:
+            query = query.where(condition)
+        with self._db.read() as session:
+            rows = session.execute(query.order_by(Person.name)).all()
+            return [
+                PersonRow(p.id, p.name, p.external_id, p.created_at, p.updated_at, count) for p, count in rows
+            ]
+
+    def faces_of(self, person_id: int) -> list[FaceRow]:
+        """A person's faces (any model), oldest first, without embeddings or chips."""
+        self._check_open()
+        with self._db.read() as session:
+            rows = session.scalars(select(Face).where(Face.person_id == person_id).order_by(Face.id)).all()
+            return [
+                FaceRow(
+                    id=f.id,
+                    person_id=f.person_id,
+                    model=f.model,
+                    box=(f.box_left, f.box_top, f.box_right, f.box_bottom),
+                    landmarks=tuple((float(x), float(y)) for x, y in f.landmarks),
+                    quality=f.quality,
+                    photo_sha256=f.photo_sha256,
+                    created_at=f.created_at,
+                )
+                for f in rows
+            ]
+
+    def embeddings_for(self, person_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """A person's face ids and embeddings of the store's model (for verification).
+
+        Returns:
+            ``(face_ids, embeddings)``: int64 (n,) and float32 (n, dimension), oldest first;
+            empty when the person has no faces of this model or does not exist.
+        """
+        self._check_open()
+        with self._db.read() as session:
+            rows = session.execute(
+                select(Face.id, Face.embedding)
+                .where(Face.person_id == person_id, Face.model == self.model)
+                .order_by(Face.id)
+            ).all()
+        ids = np.array([i for i, _ in rows], dtype=np.int64)
+        vectors = np.stack([self._decode(i, b) for i, b in rows]) if rows else np.empty((0, self.dimension), "<f4")
+        return ids, vectors
+
+    def chip(self, face_id: int) -> bytes:
+        """A face's stored chip (JPEG bytes).
+
+        Raises:
+            InvalidFaceRecord: no face has ``face_id``.
+        """
+        self._check_open()
+        with self._db.read() as session:
+            chip = session.scalar(select(Face.chip_jpeg).where(Face.id == face_id))
+        if chip is None:
+            raise InvalidFaceRecord(f"no face has id {face_id}")
+        return chip
+
+    def faces_to_reembed(self) -> list[ReembedTask]:
+        """Faces stored with another model than the store's, with the chips to re-embed them."""
+        self._check_open()
+        with self._db.read() as session:
+            rows = session.execute(
+                select(Face.id, Face.person_id, Face.model, Face.chip_jpeg)
+                .where(Face.model != self.model)
+                .order_by(Face.id)
+            ).all()
+        return [ReembedTask(*row) for row in rows]
+
+    # ---- settings and audit ------------------------------------------------------------
+
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        """The JSON value stored under ``key``, or ``default``."""
+        self._check_open()
+        with self._db.read() as session:
+            row = session.get(Setting, key)
+            return default if row is None else row.value
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting, by key."""
+        self._check_open()
+        with self._db.read() as session:
+            return {row.key: row.value for row in session.scalars(select(Setting).order_by(Setting.key))}
+
+    def set_setting(self, key: str, value: Any) -> None:
+        """Store a JSON-serialisable ``value`` under ``key``, replacing any previous one."""
+        self._check_open()
+        now = utcnow()
+        statement = sqlite_insert(Setting).values(key=key, value=value, updated_at=now)
+        statement = statement.on_conflict_do_update(
+            index_elements=[Setting.key], set_={"value": statement.excluded.value, "updated_at": now}
+        )
+        with self._db.write() as session:
+            session.execute(statement)
+
+    def audit(
+        self,
+        action: str,
+        *,
+        outcome: str,
+        person_name: str | None = None,
+        person_id: int | None = None,
+        model: str | None = None,
+        rule: Any = None,
+        detail: Any = None,
+    ) -> int:
+        """Append an event to the audit log; returns its id.
+
+        Never pass photo or embedding data: ``rule`` and ``detail`` are small JSON values
+        (the threshold in force, distances, the reason for a refusal).
+        """
+        self._check_open()
+        entry = AuditEntry(
+            action=action,
+            outcome=outcome,
+            person_name=person_name,
+            person_id=person_id,
+            model=model,
+            rule=rule,
+            detail=detail,
+        )
+        with self._db.write() as session:
+            session.add(entry)
+            session.flush()
+            return entry.id
+
+    def audit_log(self, *, limit: int = 100, action: str | None = None) -> list[AuditEvent]:
+        """The latest audit events, newest first, optionally of one action."""
+        self._check_open()
+        query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+        if action is not None:
+            query = query.where(AuditEntry.action == action)
+        with self._db.read() as session:
+            return [
+                AuditEvent(e.id, e.at, e.action, e.outcome, e.person_name, e.person_id, e.model, e.rule, e.detail)
+                for e in session.scalars(query)
+            ]
+
+    # ---- diagnostics -------------------------------------------------------------------
+
+    def stats(self) -> StoreStats:
+        """Counts, paths and the index's state."""
+        snapshot = self._fresh_snapshot()
+        with self._db.read() as session:
+            people = session.scalar(select(func.count(Person.id))) or 0
+            by_model = dict(session.execute(select(Face.model, func.count(Face.id)).group_by(Face.model)).all())
+        return StoreStats(
+            home=self.home,
+            database_path=self.database_path,
+            index_path=self.index_path,
+            model=self.model,
+            dimension=self.dimension,
+            people=people,
+            faces=sum(by_model.values()),
+            faces_by_model=by_model,
+            indexed_faces=len(snapshot.index),
+            generation=snapshot.generation,
+            schema_revision=self._schema_revision,
+            index_repair=self.index_repair,
+        )
+
+    def consistency_problems(self) -> list[str]:
+        """Problems found checking the database and both indexes against it; empty when sound.
+
+        Runs SQLite's integrity and foreign-key checks, then compares the in-memory index and
+        the index file with the database's faces of this model (ids and model). Slow on large
+        galleries: meant for tests, ``gallery info --check`` and after a crash.
+        """
+        problems = self._db.integrity_problems()
+        snapshot = self._fresh_snapshot()
+        with self._db.read() as session:
+            _, owners = self._read_owners(session)
+            state = session.get(StoreState, 1)
+            assert state is not None
+            gallery_id = state.gallery_id
+        truth = ids_digest(np.fromiter(owners, np.int64, len(owners)))
+        if ids_digest(snapshot.index.ids()) != truth:
+            problems.append("the in-memory index disagrees with the database")
+        if any(snapshot.owners.get(i) != owner for i, owner in owners.items()):
+            problems.append("the in-memory owners disagree with the database")
+        try:
+            on_disk, header = FaceIndex.load(self.index_path)
+        except FileNotFoundError:
+            problems.append("the index file is missing")
+        except (IndexFileInvalid, OSError) as error:
+            problems.append(f"the index file is unreadable: {error}")
+        else:
+            if header.model != self.model or header.gallery_id != gallery_id:
+                problems.append("the index file belongs to another model or gallery")
+            if ids_digest(on_disk.ids()) != truth:
+                problems.append("the index file disagrees with the database")
+        return problems

@@ -1,0 +1,135 @@
+"""The FAISS face index: exact Euclidean search keyed by face id, and its checked, atomic file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gallery.store import IndexFileInvalid
+from gallery.store.index import MAGIC, FaceIndex
+
+DIMENSION = 128
+
+
+def random_embeddings(count: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(scale=0.1, size=(count, DIMENSION)).astype(np.float32)
+
+
+@pytest.fixture
+def index() -> FaceIndex:
+    return FaceIndex.build("m", DIMENSION, np.arange(100, 150), random_embeddings(50))
+
+
+def test_search_returns_euclidean_distances_nearest_first_keyed_by_face_id(index: FaceIndex) -> None:
+    vectors = random_embeddings(50)
+    query = vectors[7] + 0.01
+    ((distances, ids),) = index.search(query, 5)
+    expected = np.linalg.norm(vectors.astype(np.float64) - query.astype(np.float32).astype(np.float64), axis=1)
+    order = np.argsort(expected)[:5]
+    assert ids.tolist() == (order + 100).tolist()
+    np.testing.assert_allclose(distances, expected[order], rtol=0, atol=1e-12)
+    assert ids[0] == 107
+
+
+def test_asking_for_more_neighbours_than_faces_returns_only_real_faces(index: FaceIndex) -> None:
+    ((distances, ids),) = index.search(random_embeddings(1, seed=5), 500)
+    assert len(ids) == 50 and (ids >= 100).all()
+    assert np.all(np.diff(distances) >= 0)
+
+
+def test_an_empty_index_finds_nothing() -> None:
+    results = FaceIndex("m", DIMENSION).search(random_embeddings(3), 5)
+    assert [len(ids) for _, ids in results] == [0, 0, 0]
+
+
+def test_distances_do_not_depend_on_how_queries_are_batched(index: FaceIndex) -> None:
+    queries = random_embeddings(40, seed=9)
+    batched = index.search(queries, 10)
+    for query, (distances, ids) in zip(queries, batched, strict=True):
+        ((alone_distances, alone_ids),) = index.search(query, 10)
+        assert alone_ids.tolist() == ids.tolist()
+        assert alone_distances.tolist() == distances.tolist()
+
+
+def test_remove_ids_removes_exactly_those_faces(index: FaceIndex) -> None:
+    assert index.remove_ids(np.array([107, 108, 9999])) == 2
+    assert len(index) == 48
+    assert 107 not in index.ids() and 108 not in index.ids()
+    ((_, ids),) = index.search(random_embeddings(50)[7], 1)
+    assert ids[0] != 107
+
+
+def test_adding_an_id_already_present_is_refused(index: FaceIndex) -> None:
+    with pytest.raises(ValueError, match="unique"):
+        index.add(np.array([120]), random_embeddings(1))
+    with pytest.raises(ValueError, match="unique"):
+        index.add(np.array([500, 500]), random_embeddings(2))
+    assert len(index) == 50
+
+
+def test_malformed_embeddings_are_refused(index: FaceIndex) -> None:
+    with pytest.raises(ValueError, match="shape"):
+        index.add(np.array([500]), np.zeros((1, 64), np.float32))
+    bad = random_embeddings(1)
+    bad[0, 3] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        index.add(np.array([500]), bad)
+
+
+def test_a_copy_is_independent_of_the_original(index: FaceIndex) -> None:
+    copy = index.copy()
+    copy.remove_ids(np.arange(100, 120))
+    copy.add(np.array([900]), random_embeddings(1, seed=3))
+    assert len(index) == 50 and 900 not in index.ids()
+    assert len(copy) == 31
+
+
+def test_save_then_load_gives_the_same_index_and_header(index: FaceIndex, tmp_path: Path) -> None:
+    path = tmp_path / "faces.faiss"
+    index.save(path, gallery_id="abc", generation=12)
+    loaded, header = FaceIndex.load(path)
+    assert (header.model, header.dimension, header.count, header.gallery_id, header.generation) == (
+        "m",
+        DIMENSION,
+        50,
+        "abc",
+        12,
+    )
+    assert loaded.ids().tolist() == index.ids().tolist()
+    query = random_embeddings(3, seed=4)
+    for (d1, i1), (d2, i2) in zip(index.search(query, 5), loaded.search(query, 5), strict=True):
+        assert i1.tolist() == i2.tolist() and d1.tolist() == d2.tolist()
+    assert [p.name for p in tmp_path.iterdir()] == ["faces.faiss"]  # no temporary left behind
+
+
+def test_saving_cleans_up_temporaries_of_a_crashed_save(index: FaceIndex, tmp_path: Path) -> None:
+    leftover = tmp_path / ".faces.faiss.abc123.tmp"
+    leftover.write_bytes(b"half written")
+    index.save(tmp_path / "faces.faiss", gallery_id="g", generation=1)
+    assert not leftover.exists()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda data: b"", id="empty"),
+        pytest.param(lambda data: b"\x00garbage" * 1000, id="garbage"),
+        pytest.param(lambda data: data[: len(data) // 2], id="truncated"),
+        pytest.param(lambda data: data[:-1] + bytes([data[-1] ^ 0xFF]), id="payload-bit-flip"),
+        pytest.param(lambda data: data[: len(MAGIC) + 4] + b"{not json" + data[len(MAGIC) + 13 :], id="bad-header"),
+        pytest.param(lambda data: MAGIC + b"\xff\xff\xff\x7f" + data[len(MAGIC) + 4 :], id="huge-header-length"),
+    ],
+)
+def test_a_damaged_file_is_rejected_before_faiss_parses_it(index: FaceIndex, tmp_path: Path, damage) -> None:
+    path = tmp_path / "faces.faiss"
+    index.save(path, gallery_id="g", generation=1)
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(IndexFileInvalid):
+        FaceIndex.load(path)
+
+
+def test_loading_a_missing_file_raises_file_not_found(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        FaceIndex.load(tmp_path / "faces.faiss")

@@ -1,0 +1,404 @@
+"""The store: people and faces in SQLite, kept consistent with the FAISS index, across stores."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sqlite3
+import threading
+from datetime import UTC
+from pathlib import Path
+
+import filelock
+import numpy as np
+import pytest
+
+from gallery.store import (
+    INDEX_FILE,
+    DuplicateExternalId,
+    DuplicateName,
+    FaceRecord,
+    InvalidFaceRecord,
+    ModelMismatch,
+    PersonNotFound,
+    Store,
+    StoreBusy,
+    StoreClosed,
+)
+
+MODEL = "test-model-v1"
+DIMENSION = 128
+
+
+def embedding(seed: int) -> np.ndarray:
+    """A random embedding; distinct seeds are about 1.4 apart, like different people."""
+    return np.random.default_rng(seed).normal(scale=0.1, size=DIMENSION).astype(np.float32)
+
+
+def face(vector: np.ndarray, model: str = MODEL, chip: bytes | None = None) -> FaceRecord:
+    return FaceRecord(
+        embedding=vector,
+        model=model,
+        box=(10, 20, 110, 120),
+        landmarks=((30.0, 50.0), (40.0, 50.0), (80.0, 50.0), (70.0, 50.0), (55.0, 90.0)),
+        quality=1.25,
+        photo_sha256=hashlib.sha256(vector.tobytes()).hexdigest(),
+        chip_jpeg=chip if chip is not None else b"\xff\xd8\xff\xe0 chip of " + vector.tobytes()[:8],
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with Store.open(tmp_path / "home", model=MODEL) as opened:
+        yield opened
+
+
+def enroll_many(store: Store, count: int) -> dict[str, np.ndarray]:
+    people = {f"person-{i:02d}": embedding(i) for i in range(count)}
+    for name, vector in people.items():
+        store.add_person_with_face(name, face(vector))
+    return people
+
+
+def nearest_names(store: Store, queries: list[np.ndarray], k: int = 3) -> list[list[tuple[str, float]]]:
+    return [[(hit.name, hit.distance) for hit in hits] for hits in store.search(np.stack(queries), k)]
+
+
+def file_state(home: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(home.iterdir()) if p.is_file() and not p.name.endswith(".lock")}
+
+
+def test_enroll_search_remove_round_trip(store: Store) -> None:
+    people = enroll_many(store, 10)
+    hits = store.search(people["person-03"] + 0.001, 3)[0]
+    assert hits[0].name == "person-03" and hits[0].distance < 0.02
+    assert [h.distance for h in hits] == sorted(h.distance for h in hits)
+    assert len({h.person_id for h in hits}) == 3
+
+    removed = store.remove_person("person-03")
+    assert removed.name == "person-03" and len(removed.face_ids) == 1 and removed.wal_cleared
+    assert all(h.name != "person-03" for h in store.search(people["person-03"], 10)[0])
+    assert store.find_person("person-03") is None
+    assert store.consistency_problems() == []
+
+
+def test_search_returns_each_person_once_with_their_nearest_face(store: Store) -> None:
+    enroll_many(store, 3)
+    person = store.find_person("person-01")
+    close = embedding(1) + 0.05
+    second_face = store.add_face(person.id, face(close))
+    hits = store.search(close, 3)[0]
+    assert [h.name for h in hits].count("person-01") == 1
+    assert hits[0].face_id == second_face and hits[0].distance < 1e-6
+    assert store.find_person("person-01").face_count == 2
+    assert len(store.search(close, 10)[0]) == 3  # three people, four faces
+
+
+def test_search_answers_one_list_per_query_and_nothing_on_an_empty_gallery(store: Store) -> None:
+    assert store.search(np.stack([embedding(1), embedding(2)]), 5) == [[], []]
+    enroll_many(store, 2)
+    assert [len(hits) for hits in store.search(np.stack([embedding(1), embedding(2)]), 5)] == [2, 2]
+
+
+def test_a_duplicate_name_is_refused_and_nothing_is_written(store: Store) -> None:
+    enroll_many(store, 2)
+    before = file_state(store.home)
+    generation = store.stats().generation
+    with pytest.raises(DuplicateName, match="person-01"):
+        store.add_person_with_face("person-01", face(embedding(99)))
+    with pytest.raises(DuplicateName):
+        store.add_person_with_face("  person-01 ", face(embedding(99)))  # trimmed to the same name
+    assert store.stats().generation == generation
+    assert store.stats().faces == 2
+    assert file_state(store.home)["faces.faiss"] == before["faces.faiss"]
+    assert store.search(embedding(99), 1)[0][0].distance > 1.0
+
+
+def test_a_duplicate_external_id_is_refused(store: Store) -> None:
+    store.add_person_with_face("Ada", face(embedding(1)), external_id="badge-7")
+    with pytest.raises(DuplicateExternalId):
+        store.add_person_with_face("Grace", face(embedding(2)), external_id="badge-7")
+    assert [p.name for p in store.people()] == ["Ada"]
+    store.add_person_with_face("Grace", face(embedding(2)))
+    store.add_person_with_face("Alan", face(embedding(3)))  # many people without an external id
+    assert store.find_person_by_external_id("badge-7").name == "Ada"
+
+
+def test_names_are_unicode_normalised_so_one_person_cannot_be_enrolled_twice(store: Store) -> None:
+    store.add_person_with_face("Jos\u00e9", face(embedding(1)))  # composed é
+    with pytest.raises(DuplicateName):
+        store.add_person_with_face("Jose\u0301", face(embedding(2)))  # e + combining accent
+    assert store.find_person("Jose\u0301").name == "Jos\u00e9"
+
+
+@pytest.mark.parametrize("name", ["", "   ", "a\x00b", "x" * 201])
+def test_unusable_names_are_refused(store: Store, name: str) -> None:
+    with pytest.raises(InvalidFaceRecord):
+        store.add_person_with_face(name, face(embedding(1)))
+    assert store.people() == []
+
+
+def test_a_face_from_another_model_is_refused(store: Store) -> None:
+    with pytest.raises(ModelMismatch, match="other-model"):
+        store.add_person_with_face("Ada", face(embedding(1), model="other-model"))
+    with pytest.raises(ModelMismatch):
+        store.search(embedding(1), 1, model="other-model")
+    assert store.people() == []
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        lambda f: FaceRecord(np.zeros(64, np.float32), f.model, f.box, f.landmarks, 1.0, f.photo_sha256, b"x"),
+        lambda f: FaceRecord(np.full(128, np.nan, np.float32), f.model, f.box, f.landmarks, 1, f.photo_sha256, b"x"),
+        lambda f: FaceRecord(f.embedding, f.model, (1, 2, 3), f.landmarks, 1.0, f.photo_sha256, b"x"),
+        lambda f: FaceRecord(f.embedding, f.model, f.box, ((1.0, 2.0),), 1.0, f.photo_sha256, b"x"),
+        lambda f: FaceRecord(f.embedding, f.model, f.box, f.landmarks, float("inf"), f.photo_sha256, b"x"),
+        lambda f: FaceRecord(f.embedding, f.model, f.box, f.landmarks, 1.0, "not-a-hash", b"x"),
+        lambda f: FaceRecord(f.embedding, f.model, f.box, f.landmarks, 1.0, f.photo_sha256, b""),
+    ],
+)
+def test_malformed_face_records_are_refused_and_nothing_is_written(store: Store, broken) -> None:
+    with pytest.raises(InvalidFaceRecord):
+        store.add_person_with_face("Ada", broken(face(embedding(1))))
+    assert store.people() == [] and store.stats().faces == 0
+
+
+def test_adding_a_face_to_a_missing_person_is_refused(store: Store) -> None:
+    with pytest.raises(PersonNotFound):
+        store.add_face(12345, face(embedding(1)))
+    assert store.stats().faces == 0
+
+
+def test_removing_someone_not_enrolled_is_refused(store: Store) -> None:
+    enroll_many(store, 1)
+    with pytest.raises(PersonNotFound):
+        store.remove_person("nobody")
+    assert len(store.people()) == 1
+
+
+def test_ids_are_never_reused_after_a_removal(store: Store) -> None:
+    first_person, first_face = store.add_person_with_face("Ada", face(embedding(1)))
+    store.remove_person("Ada")
+    second_person, second_face = store.add_person_with_face("Grace", face(embedding(2)))
+    assert second_person > first_person and second_face > first_face
+
+
+def test_rows_come_back_as_plain_records_with_utc_timestamps(store: Store) -> None:
+    person_id, face_id = store.add_person_with_face("Ada", face(embedding(1)), external_id="E-1")
+    (person,) = store.people()
+    assert (person.id, person.name, person.external_id, person.face_count) == (person_id, "Ada", "E-1", 1)
+    assert person.created_at.tzinfo == UTC and person.updated_at.tzinfo == UTC
+    (stored,) = store.faces_of(person_id)
+    assert stored.id == face_id and stored.box == (10, 20, 110, 120) and stored.landmarks[4] == (55.0, 90.0)
+    assert stored.model == MODEL and stored.quality == 1.25 and stored.created_at.tzinfo == UTC
+    ids, vectors = store.embeddings_for(person_id)
+    assert ids.tolist() == [face_id] and vectors.dtype == np.float32
+    np.testing.assert_array_equal(vectors[0], embedding(1))
+    assert store.chip(face_id) == face(embedding(1)).chip_jpeg
+
+
+def test_settings_hold_json_values(store: Store) -> None:
+    assert store.get_setting("decision_rule") is None
+    rule = {"kind": "threshold", "distance": 0.6, "source": "dlib documentation"}
+    store.set_setting("decision_rule", rule)
+    store.set_setting("decision_rule", {**rule, "distance": 0.55})
+    assert store.get_setting("decision_rule")["distance"] == 0.55
+    assert store.settings() == {"decision_rule": {**rule, "distance": 0.55}}
+
+
+def test_the_audit_log_survives_the_removal_it_records(store: Store) -> None:
+    person_id, _ = store.add_person_with_face("Ada", face(embedding(1)))
+    store.audit("enroll", outcome="enrolled", person_name="Ada", person_id=person_id, model=MODEL)
+    store.remove_person("Ada")
+    store.audit("remove", outcome="removed", person_name="Ada", person_id=person_id, rule={"distance": 0.6})
+    store.audit("identify", outcome="unknown", detail={"faces": 1})
+    events = store.audit_log()
+    assert [e.action for e in events] == ["identify", "remove", "enroll"]
+    assert events[1].person_id == person_id and events[1].rule == {"distance": 0.6}
+    assert events[0].person_name is None and events[0].detail == {"faces": 1}
+    assert events[0].at.tzinfo == UTC
+    assert [e.action for e in store.audit_log(action="remove")] == ["remove"]
+
+
+def test_removal_leaves_no_byte_of_the_embedding_or_chip_on_disk(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    secret = embedding(7)
+    chip = bytes(np.random.default_rng(7).integers(0, 256, 6000, dtype=np.uint8))  # spans overflow pages
+    with Store.open(home, model=MODEL) as store:
+        enroll_many(store, 5)
+        store.add_person_with_face("Secret", face(secret, chip=chip))
+        store.add_person_with_face("Later", face(embedding(8)))
+        removed = store.remove_person("Secret")
+        assert removed.wal_cleared
+        for path in home.iterdir():
+            data = path.read_bytes()
+            assert secret.tobytes() not in data, path.name
+            assert chip[1000:1064] not in data, path.name
+        assert len(store.people()) == 6
+
+
+def test_an_index_file_deleted_is_rebuilt_on_reopen_with_the_same_answers(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    queries = [embedding(i) + 0.01 for i in range(0, 12, 3)]
+    with Store.open(home, model=MODEL) as store:
+        enroll_many(store, 12)
+        before = nearest_names(store, queries)
+    (home / INDEX_FILE).unlink()
+    with Store.open(home, model=MODEL) as store:
+        assert "missing" in store.index_repair
+        assert nearest_names(store, queries) == before
+        assert store.consistency_problems() == []
+    with Store.open(home, model=MODEL) as store:
+        assert store.index_repair is None  # the rebuilt file was saved
+
+
+def test_a_corrupted_index_file_is_rebuilt(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with Store.open(home, model=MODEL) as store:
+        enroll_many(store, 8)
+        before = nearest_names(store, [embedding(2)])
+    (home / INDEX_FILE).write_bytes(np.random.default_rng(0).bytes(5000))
+    with Store.open(home, model=MODEL) as store:
+        assert "unreadable" in store.index_repair
+        assert nearest_names(store, [embedding(2)]) == before
+        assert store.consistency_problems() == []
+
+
+def test_a_stale_index_file_missing_a_later_enrolment_is_rebuilt(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with Store.open(home, model=MODEL) as store:
+        enroll_many(store, 5)
+        shutil.copy(home / INDEX_FILE, tmp_path / "old.faiss")
+        store.add_person_with_face("Newcomer", face(embedding(50)))
+        store.remove_person("person-02")
+    shutil.copy(tmp_path / "old.faiss", home / INDEX_FILE)  # as if the last saves never happened
+    with Store.open(home, model=MODEL) as store:
+        assert "stale" in store.index_repair
+        assert store.search(embedding(50), 1)[0][0].name == "Newcomer"
+        assert all(h.name != "person-02" for h in store.search(embedding(2), 10)[0])
+        assert store.consistency_problems() == []
+
+
+def test_an_index_file_of_another_gallery_is_rebuilt(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "a", model=MODEL) as store:
+        store.add_person_with_face("Ada", face(embedding(1)))
+    with Store.open(tmp_path / "b", model=MODEL) as store:
+        store.add_person_with_face("Grace", face(embedding(1)))  # same ids, other embeddings
+    shutil.copy(tmp_path / "a" / INDEX_FILE, tmp_path / "b" / INDEX_FILE)
+    with Store.open(tmp_path / "b", model=MODEL) as store:
+        assert "another gallery" in store.index_repair
+        assert store.search(embedding(1), 1)[0][0].name == "Grace"
+
+
+def test_a_store_for_a_new_model_searches_only_that_models_faces_until_reembedded(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with Store.open(home, model=MODEL) as store:
+        enroll_many(store, 3)
+    with Store.open(home, model="model-v2") as store:
+        assert "model" in store.index_repair
+        assert store.search(embedding(1), 3) == [[]]
+        tasks = store.faces_to_reembed()
+        assert len(tasks) == 3 and {t.model for t in tasks} == {MODEL}
+        renumbered = store.reembed({t.face_id: embedding(100 + t.person_id) for t in tasks})
+        assert sorted(renumbered) == sorted(t.face_id for t in tasks)
+        assert store.faces_to_reembed() == []
+        hit = store.search(embedding(100 + tasks[0].person_id), 1)[0][0]
+        assert hit.person_id == tasks[0].person_id and hit.distance < 1e-6
+        assert store.stats().faces_by_model == {"model-v2": 3}
+        assert store.consistency_problems() == []
+
+
+def test_another_store_in_the_same_process_sees_writes_once_committed(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with Store.open(home, model=MODEL) as writer, Store.open(home, model=MODEL) as reader:
+        assert reader.search(embedding(1), 1) == [[]]
+        writer.add_person_with_face("Ada", face(embedding(1)))
+        assert reader.search(embedding(1), 1)[0][0].name == "Ada"
+        reader.add_face(reader.find_person("Ada").id, face(embedding(2)))
+        assert writer.search(embedding(2), 1)[0][0].name == "Ada"
+        writer.remove_person("Ada")
+        assert reader.search(embedding(1), 1) == [[]]
+        assert reader.consistency_problems() == [] and writer.consistency_problems() == []
+
+
+def test_concurrent_searches_during_writes_never_fail_and_stay_consistent(store: Store) -> None:
+    people = enroll_many(store, 10)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def search_loop() -> None:
+        try:
+            while not stop.is_set():
+                for name, vector in people.items():
+                    hits = store.search(vector, 1)[0]
+                    assert hits and hits[0].name == name and hits[0].distance < 1e-6
+        except BaseException as error:  # noqa: BLE001 - reported to the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=search_loop) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for i in range(10):
+        store.add_person_with_face(f"extra-{i}", face(embedding(1000 + i)))
+        if i % 2:
+            store.remove_person(f"extra-{i}")
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(store.people()) == 15
+    assert store.consistency_problems() == []
+
+
+def test_a_closed_store_refuses_to_work(tmp_path: Path) -> None:
+    store = Store.open(tmp_path, model=MODEL)
+    store.close()
+    with pytest.raises(StoreClosed):
+        store.search(embedding(1), 1)
+    with pytest.raises(StoreClosed):
+        store.add_person_with_face("Ada", face(embedding(1)))
+
+
+def test_stats_count_people_faces_and_the_index(store: Store) -> None:
+    enroll_many(store, 4)
+    store.add_face(store.find_person("person-00").id, face(embedding(77)))
+    stats = store.stats()
+    assert (stats.people, stats.faces, stats.indexed_faces) == (4, 5, 5)
+    assert stats.faces_by_model == {MODEL: 5} and stats.model == MODEL
+    assert store.people_count() == 4
+    assert stats.database_path.name == "gallery.db" and stats.index_path.name == "faces.faiss"
+
+
+def test_the_database_stays_sound_after_many_writes(store: Store) -> None:
+    enroll_many(store, 15)
+    for i in range(0, 15, 2):
+        store.remove_person(f"person-{i:02d}")
+    with sqlite3.connect(store.database_path) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert store.consistency_problems() == []
+
+
+def test_a_new_gallery_gets_an_index_file_without_reporting_a_repair(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "new", model=MODEL) as store:
+        assert store.index_repair is None
+        assert (store.home / INDEX_FILE).exists()
+        assert store.consistency_problems() == []
+
+
+def test_numpy_integers_in_a_box_are_stored_as_plain_integers(store: Store) -> None:
+    record = face(embedding(1))
+    box = tuple(np.int64(v) for v in record.box)
+    person_id, _ = store.add_person_with_face("Ada", FaceRecord(**{**record.__dict__, "box": box}))
+    assert store.faces_of(person_id)[0].box == (10, 20, 110, 120)
+
+
+def test_a_write_waiting_too_long_for_another_writer_fails_with_store_busy(tmp_path: Path) -> None:
+    with Store.open(tmp_path, model=MODEL, lock_timeout=0.2) as store:
+        other_process_lock = filelock.FileLock(tmp_path / "gallery.db.lock")
+        with other_process_lock:
+            with pytest.raises(StoreBusy, match="gallery.db.lock"):
+                store.add_person_with_face("Ada", face(embedding(1)))
+            assert store.search(embedding(1), 1) == [[]]  # reads do not wait for the lock
+        store.add_person_with_face("Ada", face(embedding(1)))
+        assert store.people_count() == 1
