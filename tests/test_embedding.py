@@ -90,6 +90,15 @@ def test_flip_averages_a_chip_with_its_mirror_image(photo_chips: np.ndarray) -> 
     np.testing.assert_allclose(Embedder(flip=True).embed(mirrored), with_flip, rtol=0, atol=1e-6)
 
 
+def test_read_only_chips_and_mirrored_views_are_accepted(embedder: Embedder, photo_chips: np.ndarray) -> None:
+    read_only = photo_chips[:1].copy()
+    read_only.setflags(write=False)  # as np.asarray(PIL image) gives
+
+    mirrored_view = embedder.embed(read_only[:, :, ::-1])
+
+    np.testing.assert_array_equal(mirrored_view, embedder.embed(np.ascontiguousarray(read_only[:, :, ::-1])))
+
+
 def test_threads_sharing_an_embedder_get_the_same_descriptors(embedder: Embedder, photo_chips: np.ndarray) -> None:
     expected = embedder.embed(photo_chips)
     results: dict[int, np.ndarray] = {}

@@ -40,9 +40,10 @@ def recognition_network() -> FaceResNet:
 
 def _normalise(chips: np.ndarray) -> torch.Tensor:
     """uint8 (N, H, W, 3) RGB -> float32 (N, 3, H, W) as dlib's input_rgb_image_sized feeds the net."""
-    pixels = torch.from_numpy(chips).permute(0, 3, 1, 2).float()
-    mean = torch.tensor(INPUT_MEAN_RGB, dtype=torch.float32).view(1, 3, 1, 1)
-    return (pixels - mean) * INPUT_SCALE  # 1/256 is exact, as dlib's division by 256
+    # A fresh float copy: chips may be read-only (PIL) or mirrored views with negative strides.
+    pixels = torch.from_numpy(np.ascontiguousarray(chips, dtype=np.float32))
+    pixels.sub_(torch.tensor(INPUT_MEAN_RGB, dtype=torch.float32)).mul_(INPUT_SCALE)  # 1/256: exact
+    return pixels.permute(0, 3, 1, 2)  # channels-last memory, which the network prefers
 
 
 class Embedder:
@@ -87,7 +88,7 @@ class Embedder:
                 batch = chips[start : start + self.batch_size]
                 out = network(_normalise(batch))
                 if self.flip:
-                    mirrored = network(_normalise(np.ascontiguousarray(batch[:, :, ::-1])))
+                    mirrored = network(_normalise(batch[:, :, ::-1]))
                     out = (out + mirrored) * 0.5
                 descriptors[start : start + len(batch)] = out.numpy()
         return descriptors
