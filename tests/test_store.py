@@ -402,3 +402,13 @@ def test_a_write_waiting_too_long_for_another_writer_fails_with_store_busy(tmp_p
             assert store.search(embedding(1), 1) == [[]]  # reads do not wait for the lock
         store.add_person_with_face("Ada", face(embedding(1)))
         assert store.people_count() == 1
+
+
+def test_the_consistency_check_notices_a_face_deleted_behind_the_stores_back(store: Store) -> None:
+    enroll_many(store, 3)
+    assert store.consistency_problems() == []
+    with sqlite3.connect(store.database_path) as connection:
+        connection.execute("DELETE FROM faces WHERE id = (SELECT min(id) FROM faces)")
+    problems = store.consistency_problems()
+    assert "the in-memory index holds other faces than the database" in problems
+    assert "the index file holds other faces than the database" in problems

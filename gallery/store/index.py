@@ -41,6 +41,10 @@ MAGIC = b"GALLERY-FAISS\n"
 FORMAT_VERSION = 1
 _HEADER_LENGTH = struct.Struct("<I")
 _MAX_HEADER_BYTES = 1 << 16
+# Below this many queries a search runs on the calling thread alone: an OpenMP team costs
+# more than it saves for a few queries, and the teams of concurrent callers (a door served
+# from several threads) oversubscribe the cores, making searches 10-30x slower under load.
+FEW_QUERIES = 20
 
 
 def _faiss() -> Any:
@@ -145,7 +149,15 @@ class FaceIndex:
         k = min(int(k), len(self))
         if k <= 0:
             return [(np.empty(0), np.empty(0, dtype=np.int64)) for _ in vectors]
-        _, found = self._index.search(vectors, k)
+        faiss = _faiss()
+        previous_threads = faiss.omp_get_max_threads()
+        if len(vectors) < FEW_QUERIES:
+            # The setting is per OS thread (an OpenMP ICV), so concurrent callers are unaffected.
+            faiss.omp_set_num_threads(1)
+        try:
+            _, found = self._index.search(vectors, k)
+        finally:
+            faiss.omp_set_num_threads(previous_threads)
         results = []
         for query, row in zip(vectors, found, strict=True):
             ids = row[row >= 0].astype(np.int64)

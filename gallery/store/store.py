@@ -180,21 +180,23 @@ class Store:
         except (IndexFileInvalid, OSError) as error:
             reason = f"the index file was unreadable ({error})"
         with self._sync_lock, self._db.read() as session:
-            generation, owners = self._read_owners(session)
+            generation = self._generation(session)
+            wanted = self._face_ids(session)
             if loaded is not None and reason is None:
                 if header.model != self.model or header.dimension != self.dimension:
                     reason = f"the index file holds model {header.model!r}, not {self.model!r}"
                 elif header.gallery_id != self._gallery_id:
                     reason = "the index file belongs to another gallery database"
-                elif ids_digest(loaded.ids()) != ids_digest(np.fromiter(owners, np.int64, len(owners))):
+                elif ids_digest(loaded.ids()) != ids_digest(wanted):
                     reason = "the index file disagreed with the database's faces (stale)"
-            if reason is None and loaded is not None:
-                self._snapshot = _Snapshot(generation, loaded, owners)
+            if loaded is not None and reason is None:
+                self._snapshot = _Snapshot(generation, loaded, self._owners(session))
             else:
-                self._snapshot = _Snapshot(generation, self._build_index(session, owners), owners)
+                ids, vectors, owners = self._fetch_faces(session, None)
+                self._snapshot = _Snapshot(generation, FaceIndex.build(self.model, self.dimension, ids, vectors), owners)
         if reason is None:
             return
-        if loaded is None and not owners and generation == 0 and not self.index_path.exists():
+        if loaded is None and not len(wanted) and generation == 0 and not self.index_path.exists():
             logger.debug("creating %s for a new gallery", self.index_path)
         else:
             logger.warning("rebuilding %s from the database: %s", self.index_path, reason)
@@ -202,53 +204,75 @@ class Store:
         with self._db.exclusive():
             self._sync_and_save()
 
-    def _read_owners(self, session: Session) -> tuple[int, dict[int, tuple[int, str]]]:
-        """The faces generation and the owner of every face of this store's model."""
-        generation = session.scalars(select(StoreState.faces_generation).where(StoreState.id == 1)).one()
+    @staticmethod
+    def _generation(session: Session) -> int:
+        return session.scalars(select(StoreState.faces_generation).where(StoreState.id == 1)).one()
+
+    def _face_ids(self, session: Session) -> np.ndarray:
+        """The ids of every face of this store's model, sorted (only integers: cheap)."""
+        # The raw cursor, inside the session's transaction: 10x faster than ORM rows here.
+        cursor = session.connection().connection.driver_connection.execute(
+            "SELECT id FROM faces WHERE model = ? ORDER BY id", (self.model,)
+        )
+        return np.fromiter((row[0] for row in cursor), dtype=np.int64)
+
+    def _owners(self, session: Session) -> dict[int, tuple[int, str]]:
+        """Face id -> (person id, name) for every face of this store's model."""
         rows = session.execute(
             select(Face.id, Face.person_id, Person.name)
             .join(Person, Face.person_id == Person.id)
             .where(Face.model == self.model)
         ).all()
-        return generation, {face_id: (person_id, name) for face_id, person_id, name in rows}
+        return {face_id: (person_id, name) for face_id, person_id, name in rows}
 
     def _decode(self, face_id: int, blob: bytes) -> np.ndarray:
         if len(blob) != 4 * self.dimension:
             raise StoreError(f"face {face_id}'s embedding has {len(blob)} bytes, not {4 * self.dimension}")
         return np.frombuffer(blob, dtype="<f4")
 
-    def _build_index(self, session: Session, owners: Mapping[int, Any]) -> FaceIndex:
-        """A fresh index from every stored embedding of this model."""
-        rows = session.execute(select(Face.id, Face.embedding).where(Face.model == self.model)).all()
-        if len(rows) != len(owners):
-            raise StoreError("faces changed inside one read transaction")
-        ids = np.array([face_id for face_id, _ in rows], dtype=np.int64)
-        vectors = np.stack([self._decode(i, b) for i, b in rows]) if rows else np.empty((0, self.dimension))
-        return FaceIndex.build(self.model, self.dimension, ids, vectors)
+    def _fetch_faces(
+        self, session: Session, ids: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[int, str]]]:
+        """Ids, embeddings and owners of the faces ``ids`` (all of this model's when None)."""
+        query = select(Face.id, Face.person_id, Person.name, Face.embedding).join(Person, Face.person_id == Person.id)
+        if ids is None:
+            rows = list(session.execute(query.where(Face.model == self.model)))
+        else:
+            rows = []
+            for start in range(0, len(ids), _CHUNK):
+                chunk = [int(i) for i in ids[start : start + _CHUNK]]
+                rows += session.execute(query.where(Face.id.in_(chunk))).all()
+        face_ids = np.array([row[0] for row in rows], dtype=np.int64)
+        vectors = np.stack([self._decode(row[0], row[3]) for row in rows]) if rows else np.empty((0, self.dimension))
+        return face_ids, vectors, {row[0]: (row[1], row[2]) for row in rows}
 
     def _sync(self) -> _Snapshot:
-        """Bring the in-memory index up to the database's faces and publish it."""
+        """Bring the in-memory index up to the database's faces and publish it.
+
+        Only the faces that appeared since the last sync are read in full; those gone are
+        found by comparing id lists (face rows are immutable and ids never reused).
+        """
         with self._sync_lock, self._db.read() as session:
             current = self._snapshot
-            generation = session.scalars(select(StoreState.faces_generation).where(StoreState.id == 1)).one()
+            generation = self._generation(session)
             if generation == current.generation:
                 return current
-            generation, owners = self._read_owners(session)
-            wanted = np.fromiter(owners, np.int64, len(owners))
+            wanted = self._face_ids(session)
             held = current.index.ids()
-            missing = np.setdiff1d(wanted, held)
-            if len(missing) > len(wanted) // 2:
-                index = self._build_index(session, owners)
+            new = np.setdiff1d(wanted, held, assume_unique=True)
+            if len(new) > len(wanted) // 2:
+                ids, vectors, owners = self._fetch_faces(session, None)
+                index = FaceIndex.build(self.model, self.dimension, ids, vectors)
             else:
+                gone = np.setdiff1d(held, wanted, assume_unique=True)
+                new_ids, vectors, new_owners = self._fetch_faces(session, new)
                 index = current.index.copy()
-                index.remove_ids(np.setdiff1d(held, wanted))
-                for start in range(0, len(missing), _CHUNK):
-                    chunk = [int(i) for i in missing[start : start + _CHUNK]]
-                    rows = session.execute(select(Face.id, Face.embedding).where(Face.id.in_(chunk))).all()
-                    index.add(
-                        np.array([i for i, _ in rows], dtype=np.int64),
-                        np.stack([self._decode(i, b) for i, b in rows]),
-                    )
+                index.remove_ids(gone)
+                index.add(new_ids, vectors)
+                owners = dict(current.owners)
+                for face_id in gone.tolist():
+                    del owners[face_id]
+                owners.update(new_owners)
             self._snapshot = _Snapshot(generation, index, owners)
             return self._snapshot
 
@@ -711,30 +735,32 @@ class Store:
         """Problems found checking the database and both indexes against it; empty when sound.
 
         Runs SQLite's integrity and foreign-key checks, then compares the in-memory index and
-        the index file with the database's faces of this model (ids and model). Slow on large
-        galleries: meant for tests, ``gallery info --check`` and after a crash.
+        the index file with the database's faces of this model: ids, owners and every vector.
+        Reads everything: meant for tests, a ``--check`` option and after a crash, on a
+        gallery nobody is writing to.
         """
         problems = self._db.integrity_problems()
         snapshot = self._fresh_snapshot()
         with self._db.read() as session:
-            _, owners = self._read_owners(session)
-            state = session.get(StoreState, 1)
-            assert state is not None
-            gallery_id = state.gallery_id
-        truth = ids_digest(np.fromiter(owners, np.int64, len(owners)))
-        if ids_digest(snapshot.index.ids()) != truth:
-            problems.append("the in-memory index disagrees with the database")
-        if any(snapshot.owners.get(i) != owner for i, owner in owners.items()):
-            problems.append("the in-memory owners disagree with the database")
+            ids, vectors, owners = self._fetch_faces(session, None)
+        if dict(snapshot.owners) != owners:
+            problems.append("the in-memory index's face owners disagree with the database")
         try:
             on_disk, header = FaceIndex.load(self.index_path)
         except FileNotFoundError:
             problems.append("the index file is missing")
+            on_disk = None
         except (IndexFileInvalid, OSError) as error:
             problems.append(f"the index file is unreadable: {error}")
+            on_disk = None
         else:
-            if header.model != self.model or header.gallery_id != gallery_id:
+            if header.model != self.model or header.gallery_id != self._gallery_id:
                 problems.append("the index file belongs to another model or gallery")
-            if ids_digest(on_disk.ids()) != truth:
-                problems.append("the index file disagrees with the database")
+        for where, index in (("in-memory index", snapshot.index), ("index file", on_disk)):
+            if index is None:
+                continue
+            if index.ids().tolist() != sorted(ids.tolist()):
+                problems.append(f"the {where} holds other faces than the database")
+            elif any(not np.array_equal(index.vector(i), v) for i, v in zip(ids.tolist(), vectors, strict=True)):
+                problems.append(f"the {where} holds other embeddings than the database")
         return problems
