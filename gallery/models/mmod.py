@@ -119,7 +119,7 @@ class ConvAffineRelu(nn.Module):
         self.conv = nn.Conv2d(spec.in_channels, spec.out_channels, spec.kernel, spec.stride, spec.padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.conv(x))
+        return torch.relu_(self.conv(x))  # in place: the conv output is ours, and big
 
 
 class MMODNetwork(nn.Module):
@@ -329,13 +329,14 @@ _loaded: tuple[MMODNetwork, DetectorSettings] | None = None
 
 
 def load_detector_network() -> tuple[MMODNetwork, DetectorSettings]:
-    """The detector network (eval mode, weights loaded) and its settings; loaded once per process."""
+    """The detector network (eval, channels-last, weights loaded) and its settings; loaded once per process."""
     global _loaded
     with _lock:
         if _loaded is None:
             arrays = load_converted(DETECTOR_NAME, DETECTOR_SHA256, convert_detector_model)
             network = MMODNetwork()
             network.load_arrays(arrays)
+            network.to(memory_format=torch.channels_last)
             network.eval()
             network.requires_grad_(False)
             _loaded = (network, DetectorSettings.from_arrays(arrays))

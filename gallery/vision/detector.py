@@ -139,9 +139,9 @@ def _simd_blend(src: np.ndarray, plan: _ResizePlan, out: np.ndarray) -> None:
 
 def _tail_neighbours(src: np.ndarray, plan: _ResizePlan) -> tuple[np.ndarray, ...]:
     """tl, tr, bl, br source pixels of the scalar tail columns."""
-    top, bottom = src[:, plan.rows.low], src[:, plan.rows.high]
-    tail = plan.tail
-    return top[:, :, tail.low], top[:, :, tail.high], bottom[:, :, tail.low], bottom[:, :, tail.high]
+    rows, tail = plan.rows, plan.tail
+    left, right = src[:, :, tail.low], src[:, :, tail.high]  # a few columns: gather them first
+    return left[:, rows.low], right[:, rows.low], left[:, rows.high], right[:, rows.high]
 
 
 def resize_float_planes(src: np.ndarray, out: np.ndarray) -> None:
@@ -378,8 +378,10 @@ class FaceDetector:
         tiled, rects = build_tiled_pyramid(np.ascontiguousarray(image), settings)
         if not rects or not _large_enough(tiled.shape[1:]):
             return []
+        # channels-last is the layout oneDNN's convolutions run fastest in (about 2x here).
+        batch = torch.from_numpy(tiled)[None].contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            scores = network(torch.from_numpy(tiled)[None])[0, 0].numpy()
+            scores = network(batch)[0, 0].numpy()
         detections = decode_detections(scores, rects, settings)
         if upsample:
             detections = [Detection(box=_box_down(d.box, upsample), score=d.score) for d in detections]

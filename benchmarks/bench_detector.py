@@ -1,0 +1,73 @@
+"""Milliseconds for FaceDetector.detect on a 640x480 photo, whole and by stage.
+
+    python -m benchmarks.bench_detector [--runs 15] [--threads 2] [--upsample 0]
+
+Uses torch.set_num_threads(2) (the 2-core target machine) and data/obama.jpg resized to
+640x480 (one face). Reports wall-clock medians and minima; on a shared machine the minimum is
+the better guide to the code's own cost, the median to what a user sees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from gallery.models.mmod import load_detector_network
+from gallery.vision.detector import FaceDetector, build_tiled_pyramid, decode_detections
+
+PHOTO = Path(__file__).resolve().parent.parent / "data" / "obama.jpg"
+
+
+def _timings_ms(action: Callable[[], object], runs: int) -> tuple[float, float]:
+    """(median, minimum) wall-clock milliseconds of ``action`` over ``runs`` calls."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times), 1000 * min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--upsample", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    image = np.asarray(Image.open(PHOTO).convert("RGB").resize((640, 480), Image.BILINEAR))
+    network, settings = load_detector_network()  # load (and convert once) outside the timings
+    detector = FaceDetector()
+    faces = detector.detect(image, upsample=args.upsample)  # warm-up
+    print(f"640x480, upsample {args.upsample}, {args.threads} torch threads: {len(faces)} face(s)")
+
+    tiled, rects = build_tiled_pyramid(image, settings)
+    batch = torch.from_numpy(tiled)[None].contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        scores = network(batch)[0, 0].numpy()
+
+    def run_network() -> None:
+        with torch.inference_mode():
+            network(torch.from_numpy(tiled)[None].contiguous(memory_format=torch.channels_last))
+
+    stages = {
+        "detect (total)": lambda: detector.detect(image, upsample=args.upsample),
+        "tiled pyramid": lambda: build_tiled_pyramid(image, settings),
+        f"network {tiled.shape[1]}x{tiled.shape[2]}": run_network,
+        "decode + NMS": lambda: decode_detections(scores, rects, settings),
+    }
+    for name, action in stages.items():
+        median, minimum = _timings_ms(action, args.runs)
+        print(f"{name:24s} median {median:7.1f} ms   min {minimum:7.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
