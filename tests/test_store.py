@@ -412,3 +412,24 @@ def test_the_consistency_check_notices_a_face_deleted_behind_the_stores_back(sto
     problems = store.consistency_problems()
     assert "the in-memory index holds other faces than the database" in problems
     assert "the index file holds other faces than the database" in problems
+
+
+def test_a_removal_killed_before_its_checkpoint_is_erased_from_the_wal_on_next_open(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    secret = embedding(7)
+    store = Store.open(home, model=MODEL)
+    store.add_person_with_face("Secret", face(secret))
+    # The removal's transaction commits, then the process dies before checkpointing.
+    connection = sqlite3.connect(home / "gallery.db")
+    connection.execute("PRAGMA secure_delete=ON")
+    connection.execute("DELETE FROM faces")
+    connection.execute("DELETE FROM people")
+    connection.execute("UPDATE store_state SET faces_generation = faces_generation + 1")
+    connection.commit()
+    connection.close()
+    assert secret.tobytes() in (home / "gallery.db-wal").read_bytes()  # what the crash left behind
+    with Store.open(home, model=MODEL) as reopened:
+        assert reopened.search(secret, 1) == [[]]
+        for path in home.iterdir():
+            assert secret.tobytes() not in path.read_bytes(), path.name
+    store.close()

@@ -205,18 +205,24 @@ class Database:
         with self._engine.connect() as connection:
             return migrate.current_revision(connection)
 
-    def checkpoint_truncate(self) -> bool:
+    def checkpoint_truncate(self, *, wait_ms: int = BUSY_TIMEOUT_MS) -> bool:
         """Copy the WAL into the database and empty it; False if readers kept it from finishing.
 
         After a removal this is what erases the deleted rows' old page images from the WAL.
+
+        Args:
+            wait_ms: how long to wait for other connections' transactions to end.
         """
         with self.failures_translated(), self._engine.connect() as connection:
             raw = connection.connection.driver_connection
             assert raw is not None
+            raw.execute(f"PRAGMA busy_timeout={int(wait_ms)}")
             try:
                 busy, _log_frames, _checkpointed = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            except sqlite3.OperationalError:  # locked past the busy timeout: the next checkpoint finishes
+            except sqlite3.OperationalError:  # locked past the wait: a later checkpoint finishes
                 return False
+            finally:
+                raw.execute(CONNECTION_PRAGMAS[0])
         return busy == 0
 
     def integrity_problems(self) -> list[str]:
