@@ -433,3 +433,13 @@ def test_a_removal_killed_before_its_checkpoint_is_erased_from_the_wal_on_next_o
         for path in home.iterdir():
             assert secret.tobytes() not in path.read_bytes(), path.name
     store.close()
+
+
+def test_a_check_and_a_write_can_share_one_hold_of_the_write_lock(store: Store) -> None:
+    enroll_many(store, 2)
+    with store.write_lock():
+        assert store.search(embedding(50), 1)[0][0].distance > 0.6  # nobody like this yet
+        store.add_person_with_face("Newcomer", face(embedding(50)))
+        store.add_face(store.find_person("Newcomer").id, face(embedding(51)))
+    assert store.find_person("Newcomer").face_count == 2
+    assert store.consistency_problems() == []
