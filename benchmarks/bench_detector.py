@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from gallery.models.mmod import load_detector_network
-from gallery.vision.detector import FaceDetector, build_tiled_pyramid, decode_detections
+from gallery.vision.detector import FaceDetector, build_tiled_pyramid, decode_detections, network_input
 
 PHOTO = Path(__file__).resolve().parent.parent / "data" / "obama.jpg"
 
@@ -50,18 +50,17 @@ def main() -> None:
     print(f"640x480, upsample {args.upsample}, {args.threads} torch threads: {len(faces)} face(s)")
 
     tiled, rects = build_tiled_pyramid(image, settings)
-    batch = torch.from_numpy(tiled)[None].contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
-        scores = network(batch)[0, 0].numpy()
+        scores = network(network_input(tiled))[0, 0].numpy()
 
     def run_network() -> None:
         with torch.inference_mode():
-            network(torch.from_numpy(tiled)[None].contiguous(memory_format=torch.channels_last))
+            network(network_input(tiled))
 
     stages = {
         "detect (total)": lambda: detector.detect(image, upsample=args.upsample),
         "tiled pyramid": lambda: build_tiled_pyramid(image, settings),
-        f"network {tiled.shape[1]}x{tiled.shape[2]}": run_network,
+        f"network {tiled.shape[0]}x{tiled.shape[1]}": run_network,
         "decode + NMS": lambda: decode_detections(scores, rects, settings),
     }
     for name, action in stages.items():

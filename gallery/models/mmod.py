@@ -32,6 +32,9 @@ DETECTOR_SHA256 = "7e3784e02597dd2b97fa49b1122b0b257a47df0d49b140ab3de5272422efc
 # Each pyramid level is pyramid_down<6>: floor(5/6 of the previous level's rows and columns).
 PYRAMID_DOWN_N = 6
 PYRAMID_RATE = (PYRAMID_DOWN_N - 1.0) / PYRAMID_DOWN_N
+# pyramid_down<6>::point_up: a point one level down sits at p * 6/5 + 0.3 one level up.
+PYRAMID_UP_RATIO = PYRAMID_DOWN_N / (PYRAMID_DOWN_N - 1.0)
+PYRAMID_UP_OFFSET = 0.3
 # dlib stops adding pyramid levels once one would be shorter than this (image_pyramid.h).
 PYRAMID_MIN_HEIGHT = 5
 # input_rgb_image_pyramid's defaults, used when the file is older than the fields (it is).
