@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from gallery.models.dlib_serialize import DlibFormatError, DlibReader
 from gallery.models.files import DETECTOR_FILE, model_path
@@ -125,6 +126,33 @@ class ConvAffineRelu(nn.Module):
         return torch.relu_(self.conv(x))  # in place: the conv output is ours, and big
 
 
+class ScoreHead(nn.Module):
+    """dlib's last layer, a 9x9 convolution to one score map, run as a projection then a fold.
+
+    oneDNN runs a convolution with a single output channel at a fraction of its usual speed
+    (it took 10 ms of the network's 56 on one core); projecting each pixel onto the 81 kernel
+    taps is one matrix product, and ``fold`` sums the taps' shifted maps (about 4 ms). Only
+    the order of the float32 additions differs from the convolution.
+    """
+
+    def __init__(self, spec: ConvSpec) -> None:
+        super().__init__()
+        if spec.out_channels != 1 or spec.stride != 1 or spec.padding != spec.kernel // 2:
+            raise ValueError(f"ScoreHead needs one output map and 'same' padding, got {spec}")
+        self.kernel = spec.kernel
+        self.weight = nn.Parameter(torch.zeros(1, spec.in_channels, spec.kernel, spec.kernel))
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, rows, cols = x.shape
+        # fold adds tap (ky, kx) of input pixel p to output pixel p + (ky, kx) - 4; a
+        # convolution reads output p from input p - (ky, kx) + 4: the taps come flipped.
+        taps = self.weight[0].flip(1, 2).reshape(channels, self.kernel * self.kernel).t()
+        projected = torch.matmul(taps, x.flatten(2))  # (batch, 81, rows*cols)
+        scores = F.fold(projected, (rows, cols), self.kernel, padding=self.kernel // 2)
+        return scores + self.bias.view(1, 1, 1, 1)
+
+
 class MMODNetwork(nn.Module):
     """The detector's fully convolutional network: tiled pyramid image -> one score map."""
 
@@ -132,15 +160,15 @@ class MMODNetwork(nn.Module):
         super().__init__()
         self.downsampler = nn.Sequential(*(ConvAffineRelu(spec) for spec in LAYERS[:3]))
         self.features = nn.Sequential(*(ConvAffineRelu(spec) for spec in LAYERS[3:6]))
-        last = LAYERS[6]
-        self.score = nn.Conv2d(last.in_channels, last.out_channels, last.kernel, last.stride, last.padding)
+        self.score = ScoreHead(LAYERS[6])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.score(self.features(self.downsampler(x)))
 
     def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         """Copy converted dlib weights in, folding each affine (x*gamma + beta) into its conv."""
-        convs = [block.conv for block in self.downsampler] + [block.conv for block in self.features] + [self.score]
+        convs: list[nn.Conv2d | ScoreHead] = [block.conv for block in self.downsampler]
+        convs += [block.conv for block in self.features] + [self.score]
         with torch.no_grad():
             for index, conv in enumerate(convs):
                 weight = torch.from_numpy(arrays[f"conv{index}.weight"])
