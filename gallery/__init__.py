@@ -4,7 +4,15 @@
     >>> g = gallery.Gallery("my-gallery")
     >>> g.enroll("Ada Lovelace", "ada.jpg")
     >>> [face.match for face in g.identify("door-camera.jpg")]
+
+Names are imported on first use, so ``import gallery`` (and ``gallery --help``) does not
+pay for torch and FAISS until a face or the gallery is actually needed.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from gallery.errors import (
     AlreadyEnrolled,
@@ -20,10 +28,34 @@ from gallery.errors import (
     PoorQuality,
     UnsupportedImage,
 )
-from gallery.gallery import Gallery
-from gallery.results import Candidate, Enrollment, GalleryInfo, IdentifiedFace, Person, Removal, Verification
-from gallery.store import PersonNotFound, SchemaTooNew
-from gallery.vision.pipeline import Face, faces
+
+if TYPE_CHECKING:
+    from gallery.gallery import Gallery
+    from gallery.results import Candidate, Enrollment, GalleryInfo, IdentifiedFace, Person, Removal, Verification
+    from gallery.store import PersonNotFound, SchemaTooNew
+    from gallery.vision.pipeline import Face, faces
+
+_LAZY = {
+    "Gallery": "gallery.gallery",
+    "Candidate": "gallery.results",
+    "Enrollment": "gallery.results",
+    "GalleryInfo": "gallery.results",
+    "IdentifiedFace": "gallery.results",
+    "Person": "gallery.results",
+    "Removal": "gallery.results",
+    "Verification": "gallery.results",
+    "PersonNotFound": "gallery.store",
+    "SchemaTooNew": "gallery.store",
+    "Face": "gallery.vision.pipeline",
+    "faces": "gallery.vision.pipeline",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'gallery' has no attribute {name!r}")
+
 
 __all__ = [
     "AlreadyEnrolled",

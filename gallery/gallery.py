@@ -25,14 +25,15 @@ from gallery.decision import DEFAULT_RULE, DLIB_DISTANCE_THRESHOLD, DecisionRule
 from gallery.errors import AlreadyEnrolled, LooksLikeSomeoneElse, MultipleFaces, NoFaceFound, PoorQuality
 from gallery.results import Candidate, Enrollment, GalleryInfo, IdentifiedFace, Person, Removal, Verification
 from gallery.store import FaceRecord, PersonNotFound, Store
-from gallery.vision.image import ImageInput, photo_sha256, read_photo
+from gallery.vision.image import ImageInput, load_rgb, photo_sha256, read_photo
 from gallery.vision.pipeline import Face, FacePipeline, default_pipeline
 from gallery.vision.quality import assess
 
 HOME_ENV = "GALLERY_HOME"
 RULE_SETTING = "decision_rule"
 VERIFY_SETTING = "verify_rule"
-CHIP_JPEG_QUALITY = 95  # the stored chip is what `reembed` works from: keep it near-lossless
+CHIP_JPEG_QUALITY = 95
+UPSAMPLE_RETRY_MAX_PIXELS = 1_000_000  # upsampling quadruples the detector's cost: small photos only  # the stored chip is what `reembed` works from: keep it near-lossless
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +100,6 @@ class Gallery:
         """
         photo = read_photo(image) if isinstance(image, (str, os.PathLike)) else image
         face = self._single_face(photo, largest=largest)
-        existing = self._store.find_person(name)
-        if existing is not None and not add:
-            raise AlreadyEnrolled(f"{existing.name!r} is already enrolled; use add=True (--add) to add another photo")
-        if existing is None and add:
-            raise PersonNotFound(f"no person named {name!r} to add a photo to; enrol them first")
-        if not allow_similar:
-            self._refuse_lookalike(face, existing)
         record = FaceRecord(
             embedding=face.embedding,
             model=self._pipeline.model_id,
@@ -115,10 +109,20 @@ class Gallery:
             photo_sha256=photo_sha256(photo),
             chip_jpeg=_jpeg(face.chip),
         )
-        if existing is None:
-            person_id, face_id = self._store.add_person_with_face(name, record, external_id=external_id)
-        else:
-            person_id, face_id = existing.id, self._store.add_face(existing.id, record)
+        # The checks and the write hold one lock, so another process cannot enrol the same
+        # name or face in between.
+        with self._store.write_lock():
+            existing = self._store.find_person(name)
+            if existing is not None and not add:
+                raise AlreadyEnrolled(f"{existing.name!r} is already enrolled; use add=True (--add) to add another photo")
+            if existing is None and add:
+                raise PersonNotFound(f"no person named {name!r} to add a photo to; enrol them first")
+            if not allow_similar:
+                self._refuse_lookalike(face, existing)
+            if existing is None:
+                person_id, face_id = self._store.add_person_with_face(name, record, external_id=external_id)
+            else:
+                person_id, face_id = existing.id, self._store.add_face(existing.id, record)
         person = self._store.person(person_id)
         assert person is not None
         self._audit.put("enroll", outcome="added" if existing else "enrolled", person_name=person.name,
@@ -155,7 +159,7 @@ class Gallery:
             return []
         rule = self.rule()
         hits = self._store.search(np.stack([f.embedding for f in found]), k=max(top_k, 2))
-        gallery_size = self._store.stats().people
+        gallery_size = self._store.people_count()
         results = []
         for face, face_hits in zip(found, hits, strict=True):
             candidates = tuple(Candidate(h.name, h.person_id, h.distance) for h in face_hits)
@@ -217,7 +221,12 @@ class Gallery:
     # ---- helpers ---------------------------------------------------------------------
 
     def _single_face(self, image: ImageInput, *, largest: bool) -> Face:
-        found = self._pipeline.faces(image)
+        rgb = load_rgb(image)
+        found = self._pipeline.faces(rgb)
+        if not found and rgb.shape[0] * rgb.shape[1] <= UPSAMPLE_RETRY_MAX_PIXELS:
+            # The detector needs ~80 px faces; look closer so that a small face is refused
+            # as too small (which the user can fix) rather than reported as absent.
+            found = self._pipeline.faces(rgb, upsample=1)
         if not found:
             raise NoFaceFound("no face found in the photo")
         if len(found) > 1 and not largest:
