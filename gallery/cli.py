@@ -10,6 +10,7 @@ Exit codes (documented in the README):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Callable
@@ -92,6 +93,48 @@ def enroll(ctx: _Context, name: str, photo: Path, add: bool, largest: bool, allo
     else:
         verb = "Enrolled" if result.new_person else "Added a photo of"
         click.echo(f"{verb} {result.name} (person {result.person_id}, face {result.face_id})")
+
+
+@cli.command(name="enroll-dir")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--largest", is_flag=True, help="Take the largest face of photos holding several.")
+@click.option("--allow-similar", is_flag=True, help="Enrol faces even if they match another enrolled person.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (no progress bar).")
+@pass_context
+def enroll_dir(ctx: _Context, folder: Path, largest: bool, allow_similar: bool, as_json: bool) -> None:
+    """Enrol everyone in FOLDER: one sub-folder per person, or one photo per person named after the file.
+
+    Photos already enrolled are skipped, so an interrupted run can be started again. Photos
+    of a name already enrolled are added to that person. Exit 0 when every photo was
+    enrolled or skipped, 1 when some were refused (the summary says why).
+
+    \b
+    Example:
+        gallery enroll-dir staff/        # staff/Ada Lovelace/1.jpg, staff/Alan Turing.jpg, ...
+        gallery enroll-dir --json staff/ > report.json
+    """
+    with contextlib.ExitStack() as stack:
+        bar: Any = None
+
+        def progress(done: int, total: int) -> None:
+            nonlocal bar
+            if as_json:
+                return
+            if bar is None:
+                bar = stack.enter_context(click.progressbar(length=total, label="Enrolling", file=sys.stderr))
+            bar.update(done - bar.pos)
+
+        result = ctx.run(lambda g: g.enroll_dir(folder, largest=largest, allow_similar=allow_similar,
+                                                progress=progress))
+    if as_json:
+        _print_json(result.to_dict())
+    else:
+        people = len({e.person_id for e in result.enrolled})
+        click.echo(f"{result.photos} photo(s): {len(result.enrolled)} enrolled ({people} people), "
+                   f"{len(result.skipped)} already enrolled, {len(result.failures)} refused")
+        for failure in result.failures:
+            click.echo(f"refused {failure.photo} ({failure.name}): {failure.error}: {failure.reason}")
+    sys.exit(EXIT_NO_MATCH if result.failures else EXIT_OK)
 
 
 @cli.command()

@@ -13,7 +13,8 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,29 @@ import platformdirs
 from PIL import Image
 
 from gallery.decision import DEFAULT_RULE, DLIB_DISTANCE_THRESHOLD, DecisionRule, Evidence, rule_from_dict
-from gallery.errors import AlreadyEnrolled, LooksLikeSomeoneElse, MultipleFaces, NoFaceFound, PoorQuality
-from gallery.results import Candidate, Enrollment, GalleryInfo, IdentifiedFace, Person, Removal, Verification
+from gallery.errors import (
+    AlreadyEnrolled,
+    GalleryError,
+    ImageError,
+    LooksLikeSomeoneElse,
+    MultipleFaces,
+    NoFaceFound,
+    PoorQuality,
+)
+from gallery.folders import PersonPhotos, scan_people_folder
+from gallery.results import (
+    Candidate,
+    Enrollment,
+    FolderEnrollment,
+    GalleryInfo,
+    IdentifiedFace,
+    Person,
+    PhotoFailure,
+    Removal,
+    Verification,
+)
 from gallery.store import FaceRecord, PersonNotFound, Store
+from gallery.store.store import clean_name
 from gallery.vision.image import ImageInput, load_rgb, photo_sha256, read_photo
 from gallery.vision.pipeline import Face, FacePipeline, default_pipeline
 from gallery.vision.quality import assess
@@ -100,15 +121,7 @@ class Gallery:
         """
         photo = read_photo(image) if isinstance(image, (str, os.PathLike)) else image
         face = self._single_face(photo, largest=largest)
-        record = FaceRecord(
-            embedding=face.embedding,
-            model=self._pipeline.model_id,
-            box=face.box,
-            landmarks=tuple((float(x), float(y)) for x, y in face.landmarks),
-            quality=face.score,
-            photo_sha256=photo_sha256(photo),
-            chip_jpeg=_jpeg(face.chip),
-        )
+        record = self._face_record(face, photo_sha256(photo))
         # The checks and the write hold one lock, so another process cannot enrol the same
         # name or face in between.
         with self._store.write_lock():
@@ -128,6 +141,50 @@ class Gallery:
         self._audit.put("enroll", outcome="added" if existing else "enrolled", person_name=person.name,
                         person_id=person_id, model=self._pipeline.model_id, detail={"face_id": face_id})
         return Enrollment(person.name, person_id, face_id, face.box, new_person=existing is None)
+
+    def enroll_dir(
+        self,
+        folder: str | os.PathLike,
+        *,
+        largest: bool = False,
+        allow_similar: bool = False,
+        batch_photos: int = 64,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> FolderEnrollment:
+        """Enrol everyone in a folder: one sub-folder per person, or one photo per person named after the file.
+
+        The enrolment policy is ``enroll``'s (one face or the largest, the quality gate, the
+        lookalike check, also against people earlier in the same folder), except that photos
+        of a name already enrolled are added to that person. Photos already in the gallery
+        (same file SHA-256) are skipped, so an interrupted run can simply be started again.
+        Faces are embedded in batches across photos, and written in batches of whole people:
+        each person's photos from this run are stored together or not at all.
+
+        Args:
+            folder: the folder to enrol (layouts: ``gallery.folders``).
+            largest: take the largest face of photos holding several.
+            allow_similar: enrol faces even if they match another person.
+            batch_photos: photos per write (rounded up to whole people); bounds memory and the
+                work an interruption loses.
+            progress: called as ``progress(photos_done, photos_total)`` as photos are processed.
+
+        Returns:
+            What was enrolled, skipped and refused (with reasons); a bad photo never stops the run.
+
+        Raises:
+            ImageNotFound: ``folder`` is not a folder. StoreError: the gallery itself failed.
+        """
+        people = scan_people_folder(folder)
+        run = _FolderRun(total=sum(len(p.photos) for p in people), progress=progress)
+        batch: list[PersonPhotos] = []
+        for person in people:
+            batch.append(person)
+            if sum(len(p.photos) for p in batch) >= batch_photos:
+                self._enroll_people(batch, run, largest=largest, allow_similar=allow_similar)
+                batch = []
+        if batch:
+            self._enroll_people(batch, run, largest=largest, allow_similar=allow_similar)
+        return FolderEnrollment(run.total, tuple(run.enrolled), tuple(run.skipped), tuple(run.failures))
 
     def remove(self, name: str) -> Removal:
         """Erase a person: their rows, embeddings and chips, from database, WAL and index.
@@ -227,15 +284,99 @@ class Gallery:
             # The detector needs ~80 px faces; look closer so that a small face is refused
             # as too small (which the user can fix) rather than reported as absent.
             found = self._pipeline.faces(rgb, upsample=1)
-        if not found:
-            raise NoFaceFound("no face found in the photo")
-        if len(found) > 1 and not largest:
-            raise MultipleFaces(f"the photo holds {len(found)} faces; enrolment needs one (or largest=True / --largest)")
-        face = found[0]
-        quality = assess(face.box, face.score, face.chip)
-        if not quality.acceptable:
-            raise PoorQuality(f"cannot enrol this face: {quality.problem}")
-        return face
+        return _enrolment_face(found, largest=largest)
+
+    def _face_record(self, face: Face, sha256: str) -> FaceRecord:
+        return FaceRecord(
+            embedding=face.embedding,
+            model=self._pipeline.model_id,
+            box=face.box,
+            landmarks=tuple((float(x), float(y)) for x, y in face.landmarks),
+            quality=face.score,
+            photo_sha256=sha256,
+            chip_jpeg=_jpeg(face.chip),
+        )
+
+    def _enroll_people(self, people: list[PersonPhotos], run: _FolderRun, *, largest: bool,
+                       allow_similar: bool) -> None:
+        """One batch of ``enroll_dir``: hash, skip known photos, detect, embed together, check, write once."""
+        photos: list[_PhotoJob] = []
+        seen: set[str] = set()
+        for person in people:
+            try:
+                name = clean_name(person.name)
+            except GalleryError as error:
+                for path in person.photos:
+                    run.fail(path, person.name, error, done=True)
+                continue
+            for path in person.photos:
+                try:
+                    sha256 = photo_sha256(read_photo(path))
+                except ImageError as error:
+                    run.fail(path, name, error, done=True)
+                    continue
+                if sha256 in seen:  # the same file twice in this batch
+                    run.skip(path)
+                    continue
+                seen.add(sha256)
+                photos.append(_PhotoJob(path, name, sha256))
+        known = self._store.photos_enrolled(job.sha256 for job in photos)
+        for job in photos:
+            if job.sha256 in known:
+                run.skip(job.path)
+        photos = [job for job in photos if job.sha256 not in known]
+        readable: list[_PhotoJob] = []
+
+        def decoded() -> Iterator[np.ndarray]:
+            for job in photos:
+                try:
+                    rgb = load_rgb(job.path)
+                except ImageError as error:
+                    run.fail(job.path, job.name, error, done=True)
+                    continue
+                job.pixels = rgb.shape[0] * rgb.shape[1]
+                readable.append(job)
+                yield rgb
+                run.advance()  # the pipeline has finished with this photo's pixels
+
+        for job, found in zip(readable, self._pipeline.faces_many(decoded()), strict=True):
+            try:
+                if not found and job.pixels <= UPSAMPLE_RETRY_MAX_PIXELS:
+                    found = self._pipeline.faces(job.path, upsample=1)  # as _single_face does
+                job.face = _enrolment_face(found, largest=largest)
+            except GalleryError as error:
+                run.fail(job.path, job.name, error)
+        self._write_people([job for job in readable if job.face is not None], run, allow_similar=allow_similar)
+
+    def _write_people(self, jobs: list[_PhotoJob], run: _FolderRun, *, allow_similar: bool) -> None:
+        """Check faces against the gallery and each other, then write every accepted person at once."""
+        by_name: dict[str, list[_PhotoJob]] = {}
+        for job in jobs:
+            by_name.setdefault(job.name, []).append(job)
+        accepted: dict[str, list[_PhotoJob]] = {}
+        # One hold of the lock for the checks and the write, as in ``enroll``.
+        with self._store.write_lock():
+            existing = {name: self._store.find_person(name) for name in by_name}
+            for name, person_jobs in by_name.items():
+                for job in person_jobs:
+                    try:
+                        if not allow_similar:
+                            self._refuse_lookalike(job.enrolled_face, existing[name])
+                            _refuse_lookalike_in_batch(job.enrolled_face, name, accepted)
+                    except LooksLikeSomeoneElse as error:
+                        run.fail(job.path, name, error)
+                        continue
+                    accepted.setdefault(name, []).append(job)
+            entries = [(name, [self._face_record(j.enrolled_face, j.sha256) for j in person_jobs])
+                       for name, person_jobs in accepted.items()]
+            written = self._store.add_many(entries) if entries else []
+        for (name, person_jobs), (person_id, face_ids) in zip(accepted.items(), written, strict=True):
+            is_new = existing[name] is None
+            for i, (job, face_id) in enumerate(zip(person_jobs, face_ids, strict=True)):
+                run.enrolled.append(Enrollment(name, person_id, face_id, job.enrolled_face.box, is_new and i == 0))
+            self._audit.put("enroll", outcome="enrolled" if is_new else "added", person_name=name,
+                            person_id=person_id, model=self._pipeline.model_id,
+                            detail={"face_ids": list(face_ids), "source": "enroll_dir"})
 
     def _largest_face(self, image: ImageInput) -> Face:
         found = self._pipeline.faces(image)
@@ -252,6 +393,77 @@ class Gallery:
                     "pass allow_similar=True (--allow-similar) if they really are different people",
                     other=hit.name,
                 )
+
+
+def _enrolment_face(found: list[Face], *, largest: bool) -> Face:
+    """The face a photo enrols under the enrolment policy (``found`` largest first), or why none."""
+    if not found:
+        raise NoFaceFound("no face found in the photo")
+    if len(found) > 1 and not largest:
+        raise MultipleFaces(f"the photo holds {len(found)} faces; enrolment needs one (or largest=True / --largest)")
+    face = found[0]
+    quality = assess(face.box, face.score, face.chip)
+    if not quality.acceptable:
+        raise PoorQuality(f"cannot enrol this face: {quality.problem}")
+    return face
+
+
+def _refuse_lookalike_in_batch(face: Face, name: str, accepted: dict[str, list[_PhotoJob]]) -> None:
+    """The lookalike check against faces accepted earlier in the same batch (not in the index yet)."""
+    for other, jobs in accepted.items():
+        if other == name:
+            continue
+        for job in jobs:
+            distance = float(np.linalg.norm(job.enrolled_face.embedding.astype(np.float64) - face.embedding))
+            if distance <= DLIB_DISTANCE_THRESHOLD:
+                raise LooksLikeSomeoneElse(
+                    f"this face matches {other!r} (distance {distance:.3f}, photo {job.path.name}) in the same "
+                    "folder; pass allow_similar=True (--allow-similar) if they really are different people",
+                    other=other,
+                )
+
+
+@dataclass
+class _PhotoJob:
+    """One photo of a bulk enrolment on its way through the pipeline."""
+
+    path: Path
+    name: str
+    sha256: str
+    pixels: int = 0
+    face: Face | None = None
+
+    @property
+    def enrolled_face(self) -> Face:
+        assert self.face is not None
+        return self.face
+
+
+@dataclass
+class _FolderRun:
+    """The running tally of an ``enroll_dir`` call, and its progress reports."""
+
+    total: int
+    progress: Callable[[int, int], None] | None
+    done: int = 0
+    enrolled: list[Enrollment] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failures: list[PhotoFailure] = field(default_factory=list)
+
+    def advance(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+    def skip(self, path: Path) -> None:
+        self.skipped.append(path)
+        self.advance()
+
+    def fail(self, path: Path, name: str, error: GalleryError, *, done: bool = False) -> None:
+        """Record a refused photo; ``done`` when it had not been counted as processed yet."""
+        self.failures.append(PhotoFailure(path, name, type(error).__name__, str(error)))
+        if done:
+            self.advance()
 
 
 def _jpeg(chip: np.ndarray) -> bytes:

@@ -9,7 +9,17 @@ from typing import Any
 from gallery.decision import Outcome
 from gallery.store import PersonRow as Person
 
-__all__ = ["Candidate", "Enrollment", "GalleryInfo", "IdentifiedFace", "Person", "Removal", "Verification"]
+__all__ = [
+    "Candidate",
+    "Enrollment",
+    "FolderEnrollment",
+    "GalleryInfo",
+    "IdentifiedFace",
+    "Person",
+    "PhotoFailure",
+    "Removal",
+    "Verification",
+]
 
 Box = tuple[int, int, int, int]
 
@@ -56,6 +66,41 @@ class Enrollment:
     face_id: int
     box: Box
     new_person: bool
+
+
+@dataclass(frozen=True)
+class PhotoFailure:
+    """A photo ``enroll_dir`` could not enrol.
+
+    Attributes:
+        error: the error's class name (``NoFaceFound``, ``PoorQuality``, ``LooksLikeSomeoneElse``, ...).
+        reason: the error's message.
+    """
+
+    photo: Path
+    name: str
+    error: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class FolderEnrollment:
+    """What ``enroll_dir`` did with a folder of photos.
+
+    Attributes:
+        photos: photos found in the folder.
+        enrolled: one entry per face stored (``new_person`` on a person's first face).
+        skipped: photos already in the gallery (by SHA-256 of the file), left alone.
+        failures: photos that could not be enrolled, with the reason.
+    """
+
+    photos: int
+    enrolled: tuple[Enrollment, ...]
+    skipped: tuple[Path, ...]
+    failures: tuple[PhotoFailure, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)

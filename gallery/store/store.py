@@ -37,7 +37,7 @@ import logging
 import re
 import threading
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -398,6 +398,60 @@ class Store:
             self._sync_and_save()
         return face_id
 
+    def add_many(self, entries: Sequence[tuple[str, Sequence[FaceRecord]]]) -> list[tuple[int, tuple[int, ...]]]:
+        """Add faces of many people in one transaction and one index save (bulk enrolment).
+
+        A name not enrolled yet becomes a new person; faces of a name already enrolled are
+        added to that person. All entries are written or none is, so each person's faces
+        arrive together.
+
+        Args:
+            entries: ``(name, faces)`` pairs; names must be distinct and each have a face.
+
+        Returns:
+            Per entry, ``(person_id, face_ids)``.
+
+        Raises:
+            ModelMismatch, InvalidFaceRecord: a face cannot be stored (nothing was written).
+        """
+        cleaned = [(clean_name(name), [(face, self._check_face(face)) for face in faces]) for name, faces in entries]
+        if len({name for name, _ in cleaned}) != len(cleaned):
+            raise InvalidFaceRecord("add_many needs each name at most once")
+        if any(not faces for _, faces in cleaned):
+            raise InvalidFaceRecord("add_many needs at least one face per name")
+        written: list[tuple[int, tuple[int, ...]]] = []
+        with self.write_lock():
+            with self._db.write() as session:
+                for name, faces in cleaned:
+                    person = session.scalar(select(Person).where(Person.name == name))
+                    if person is None:
+                        person = Person(name=name)
+                        session.add(person)
+                        session.flush()
+                    else:
+                        person.updated_at = utcnow()
+                    face_ids = tuple(self._insert_face(session, person.id, f, v, bump=False) for f, v in faces)
+                    written.append((person.id, face_ids))
+                if written:
+                    self._bump_generation(session)
+            self._sync_and_save()
+        return written
+
+    def photos_enrolled(self, photo_sha256s: Iterable[str]) -> dict[str, str]:
+        """Which of these photos (by SHA-256) are enrolled already: sha -> the person's name."""
+        self._check_open()
+        wanted = sorted(set(photo_sha256s))
+        found: dict[str, str] = {}
+        with self._db.read() as session:
+            for start in range(0, len(wanted), _CHUNK):
+                rows = session.execute(
+                    select(Face.photo_sha256, Person.name)
+                    .join(Person, Face.person_id == Person.id)
+                    .where(Face.photo_sha256.in_(wanted[start : start + _CHUNK]))
+                )
+                found.update({sha: name for sha, name in rows})
+        return found
+
     def remove_person(self, name: str) -> RemovedPerson:
         """Erase a person and all their faces: database rows, index entries and WAL copies.
 
@@ -461,7 +515,9 @@ class Store:
             self._sync_and_save()
         return renumbered
 
-    def _insert_face(self, session: Session, person_id: int, face: FaceRecord, vector: np.ndarray) -> int:
+    def _insert_face(
+        self, session: Session, person_id: int, face: FaceRecord, vector: np.ndarray, *, bump: bool = True
+    ) -> int:
         row = Face(
             person_id=person_id,
             embedding=vector.tobytes(),
@@ -477,7 +533,8 @@ class Store:
         )
         session.add(row)
         session.flush()
-        self._bump_generation(session)
+        if bump:
+            self._bump_generation(session)
         return row.id
 
     @staticmethod

@@ -6,12 +6,13 @@ This is the only module that chains the vision stages; it knows nothing of stora
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 
-from gallery.vision.chips import extract_chip
+from gallery.vision.chips import CHIP_SIZE, extract_chip
 from gallery.vision.detector import FaceDetector
 from gallery.vision.embedding import Embedder
 from gallery.vision.image import ImageInput, load_rgb
@@ -65,20 +66,36 @@ class FacePipeline:
         return self.embedder.model_id
 
     def faces(self, image: ImageInput, *, upsample: int = 0) -> list[Face]:
-        rgb = load_rgb(image)
-        located = self.locate(rgb, upsample=upsample)
-        if not located:
-            return []
-        boxes = [box for box, _ in located]
-        points = self.landmarks.predict_many(rgb, boxes)
-        chips = np.stack([extract_chip(rgb, p) for p in points])
-        embeddings = self.embedder.embed(chips)
-        found = [
-            Face(box=box, score=score, landmarks=points[i], embedding=embeddings[i], chip=chips[i])
-            for i, (box, score) in enumerate(located)
-        ]
-        # Largest first: the person closest to the camera is the one at the door.
-        return sorted(found, key=lambda f: f.width * f.height, reverse=True)
+        """Every face in ``image``, largest first (see ``gallery.faces``)."""
+        return self.faces_many([image], upsample=upsample)[0]
+
+    def faces_many(self, images: Iterable[ImageInput], *, upsample: int = 0) -> list[list[Face]]:
+        """The faces of each photo, largest first, embedding the chips of all photos in shared batches.
+
+        Photos are taken from ``images`` one at a time and only their chips are kept, so a
+        generator of photos bounds memory. Batching the embedder across photos is what makes
+        bulk enrolment fast: one face per photo would otherwise run the network at batch 1.
+        """
+        located_per_photo: list[list[tuple[tuple[int, int, int, int], float, np.ndarray]]] = []
+        chips: list[np.ndarray] = []
+        for image in images:
+            rgb = load_rgb(image)
+            located = self.locate(rgb, upsample=upsample)
+            points = self.landmarks.predict_many(rgb, [box for box, _ in located]) if located else []
+            located_per_photo.append([(box, score, points[i]) for i, (box, score) in enumerate(located)])
+            chips += [extract_chip(rgb, p) for p in points]
+        chip_array = np.stack(chips) if chips else np.empty((0, CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
+        embeddings = self.embedder.embed(chip_array)
+        results, next_chip = [], 0
+        for located in located_per_photo:
+            found = []
+            for box, score, points in located:
+                found.append(Face(box=box, score=score, landmarks=points, embedding=embeddings[next_chip],
+                                  chip=chip_array[next_chip]))
+                next_chip += 1
+            # Largest first: the person closest to the camera is the one at the door.
+            results.append(sorted(found, key=lambda f: f.width * f.height, reverse=True))
+        return results
 
     def locate(self, rgb: np.ndarray, *, upsample: int = 0) -> list[tuple[tuple[int, int, int, int], float]]:
         """Boxes (in ``rgb``'s pixels) and scores, detecting on a downscaled copy of a huge photo."""
