@@ -10,23 +10,47 @@ whatever colour hides under alpha 0.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
+import stat
 import warnings
 from pathlib import Path
 from typing import Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
-from gallery.errors import ImageNotFound, ImageTooLarge, ImageUnreadable, MultiFrameImage, UnsupportedImage
+from gallery.errors import (
+    ImageError,
+    ImageNotFound,
+    ImageTooLarge,
+    ImageUnreadable,
+    MultiFrameImage,
+    UnsupportedImage,
+)
 
 ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
 # 64 megapixels: beyond any camera a door or a desk uses, far below what exhausts memory
 # (a 64 MP RGB array is 192 MB). Checked from the header, before any pixel is decoded.
 MAX_PIXELS = 64_000_000
+# Larger than any photo file of MAX_PIXELS but an uncompressed 16-bit TIFF; read_photo holds
+# the whole file in memory, so a huge (or sparse) file named .jpg is refused before reading.
+MAX_FILE_BYTES = 256 << 20
+# Formats whose extra frames are not other photos: an MPO (what many cameras and phones
+# write as .jpg) carries previews or a depth map after the primary image, which is frame 0.
+_PRIMARY_FRAME_FORMATS = frozenset({"MPO"})
+_EXIF_ORIENTATION_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 def load_rgb(image: ImageInput) -> np.ndarray:
@@ -40,28 +64,61 @@ def load_rgb(image: ImageInput) -> np.ndarray:
     if isinstance(image, Image.Image):
         return _pil_to_rgb(image, source="the PIL image")
     if isinstance(image, (bytes, bytearray, memoryview)):
-        return _decode(io.BytesIO(bytes(image)), source="the image bytes")
+        return _decode(io.BytesIO(bytes(image)), source=getattr(image, "source", "the image bytes"))
     if isinstance(image, (str, os.PathLike)):
-        return _decode(io.BytesIO(read_photo(image)), source=repr(os.fsdecode(image)))
+        photo = read_photo(image)
+        return _decode(io.BytesIO(photo), source=photo.source)
     raise UnsupportedImage(f"expected a path, bytes, a PIL image or a numpy array, got {type(image).__name__}")
 
 
-def read_photo(path: str | os.PathLike) -> bytes:
-    """The bytes of the photo file at ``path``.
+class PhotoFile(bytes):
+    """A photo file's bytes that remember where they were read, so decoding errors name the file."""
+
+    source: str
+
+
+def read_photo(path: str | os.PathLike) -> PhotoFile:
+    """The bytes of the photo file at ``path`` (read once: decode and hash these, not the path again).
 
     Raises:
-        ImageNotFound: nothing there, or a directory.
+        ImageNotFound: nothing there, a directory, a symbolic link loop, or not a regular file
+            (a FIFO or a device, which could block or never end).
         ImageUnreadable: the file cannot be read (permissions, I/O error).
+        ImageTooLarge: the file is larger than ``MAX_FILE_BYTES``.
     """
-    path = Path(path)
-    if not path.exists():
-        raise ImageNotFound(f"no such file: {os.fsdecode(path)!r}")
-    if not path.is_file():
-        raise ImageNotFound(f"not a file: {os.fsdecode(path)!r}")
+    shown = repr(os.fsdecode(path))
+    # Open first, then check what was opened (no race between a check and the read), and
+    # without blocking: opening a FIFO for reading would otherwise wait for a writer forever.
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     try:
-        return path.read_bytes()
+        descriptor = os.open(path, flags)
+    except FileNotFoundError as err:
+        raise ImageNotFound(f"no such file: {shown}") from err
     except OSError as err:
-        raise ImageUnreadable(f"cannot read {os.fsdecode(path)!r}: {err.strerror or err}") from err
+        if err.errno == errno.ELOOP:
+            raise ImageNotFound(f"not a file: {shown} is a loop of symbolic links") from err
+        if err.errno in (errno.ENOTDIR, errno.ENAMETOOLONG):
+            raise ImageNotFound(f"no such file: {shown} ({err.strerror})") from err
+        raise ImageUnreadable(f"cannot read {shown}: {err.strerror or err}") from err
+    try:
+        info = os.fstat(descriptor)
+        if stat.S_ISDIR(info.st_mode):
+            raise ImageNotFound(f"not a file: {shown} is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageNotFound(f"not a file: {shown} is a FIFO, socket or device, not a photo file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise ImageTooLarge(f"{shown} is {info.st_size:,} bytes; photo files may be {MAX_FILE_BYTES:,} at most")
+        with open(descriptor, "rb", closefd=False) as file:
+            data = file.read(MAX_FILE_BYTES + 1)  # the file may have grown since fstat
+    except OSError as err:
+        raise ImageUnreadable(f"cannot read {shown}: {err.strerror or err}") from err
+    finally:
+        os.close(descriptor)
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageTooLarge(f"{shown} is over {MAX_FILE_BYTES:,} bytes; photo files may be that large at most")
+    photo = PhotoFile(data)
+    photo.source = shown
+    return photo
 
 
 def photo_sha256(image: ImageInput) -> str:
@@ -86,8 +143,14 @@ def _decode(stream: io.BytesIO, source: str) -> np.ndarray:
         raise ImageUnreadable(f"{source} is not an image Pillow can read") from err
     except Image.DecompressionBombError as err:
         raise ImageTooLarge(f"{source} is too large to decode safely: {err}") from err
-    except (OSError, SyntaxError, ValueError, EOFError) as err:
-        raise ImageUnreadable(f"{source} is truncated or corrupt: {err}") from err
+    except MemoryError as err:
+        raise ImageTooLarge(f"{source} needs more memory to decode than is available") from err
+    except ImageError:
+        raise
+    except Exception as err:
+        # Pillow's decoders report damaged files with OSError, SyntaxError and ValueError, but
+        # also TypeError, KeyError or struct.error from deep inside a plugin: all mean corrupt.
+        raise ImageUnreadable(f"{source} is truncated or corrupt: {err or type(err).__name__}") from err
 
 
 def _pil_to_rgb(im: Image.Image, source: str) -> np.ndarray:
@@ -96,11 +159,24 @@ def _pil_to_rgb(im: Image.Image, source: str) -> np.ndarray:
         raise ImageTooLarge(f"{source} is {width}x{height} pixels; gallery decodes at most {MAX_PIXELS:,}")
     if width == 0 or height == 0:
         raise ImageUnreadable(f"{source} has no pixels")
-    if getattr(im, "n_frames", 1) > 1:
+    if im.format not in _PRIMARY_FRAME_FORMATS and getattr(im, "n_frames", 1) > 1:
         raise MultiFrameImage(f"{source} has {im.n_frames} frames (animated or multi-page); give a single photo")
     im.load()  # decode now, so truncation surfaces here as an error
-    im = ImageOps.exif_transpose(im)
-    return np.ascontiguousarray(_to_rgb_array(im, source))
+    return np.ascontiguousarray(_to_rgb_array(_upright(im), source))
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    """The image as a viewer shows it: its EXIF orientation applied.
+
+    Only the orientation is read (Pillow's ``exif_transpose`` also rewrites the whole EXIF
+    block, which fails on an entry whose type contradicts its tag, a known camera bug).
+    """
+    try:
+        orientation = int(im.getexif().get(ExifTags.Base.Orientation, 1))
+    except Exception:  # unreadable EXIF: show the pixels as stored, as viewers do
+        orientation = 1
+    method = _EXIF_ORIENTATION_TRANSPOSE.get(orientation)
+    return im if method is None else im.transpose(method)
 
 
 def _to_rgb_array(im: Image.Image, source: str) -> np.ndarray:

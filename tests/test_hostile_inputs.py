@@ -1,0 +1,506 @@
+"""Hostile photos: each gets a typed error or a correct result, in bounded time and memory,
+and an enrolment that fails leaves the gallery's files byte-for-byte unchanged.
+
+The corpus is generated here, from data/obama.jpg and a few hand-made headers. Every case
+runs with the real models in one worker process (loaded once) under an address-space limit,
+so a case that would exhaust memory fails there instead of taking the machine down, and the
+test gives up on a case that hangs instead of hanging itself. Time and memory bounds are
+generous: they catch a hang or an explosion, not a slow decoder.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+import pwd
+import resource
+import shutil
+import struct
+import sys
+import tempfile
+import time
+import traceback
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image, PngImagePlugin
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+CASE_TIMEOUT_S = 120.0  # a hang guard: every case takes well under a few seconds
+CASE_MEMORY_BYTES = 1536 << 20  # peak RSS growth per case; a 64 MP photo's RGB array is 192 MB
+ADDRESS_SPACE_HEADROOM = 4 << 30  # the worker may map this much beyond what the models need
+PERSON_ON_FILE = "Joe Biden"  # enrolled before the corpus runs, so policy refusals can be tested too
+
+# Outcomes: "enrolled" (a correct result: the face matches the reference photo's) or an
+# error class name. Cases listing several accept any of them (e.g. a face cut by the border
+# may be found or not); every other outcome fails the test.
+ENROLLED = "enrolled"
+
+# ---- the corpus ------------------------------------------------------------------------
+
+
+def _reference() -> Image.Image:
+    """obama.jpg at 75%: a face of about 100 px, quick to detect."""
+    with Image.open(DATA / "obama.jpg") as im:
+        return im.convert("RGB").resize((360, 450), Image.BILINEAR)
+
+
+def _encode(im: Image.Image, fmt: str, **options: Any) -> bytes:
+    buffer = io.BytesIO()
+    im.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A valid, tiny PNG whose header claims ``width`` x ``height`` RGB pixels."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + _png_chunk(b"IEND", b""))
+
+
+def _jpeg_claiming(width: int, height: int) -> bytes:
+    """A small JPEG whose frame header is patched to claim ``width`` x ``height`` pixels."""
+    data = bytearray(_encode(Image.new("RGB", (64, 64), (90, 60, 40)), "JPEG"))
+    sof = data.index(b"\xff\xc0")
+    struct.pack_into(">HH", data, sof + 5, height, width)
+    return bytes(data)
+
+
+def _bmp_claiming(width: int, height: int) -> bytes:
+    data = bytearray(_encode(Image.new("RGB", (4, 4)), "BMP"))
+    struct.pack_into("<ii", data, 18, width, height)
+    return bytes(data)
+
+
+def _exif_rotated(corrupt_other_tag: bool) -> bytes:
+    """The reference stored lying on its side with EXIF orientation 6 (a phone held upright).
+
+    With ``corrupt_other_tag``, another EXIF entry is given a type that contradicts its tag
+    (a camera firmware bug): the orientation must still be applied.
+    """
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    exif[0x010F] = "Camera"  # Make (ASCII)
+    data = _encode(_reference().transpose(Image.Transpose.ROTATE_90), "JPEG", quality=92, exif=exif)
+    if corrupt_other_tag:
+        # Retag Make (0x010F, ASCII) as Threshholding (0x0107, a SHORT) keeping its ASCII value.
+        big_endian = (b"\x01\x0f\x00\x02", b"\x01\x07\x00\x02")
+        little_endian = (b"\x0f\x01\x02\x00", b"\x07\x01\x02\x00")
+        for make, threshholding in (big_endian, little_endian):
+            data = data.replace(make, threshholding, 1)
+    return data
+
+
+def _tiff_second_page_without_width() -> bytes:
+    """A two-page TIFF whose second page lacks its width: Pillow fails with a TypeError, not an OSError."""
+    page = _reference().resize((40, 50))
+    data = bytearray(_encode(page, "TIFF", save_all=True, append_images=[page]))
+    assert data[:2] == b"II"
+    (first,) = struct.unpack_from("<I", data, 4)
+    (count,) = struct.unpack_from("<H", data, first)
+    (second,) = struct.unpack_from("<I", data, first + 2 + 12 * count)
+    (count,) = struct.unpack_from("<H", data, second)
+    for entry in range(second + 2, second + 2 + 12 * count, 12):
+        if struct.unpack_from("<H", data, entry)[0] == 256:  # ImageWidth
+            struct.pack_into("<H", data, entry, 0xFFFE)
+    return bytes(data)
+
+
+def _corrupt_huffman() -> bytes:
+    data = bytearray(_encode(_reference(), "JPEG", quality=90))
+    scan = data.index(b"\xff\xda")
+    for i in range(scan + 300, len(data) - 16, 97):
+        data[i] = 0xFF if data[i] != 0xFF else 0x00
+    return bytes(data)
+
+
+def _bad_png_crc() -> bytes:
+    data = bytearray(_encode(_reference(), "PNG"))
+    data[-20] ^= 0xFF  # inside the last IDAT chunk's data
+    return bytes(data)
+
+
+def _png_text_bomb() -> bytes:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "A" * (64 << 20), zip=True)  # 64 MB of text in a 64 KB chunk
+    return _encode(Image.new("RGB", (8, 8)), "PNG", pnginfo=info)
+
+
+def _animated_gif() -> bytes:
+    ref = _reference()
+    return _encode(ref, "GIF", save_all=True, append_images=[ref.rotate(8)], duration=100, loop=0)
+
+
+def _palette_with_transparency() -> bytes:
+    return _encode(_reference().convert("P", palette=Image.Palette.ADAPTIVE), "PNG", transparency=0)
+
+
+def _sixteen_bit_grey() -> bytes:
+    grey = np.asarray(_reference().convert("L"), dtype=np.uint16) * 257
+    return _encode(Image.fromarray(grey), "PNG")
+
+
+def _face_at_the_border() -> bytes:
+    return _encode(_reference().crop((150, 0, 360, 450)), "PNG")  # the left third of the face is cut off
+
+
+def _camera_mpo() -> bytes:
+    """What many cameras and phones write as .jpg: the photo, then a preview (an MPO file)."""
+    return _encode(_reference(), "MPO", save_all=True, append_images=[_reference().resize((160, 200))])
+
+
+def _symlink_loop(folder: Path) -> Path:
+    link = folder / "loop.jpg"
+    link.symlink_to(link)
+    return link
+
+
+def _dangling_symlink(folder: Path) -> Path:
+    link = folder / "dangling.jpg"
+    link.symlink_to(folder / "deleted.jpg")
+    return link
+
+
+def _sparse_file(folder: Path) -> Path:
+    path = folder / "eight-gigabytes.jpg"
+    with path.open("wb") as f:
+        f.truncate(8 << 30)  # holes: no disk used, but reading it all would need 8 GB of memory
+    return path
+
+
+def _fifo(folder: Path) -> Path:
+    path = folder / "camera-pipe.jpg"
+    os.mkfifo(path)  # nobody ever writes: opening it for reading the usual way blocks forever
+    return path
+
+
+def _non_utf8_path(folder: Path, content: bytes) -> str:
+    """A path whose file name is Latin-1 bytes (not UTF-8), as Python spells it (surrogate escapes)."""
+    path = os.fsdecode(bytes(folder) + b"/caf\xe9-" + str(len(content)).encode() + b".jpg")
+    Path(path).write_bytes(content)
+    return path
+
+
+def _file(content: bytes, name: str) -> Callable[[Path], Path]:
+    def write(folder: Path) -> Path:
+        path = folder / name
+        path.write_bytes(content)
+        return path
+
+    return write
+
+
+def _bytes_file(make: Callable[[], bytes], name: str) -> Callable[[Path], Path]:
+    return lambda folder: _file(make(), name)(folder)
+
+
+# name -> (how to make the input in a folder, accepted outcomes)
+CORPUS: dict[str, tuple[Callable[[Path], Any], frozenset[str]]] = {
+    # -- files that are not photos, or not files
+    "empty file": (_file(b"", "empty.jpg"), frozenset({"ImageUnreadable"})),
+    "text file named .jpg": (_file(b"Dear visitor,\nthis is not a photo.\n" * 20, "letter.jpg"),
+                             frozenset({"ImageUnreadable"})),
+    "missing file": (lambda folder: folder / "missing.jpg", frozenset({"ImageNotFound"})),
+    "directory": (lambda folder: folder, frozenset({"ImageNotFound"})),
+    "symlink loop": (_symlink_loop, frozenset({"ImageNotFound"})),
+    "dangling symlink": (_dangling_symlink, frozenset({"ImageNotFound"})),
+    "FIFO named .jpg": (_fifo, frozenset({"ImageNotFound"})),
+    "character device": (lambda folder: Path("/dev/zero"), frozenset({"ImageNotFound"})),
+    "8 GB sparse file": (_sparse_file, frozenset({"ImageTooLarge"})),
+    "PDF header": (_file(b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n", "scan.jpg"),
+                   frozenset({"ImageUnreadable"})),
+    "SVG": (_file(b'<svg xmlns="http://www.w3.org/2000/svg" width="400" height="400"><circle r="90"/></svg>',
+                  "face.svg"), frozenset({"ImageUnreadable"})),
+    "HEIC-like header": (_file(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + bytes(200), "IMG_0001.HEIC"),
+                         frozenset({"ImageUnreadable"})),
+    "PSD header": (_file(b"8BPS\0\1" + bytes(200), "portrait.psd"), frozenset({"ImageUnreadable"})),
+    # -- broken or hostile image files
+    "truncated JPEG": (_bytes_file(lambda: _encode(_reference(), "JPEG")[:6000], "cut.jpg"),
+                       frozenset({"ImageUnreadable"})),
+    "truncated PNG": (_bytes_file(lambda: _encode(_reference(), "PNG")[:20000], "cut.png"),
+                      frozenset({"ImageUnreadable"})),
+    "JPEG with corrupt Huffman data": (_bytes_file(_corrupt_huffman, "huffman.jpg"), frozenset({"ImageUnreadable"})),
+    "PNG with a bad CRC": (_bytes_file(_bad_png_crc, "crc.png"), frozenset({"ImageUnreadable"})),
+    "TIFF whose second page has no width": (_bytes_file(_tiff_second_page_without_width, "nowidth.tif"),
+                                             frozenset({"ImageUnreadable", "MultiFrameImage"})),
+    "decompression bomb (81 MP of black)": (
+        _bytes_file(lambda: _encode(Image.new("L", (9000, 9000)), "PNG"), "bomb.png"), frozenset({"ImageTooLarge"})),
+    "PNG claiming 100000x100000": (_bytes_file(lambda: _png_claiming(100_000, 100_000), "huge.png"),
+                                   frozenset({"ImageTooLarge"})),
+    "JPEG claiming 9000x9000": (_bytes_file(lambda: _jpeg_claiming(9000, 9000), "huge.jpg"),
+                                frozenset({"ImageTooLarge"})),
+    "BMP with an absurd header": (_bytes_file(lambda: _bmp_claiming(2**31 - 1, -(2**31 - 1)), "absurd.bmp"),
+                                  frozenset({"ImageTooLarge", "ImageUnreadable"})),
+    "PNG text-chunk bomb": (_bytes_file(_png_text_bomb, "text-bomb.png"), frozenset({"ImageUnreadable"})),
+    "animated GIF": (_bytes_file(_animated_gif, "blink.gif"), frozenset({"MultiFrameImage"})),
+    "multi-page TIFF": (
+        _bytes_file(lambda: _encode(_reference(), "TIFF", save_all=True, append_images=[_reference()]), "pages.tif"),
+        frozenset({"MultiFrameImage"})),
+    # -- unusual but valid photos: the face must be found where the reference has it
+    "CMYK JPEG": (_bytes_file(lambda: _encode(_reference().convert("CMYK"), "JPEG", quality=92), "cmyk.jpg"),
+                  frozenset({ENROLLED})),
+    "16-bit greyscale PNG": (_bytes_file(_sixteen_bit_grey, "grey16.png"), frozenset({ENROLLED})),
+    "greyscale with alpha": (_bytes_file(lambda: _encode(_reference().convert("LA"), "PNG"), "la.png"),
+                             frozenset({ENROLLED})),
+    "float TIFF": (_bytes_file(lambda: _encode(_reference().convert("F"), "TIFF"), "float.tif"),
+                   frozenset({ENROLLED})),
+    "palette PNG with transparency": (_bytes_file(_palette_with_transparency, "palette.png"), frozenset({ENROLLED})),
+    "EXIF-rotated JPEG": (_bytes_file(lambda: _exif_rotated(False), "phone.jpg"), frozenset({ENROLLED})),
+    "EXIF-rotated JPEG with a corrupt EXIF entry": (_bytes_file(lambda: _exif_rotated(True), "firmware.jpg"),
+                                                     frozenset({ENROLLED})),
+    "progressive JPEG": (_bytes_file(lambda: _encode(_reference(), "JPEG", progressive=True), "progressive.jpg"),
+                         frozenset({ENROLLED})),
+    "WebP": (_bytes_file(lambda: _encode(_reference(), "WEBP", quality=90), "photo.webp"), frozenset({ENROLLED})),
+    "camera JPEG with a preview image (MPO)": (_bytes_file(_camera_mpo, "camera.jpg"), frozenset({ENROLLED})),
+    "non-UTF-8 file name": (lambda folder: _non_utf8_path(folder, _encode(_reference(), "JPEG")),
+                            frozenset({ENROLLED})),
+    "non-UTF-8 file name, not a photo": (lambda folder: _non_utf8_path(folder, b"not a photo"),
+                                         frozenset({"ImageUnreadable"})),
+    # -- photos without a usable face
+    "1x1 pixel": (_bytes_file(lambda: _encode(Image.new("RGB", (1, 1), (200, 150, 120)), "PNG"), "dot.png"),
+                  frozenset({"NoFaceFound"})),
+    "all black": (_bytes_file(lambda: _encode(Image.new("RGB", (160, 120)), "PNG"), "black.png"),
+                  frozenset({"NoFaceFound"})),
+    "1x20000 strip": (_bytes_file(lambda: _encode(Image.new("RGB", (20000, 1), (120, 90, 70)), "PNG"), "wide.png"),
+                      frozenset({"NoFaceFound"})),
+    "20000x1 strip": (_bytes_file(lambda: _encode(Image.new("RGB", (1, 20000), (120, 90, 70)), "PNG"), "tall.png"),
+                      frozenset({"NoFaceFound"})),
+    "1-bit dithered TIFF": (_bytes_file(lambda: _encode(_reference().convert("1"), "TIFF", compression="group4"),
+                                        "fax.tif"), frozenset({ENROLLED, "NoFaceFound", "PoorQuality"})),
+    "face cut by the border": (_bytes_file(_face_at_the_border, "border.png"),
+                               frozenset({ENROLLED, "NoFaceFound", "PoorQuality"})),
+    # -- a good photo the enrolment policy refuses (the write path's checks, under the lock)
+    "someone already enrolled, under a new name": (
+        _bytes_file(lambda: _encode(Image.open(DATA / "biden.jpg").convert("RGB"), "JPEG"), "biden-again.jpg"),
+        frozenset({"LooksLikeSomeoneElse"})),
+}
+
+# ---- the worker ------------------------------------------------------------------------
+
+
+def _gallery_files(home: Path) -> dict[str, bytes]:
+    """The bytes of everything the gallery keeps: database, WAL, index (not the lock or shared-memory files)."""
+    return {p.name: p.read_bytes() for p in sorted(home.iterdir())
+            if p.is_file() and not p.name.endswith((".lock", "-shm"))}
+
+
+def _memory_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise LookupError(field)
+
+
+def _reset_peak_memory() -> None:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM (peak RSS) to the current RSS
+
+
+def _run_case(gallery_cls: Any, pipeline: Any, home: Path, name: str, image: Any) -> dict[str, Any]:
+    from gallery.errors import GalleryError
+
+    def attempt(action: Callable[[], Any]) -> tuple[str, Any]:
+        try:
+            return "ok", action()
+        except GalleryError as error:
+            return type(error).__name__, str(error)
+        except BaseException as error:  # noqa: BLE001 - that is the finding
+            return f"untyped {type(error).__name__}", traceback.format_exc(limit=-6)
+
+    person = f"Case {name}"
+    result: dict[str, Any] = {}
+    with gallery_cls(home, pipeline=pipeline) as gallery:
+        before = _gallery_files(home)
+        _reset_peak_memory()
+        rss = _memory_kib("VmRSS")
+        start = time.monotonic()
+        outcome, value = attempt(lambda: gallery.enroll(person, image))
+        result["enroll_s"] = time.monotonic() - start
+        result["enroll_peak_bytes"] = (_memory_kib("VmHWM") - rss) * 1024
+        result["outcome"] = ENROLLED if outcome == "ok" else outcome
+        result["box"] = value.box if outcome == "ok" else None
+        result["message"] = None if outcome == "ok" else value
+        result["unchanged"] = _gallery_files(home) == before
+        result["path_shown"] = repr(os.fsdecode(image))[1:-1] if isinstance(image, (str, os.PathLike)) else None
+        _reset_peak_memory()
+        rss = _memory_kib("VmRSS")
+        start = time.monotonic()
+        outcome, value = attempt(lambda: gallery.identify(image))
+        result["identify_s"] = time.monotonic() - start
+        result["identify_peak_bytes"] = (_memory_kib("VmHWM") - rss) * 1024
+        result["identify"] = outcome if outcome != "ok" else [f.match.name if f.match else None for f in value]
+        if result["outcome"] == ENROLLED:
+            gallery.remove(person)
+    return result
+
+
+def _serve(connection: Any, folder: str) -> None:
+    """Worker: enrol the person on file, then run every case and send back what happened."""
+    from gallery.gallery import Gallery
+    from gallery.vision.pipeline import default_pipeline
+
+    root = Path(folder)
+    home = root / "gallery"
+    pipeline = default_pipeline()
+    with Gallery(home, pipeline=pipeline) as gallery:
+        gallery.enroll(PERSON_ON_FILE, DATA / "biden.jpg")
+    (reference,) = pipeline.faces(np.asarray(_reference()))
+    connection.send(("reference", reference.box))
+    # Bound the address space now that the models are in: a case that tries to allocate
+    # gigabytes gets MemoryError (and fails the test) instead of exhausting the machine.
+    mapped = _memory_kib("VmSize") * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (mapped + ADDRESS_SPACE_HEADROOM, resource.RLIM_INFINITY))
+    for index, (name, (make, _)) in enumerate(CORPUS.items()):
+        case_folder = root / f"case-{index:02d}"
+        case_folder.mkdir()
+        connection.send(("case", name, _run_case(Gallery, pipeline, home, name, make(case_folder))))
+    connection.send(("finished", None))
+
+
+def _box_overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Intersection over union of two inclusive boxes."""
+    width = min(a[2], b[2]) - max(a[0], b[0]) + 1
+    height = min(a[3], b[3]) - max(a[1], b[1]) + 1
+    inter = max(width, 0) * max(height, 0)
+    area = lambda r: (r[2] - r[0] + 1) * (r[3] - r[1] + 1)  # noqa: E731
+    return inter / (area(a) + area(b) - inter)
+
+
+@pytest.fixture(scope="module")
+def corpus_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """Every case's result, from one worker process with the real models."""
+    if not Path("/proc/self/clear_refs").exists():
+        pytest.skip("needs Linux /proc to measure each case's peak memory")
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited torch threads
+    ours, theirs = context.Pipe()
+    worker = context.Process(target=_serve, args=(theirs, str(tmp_path_factory.mktemp("hostile"))), daemon=True)
+    worker.start()
+    results: dict[str, dict[str, Any]] = {}
+    waiting_for = "start-up"
+    try:
+        while True:
+            if not ours.poll(CASE_TIMEOUT_S + 60 * (waiting_for == "start-up")):
+                pytest.fail(f"the worker did not finish {waiting_for!r} within {CASE_TIMEOUT_S:g} s (hung?)")
+            message = ours.recv()
+            if message[0] == "reference":
+                results["reference"] = {"box": message[1]}
+            elif message[0] == "case":
+                results[message[1]] = message[2]
+            else:
+                break
+            waiting_for = next((n for n in CORPUS if n not in results), "the end")
+    except EOFError:
+        pytest.fail(f"the worker died during {waiting_for!r} (exit code {worker.exitcode})")
+    finally:
+        worker.join(timeout=10)
+        if worker.is_alive():
+            worker.kill()
+    return results
+
+
+def test_the_corpus_has_at_least_30_kinds_of_hostile_input() -> None:
+    assert len(CORPUS) >= 30
+
+
+@pytest.mark.parametrize("name", list(CORPUS))
+def test_each_hostile_input_gets_a_typed_error_or_a_correct_result(name: str, corpus_results) -> None:
+    result = corpus_results[name]
+    accepted = CORPUS[name][1]
+    assert result["outcome"] in accepted, f"{name}: {result['outcome']}: {result['message']}"
+    if result["outcome"] == ENROLLED:
+        if accepted == {ENROLLED}:  # the whole face is in the photo: it must be the reference's face
+            assert _box_overlap(result["box"], corpus_results["reference"]["box"]) > 0.8, result["box"]
+        assert result["identify"][0] == f"Case {name}"  # and the door recognises the photo just enrolled
+    else:
+        assert result["unchanged"], f"{name}: a failed enrolment changed the gallery's files"
+        assert result["message"], "the error must say what is wrong"
+        if result["outcome"].startswith("Image") and result["path_shown"]:
+            assert result["path_shown"] in result["message"], "the error must name the file"
+        assert result["identify"] == result["outcome"] or (
+            result["outcome"] in {"NoFaceFound", "PoorQuality", "LooksLikeSomeoneElse"}
+            and isinstance(result["identify"], list)
+        ), f"identify gave {result['identify']!r}"
+
+
+@pytest.mark.parametrize("name", list(CORPUS))
+def test_each_hostile_input_stays_within_generous_time_and_memory_bounds(name: str, corpus_results) -> None:
+    result = corpus_results[name]
+    for call in ("enroll", "identify"):
+        seconds, peak = result[f"{call}_s"], result[f"{call}_peak_bytes"]
+        assert seconds < CASE_TIMEOUT_S / 4, f"{call} took {seconds:.1f} s"
+        assert peak < CASE_MEMORY_BYTES, f"{call} peaked at {peak >> 20} MB above its starting memory"
+
+
+# ---- unreadable permissions ---------------------------------------------------------------
+
+
+def _load_as_nobody(photo: Path) -> str:
+    """What ``load_rgb(photo)`` raises in a forked child that has dropped root for "nobody".
+
+    Forked rather than started afresh: "nobody" may not be allowed to run this interpreter.
+    The child touches only Pillow and numpy, never torch, so forking this process is safe.
+    """
+    from gallery.errors import GalleryError
+    from gallery.vision.image import load_rgb
+
+    nobody = pwd.getpwnam("nobody")
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            try:
+                load_rgb(photo)
+                answer = "read it"
+            except GalleryError as error:
+                answer = f"{type(error).__name__}: {error}"
+            os.write(write_end, answer.encode("utf-8", "backslashreplace"))
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        answer = pipe.read().decode()
+    os.waitpid(child, 0)
+    return answer
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="POSIX permissions; dropping root needs fork and setuid")
+def test_a_photo_without_read_permission_is_refused_as_unreadable(tmp_path: Path) -> None:
+    from gallery.errors import ImageUnreadable
+    from gallery.vision.image import load_rgb
+
+    photo = tmp_path / "locked.jpg"
+    photo.write_bytes((DATA / "obama.jpg").read_bytes())
+    photo.chmod(0o000)
+    if os.geteuid() != 0:
+        with pytest.raises(ImageUnreadable, match="ermission"):
+            load_rgb(photo)
+        return
+    # Root reads any file whatever its mode: check as "nobody", from a folder it may enter.
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("running as root, and there is no 'nobody' user to drop privileges to")
+    folder = Path(tempfile.mkdtemp(prefix="gallery-permissions-"))
+    try:
+        folder.chmod(0o755)
+        shutil.copy(photo, folder / photo.name)
+        (folder / photo.name).chmod(0o000)
+        answer = _load_as_nobody(folder / photo.name)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    assert answer.startswith("ImageUnreadable: "), answer
+    assert "ermission" in answer
