@@ -101,29 +101,36 @@ def _column_axes(in_size: int, out_size: int) -> tuple[_Axis, _Axis]:
 
 @dataclass(frozen=True)
 class _ResizePlan:
-    """Everything about one (in_rows, in_cols) -> (out_rows, out_cols) resize but the pixels."""
+    """The index and fraction tables of one (in_rows, in_cols) -> (out_rows, out_cols) resize.
+
+    Only one-dimensional tables are kept (cached); the 2-D weights are formed per call, as
+    caching them would hold tens of megabytes per image size.
+    """
 
     rows: _Axis
     simd: _Axis
     tail: _Axis
-    # float32 weights of the tl, tr, bl, br neighbours, each (out_rows, simd columns * channels):
-    # repeated per channel so the arithmetic runs on flat rows of interleaved channels.
-    simd_weights: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    # float32(tb), float32(1 - tb) per output row, as columns for broadcasting.
+    row_weights: tuple[np.ndarray, np.ndarray]
+    # float32 lr and 1 - lr per SSE column, repeated per channel to match flat rows of pixels.
+    column_weights: tuple[np.ndarray, np.ndarray]
 
 
 @functools.lru_cache(maxsize=256)
 def _resize_plan(in_rows: int, in_cols: int, out_rows: int, out_cols: int, channels: int) -> _ResizePlan:
     rows = _row_axis(in_rows, out_rows)
     simd, tail = _column_axes(in_cols, out_cols)
-    # The four float32 weights, formed as dlib forms them from float32(tb) and float32(1 - tb).
     tb = rows.frac.astype(np.float32)[:, None]
-    inv_tb = (1 - rows.frac).astype(np.float32)[:, None]
-    lr = simd.frac[None, :]
+    inv_tb = (1 - rows.frac).astype(np.float32)[:, None]  # 1 - tb in double, then float, as dlib
+    lr = np.repeat(simd.frac, channels)
     inv_lr = np.float32(1) - lr
-    weights = tuple(np.repeat(w, channels, axis=1) for w in (inv_tb * inv_lr, inv_tb * lr, tb * inv_lr, tb * lr))
-    for array in (*weights, rows.low, rows.high, rows.frac, simd.low, simd.high, tail.low, tail.high, tail.frac):
-        array.flags.writeable = False  # shared by every caller through the cache
-    return _ResizePlan(rows, simd, tail, weights)  # type: ignore[arg-type]
+    plan = _ResizePlan(rows, simd, tail, (tb, inv_tb), (lr, inv_lr))
+    for axis in (rows, simd, tail):
+        for array in (axis.low, axis.high, axis.frac):
+            array.flags.writeable = False  # shared by every caller through the cache
+    for array in (tb, inv_tb, lr, inv_lr):
+        array.flags.writeable = False
+    return plan
 
 
 def _flat_rows(image: np.ndarray) -> np.ndarray:
@@ -146,14 +153,19 @@ def _simd_blend(src: np.ndarray, plan: _ResizePlan, out: np.ndarray) -> None:
     left = _flat_rows(np.take(src, simd.low, axis=1, mode="clip"))
     right = _flat_rows(np.take(src, simd.high, axis=1, mode="clip"))
     flat_out = _flat_rows(out)
-    w_tl, w_tr, w_bl, w_br = plan.simd_weights
+    tb, inv_tb = plan.row_weights
+    lr, inv_lr = plan.column_weights
     buffer = np.empty(flat_out.shape, dtype=np.float32)
-    np.take(left, rows.low, axis=0, out=buffer, mode="clip")
-    np.multiply(buffer, w_tl, out=flat_out)
-    for source, row_index, weight in ((right, rows.low, w_tr), (left, rows.high, w_bl), (right, rows.high, w_br)):
+    weight = np.empty(flat_out.shape, dtype=np.float32)
+    terms = ((left, rows.low, inv_tb, inv_lr), (right, rows.low, inv_tb, lr), (left, rows.high, tb, inv_lr))
+    for index, (source, row_index, row_weight, column_weight) in enumerate((*terms, (right, rows.high, tb, lr))):
+        np.multiply(row_weight, column_weight, out=weight)  # the float32 weight, rounded as dlib's
         np.take(source, row_index, axis=0, out=buffer, mode="clip")
-        buffer *= weight
-        flat_out += buffer
+        if index == 0:
+            np.multiply(buffer, weight, out=flat_out)
+        else:
+            buffer *= weight
+            flat_out += buffer
 
 
 def _tail_neighbours(src: np.ndarray, plan: _ResizePlan) -> tuple[np.ndarray, ...]:
