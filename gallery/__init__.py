@@ -30,13 +30,26 @@ from gallery.errors import (
 )
 
 if TYPE_CHECKING:
-    from gallery.gallery import Gallery
-    from gallery.results import Candidate, Enrollment, GalleryInfo, IdentifiedFace, Person, Removal, Verification
+    from gallery.gallery import Gallery, set_threads
+    from gallery.results import (
+        Candidate,
+        Enrollment,
+        FolderEnrollment,
+        GalleryInfo,
+        IdentifiedFace,
+        Person,
+        PhotoFailure,
+        Removal,
+        Verification,
+    )
     from gallery.store import PersonNotFound, SchemaTooNew
     from gallery.vision.pipeline import Face, faces
 
 _LAZY = {
     "Gallery": "gallery.gallery",
+    "set_threads": "gallery.gallery",
+    "FolderEnrollment": "gallery.results",
+    "PhotoFailure": "gallery.results",
     "Candidate": "gallery.results",
     "Enrollment": "gallery.results",
     "GalleryInfo": "gallery.results",
@@ -62,6 +75,7 @@ __all__ = [
     "Candidate",
     "Enrollment",
     "Face",
+    "FolderEnrollment",
     "Gallery",
     "GalleryError",
     "GalleryInfo",
@@ -76,10 +90,12 @@ __all__ = [
     "NoFaceFound",
     "Person",
     "PersonNotFound",
+    "PhotoFailure",
     "PoorQuality",
     "Removal",
     "SchemaTooNew",
     "UnsupportedImage",
     "Verification",
     "faces",
+    "set_threads",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
@@ -35,13 +36,15 @@ def _print_json(value: Any) -> None:
 
 
 class _Context:
-    def __init__(self, home: Path | None) -> None:
+    def __init__(self, home: Path | None, threads: int | None) -> None:
         self.home = home
+        self.threads = threads
 
     def run(self, action: Callable[[Any], Any]) -> Any:
         """Open the gallery, run ``action`` on it, turn gallery errors into exit codes."""
-        from gallery.gallery import Gallery  # deferred: keeps `--help` instant (no torch import)
+        from gallery.gallery import Gallery, set_threads  # deferred: keeps `--help` instant (no torch import)
 
+        set_threads(self.threads or _available_cores())
         try:
             with Gallery(self.home) as g:
                 return action(g)
@@ -52,12 +55,22 @@ class _Context:
 pass_context = click.make_pass_decorator(_Context)
 
 
+def _available_cores() -> int:
+    """Cores this process may run on (a container's CPU set, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 @click.group()
 @click.version_option(package_name="gallery")
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), envvar="GALLERY_HOME",
               help="Gallery folder (default: $GALLERY_HOME, else the user data directory).")
+@click.option("--threads", type=click.IntRange(1, 256), envvar="GALLERY_THREADS",
+              help="CPU threads for the networks and the index (default: $GALLERY_THREADS, else all cores).")
 @click.pass_context
-def cli(ctx: click.Context, home: Path | None) -> None:
+def cli(ctx: click.Context, home: Path | None, threads: int | None) -> None:
     """One-shot face identification: enrol a person from one photo, identify them in others.
 
     \b
@@ -65,7 +78,7 @@ def cli(ctx: click.Context, home: Path | None) -> None:
         gallery enroll "Ada Lovelace" ada.jpg
         gallery identify door.jpg
     """
-    ctx.obj = _Context(home)
+    ctx.obj = _Context(home, threads)
 
 
 @cli.command()

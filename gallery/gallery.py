@@ -64,6 +64,25 @@ def default_home() -> Path:
     return Path(os.environ.get(HOME_ENV) or platformdirs.user_data_dir("gallery"))
 
 
+def set_threads(count: int) -> None:
+    """Use ``count`` CPU threads for the networks (torch) and the index's bulk work (FAISS).
+
+    torch's setting is process-wide; FAISS's (OpenMP) holds for the calling thread, and
+    searches of a few queries run on one thread regardless. Both default to one thread per
+    core; the CLI sets them explicitly (``--threads`` / ``GALLERY_THREADS``).
+
+    Args:
+        count: threads, at least 1.
+    """
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    from gallery.store.index import set_faiss_threads
+    from gallery.vision.threads import set_torch_threads
+
+    set_torch_threads(count)
+    set_faiss_threads(count)
+
+
 class Gallery:
     """A face gallery stored in one folder (``home``).
 

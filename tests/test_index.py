@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gallery.store import IndexFileInvalid
-from gallery.store.index import MAGIC, FaceIndex
+from gallery.store.index import MAGIC, FaceIndex, IndexPolicy
 
 DIMENSION = 128
 
@@ -133,3 +133,78 @@ def test_a_damaged_file_is_rejected_before_faiss_parses_it(index: FaceIndex, tmp
 def test_loading_a_missing_file_raises_file_not_found(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         FaceIndex.load(tmp_path / "faces.faiss")
+
+
+# ---- the approximate (IVF) index a large gallery switches to --------------------------------
+
+SMALL_THRESHOLD = IndexPolicy(exact_up_to=400, nprobe=8)
+
+
+def clustered_embeddings(count: int, seed: int = 0) -> np.ndarray:
+    """Faces around a shared mean, like dlib's descriptors (different people ~0.9 apart)."""
+    rng = np.random.default_rng(seed)
+    mean = rng.normal(scale=0.12, size=DIMENSION)
+    return (mean + rng.normal(scale=0.06, size=(count, DIMENSION))).astype(np.float32)
+
+
+def test_a_gallery_past_the_threshold_gets_an_ivf_index_that_finds_what_exact_search_finds() -> None:
+    vectors = clustered_embeddings(1000)
+    ivf = FaceIndex.build("m", DIMENSION, np.arange(1000), vectors, policy=SMALL_THRESHOLD)
+    exact = FaceIndex.build("m", DIMENSION, np.arange(1000), vectors)
+    assert (ivf.kind, exact.kind) == ("ivf", "exact")
+    probes = vectors[::50] + np.random.default_rng(1).normal(scale=0.02, size=(20, DIMENSION)).astype(np.float32)
+    for (d_ivf, i_ivf), (d_exact, i_exact) in zip(ivf.search(probes, 1), exact.search(probes, 1), strict=True):
+        assert i_ivf.tolist() == i_exact.tolist()
+        assert d_ivf.tolist() == d_exact.tolist()  # exact float64 distances, not FAISS's
+
+
+def test_ivf_distances_are_exact_euclidean_of_the_stored_vectors() -> None:
+    vectors = clustered_embeddings(800)
+    index = FaceIndex.build("m", DIMENSION, np.arange(800), vectors, policy=SMALL_THRESHOLD)
+    query = clustered_embeddings(1, seed=5)[0]
+    ((distances, ids),) = index.search(query, 10)
+    expected = np.linalg.norm(vectors[ids].astype(np.float64) - query.astype(np.float64), axis=1)
+    assert np.array_equal(distances, expected)
+
+
+def test_removal_from_an_ivf_index_deletes_the_faces_and_shrinking_returns_to_exact() -> None:
+    vectors = clustered_embeddings(1000)
+    index = FaceIndex.build("m", DIMENSION, np.arange(1000), vectors, policy=SMALL_THRESHOLD)
+    assert index.remove_ids(np.array([3, 4, 5000])) == 2
+    assert index.kind == "ivf" and len(index) == 998
+    assert 3 not in index.ids() and 4 not in index.ids()
+    ((_, ids),) = index.search(vectors[3], 5)
+    assert 3 not in ids.tolist()
+    index.remove_ids(np.arange(10, 850))  # 158 left: below half the threshold
+    assert index.kind == "exact" and index.ids().tolist() == [0, 1, 2, *range(5, 10), *range(850, 1000)]
+    assert np.array_equal(index.vector(900), vectors[900])
+
+
+def test_an_ivf_index_is_retrained_when_the_gallery_quadruples() -> None:
+    index = FaceIndex.build("m", DIMENSION, np.arange(500), clustered_embeddings(500), policy=SMALL_THRESHOLD)
+    lists = index._index.nlist
+    grown = index.copy()
+    grown.add(np.arange(500, 4000), clustered_embeddings(3500, seed=2))
+    assert grown._index.nlist >= 2 * lists
+    assert index._index.nlist == lists and len(index) == 500  # the copy was independent
+    assert grown.ids().tolist() == list(range(4000))
+
+
+def test_an_ivf_index_rebuilt_from_the_same_faces_answers_the_same() -> None:
+    vectors = clustered_embeddings(900)
+    order = np.random.default_rng(3).permutation(900)
+    a = FaceIndex.build("m", DIMENSION, np.arange(900), vectors, policy=SMALL_THRESHOLD)
+    b = FaceIndex.build("m", DIMENSION, order, vectors[order], policy=SMALL_THRESHOLD)
+    probes = clustered_embeddings(30, seed=9)
+    assert [i.tolist() for _, i in a.search(probes, 5)] == [i.tolist() for _, i in b.search(probes, 5)]
+
+
+def test_an_ivf_index_survives_save_and_load(tmp_path: Path) -> None:
+    vectors = clustered_embeddings(700)
+    index = FaceIndex.build("m", DIMENSION, np.arange(700) * 3, vectors, policy=SMALL_THRESHOLD)
+    index.save(tmp_path / "faces.faiss", gallery_id="g", generation=2)
+    loaded, header = FaceIndex.load(tmp_path / "faces.faiss", policy=SMALL_THRESHOLD)
+    assert loaded.kind == "ivf" and header.count == 700
+    assert loaded.ids().tolist() == index.ids().tolist()
+    probes = clustered_embeddings(10, seed=4)
+    assert [i.tolist() for _, i in loaded.search(probes, 3)] == [i.tolist() for _, i in index.search(probes, 3)]

@@ -25,6 +25,7 @@ from gallery.store import (
     StoreBusy,
     StoreClosed,
 )
+from gallery.store.index import IndexPolicy
 
 MODEL = "test-model-v1"
 DIMENSION = 128
@@ -443,3 +444,32 @@ def test_a_check_and_a_write_can_share_one_hold_of_the_write_lock(store: Store) 
         store.add_face(store.find_person("Newcomer").id, face(embedding(51)))
     assert store.find_person("Newcomer").face_count == 2
     assert store.consistency_problems() == []
+
+
+def test_a_gallery_past_the_exact_search_threshold_stays_consistent_on_an_ivf_index(tmp_path: Path) -> None:
+    policy = IndexPolicy(exact_up_to=300, nprobe=8)
+    home = tmp_path / "home"
+    vectors = {f"p{i:03d}": embedding(i) for i in range(400)}
+    with Store.open(home, model=MODEL, index_policy=policy) as store:
+        written = store.add_many([(name, [face(v)]) for name, v in vectors.items()])
+        assert len(written) == 400 and store._snapshot.index.kind == "ivf"
+        assert store.search(vectors["p123"] + 0.001, 1)[0][0].name == "p123"
+        store.remove_person("p123")
+        assert all(hit.name != "p123" for hit in store.search(vectors["p123"], 5)[0])
+        with Store.open(home, model=MODEL, index_policy=policy) as other:  # loads the IVF file
+            assert other.index_repair is None and other._snapshot.index.kind == "ivf"
+            store.add_person_with_face("late", face(embedding(999)))
+            assert other.search(embedding(999), 1)[0][0].name == "late"  # synced into a copy
+            assert other.consistency_problems() == []
+        assert store.consistency_problems() == []
+
+
+def test_add_many_writes_new_and_known_people_in_one_go(store: Store) -> None:
+    store.add_person_with_face("Ada", face(embedding(1)))
+    written = store.add_many([("Ada", [face(embedding(2))]), ("Grace", [face(embedding(3)), face(embedding(4))])])
+    assert [len(face_ids) for _, face_ids in written] == [1, 2]
+    assert {p.name: p.face_count for p in store.people()} == {"Ada": 2, "Grace": 2}
+    assert store.photos_enrolled([face(embedding(3)).photo_sha256, "0" * 64]) == {face(embedding(3)).photo_sha256: "Grace"}
+    with pytest.raises(InvalidFaceRecord):
+        store.add_many([("Alan", [face(embedding(5))]), ("Bad", [face(np.full(DIMENSION, np.nan, np.float32))])])
+    assert store.find_person("Alan") is None  # nothing of the batch was written

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -199,6 +199,16 @@ class Database:
             except sqlite3.Error as error:
                 raise StorageFailure(f"the gallery database {self.path} failed: {error}") from error
         return None if row is None else row[0]
+
+    def read_rows(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Every row of one read-only statement, run like ``read_scalar`` (no explicit transaction)."""
+        with self.failures_translated(), self._engine.connect() as connection:
+            raw = connection.connection.driver_connection
+            assert raw is not None
+            try:
+                return raw.execute(sql, parameters).fetchall()
+            except sqlite3.Error as error:
+                raise StorageFailure(f"the gallery database {self.path} failed: {error}") from error
 
     def schema_revision(self) -> str | None:
         """The database's Alembic revision."""
