@@ -37,7 +37,7 @@ def _context() -> Any:
     # Children fork from a server that imported the gallery once (cheaper than spawning six
     # interpreters), never from this process, whose torch and OpenMP threads may be running.
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["gallery.gallery", "fakes"])
+    context.set_forkserver_preload(["gallery.gallery", "faiss", "fakes"])
     return context
 
 

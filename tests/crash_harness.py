@@ -1,0 +1,220 @@
+"""Kill a process that is enrolling and removing people (SIGKILL, at random moments), reopen
+the gallery, and check what the crash left: shared by tests/test_crash.py and
+scripts/crash_soak.py.
+
+The victim runs the real ``Gallery`` facade on the fake pipeline (tests/fakes.py) and
+reports each operation to the parent before starting it and after it returns. After each
+kill the parent checks, from the files alone:
+
+- SQLite's ``PRAGMA integrity_check`` passes, and after reopening, the database, the
+  in-memory index and the index file agree (``Store.consistency_problems``);
+- every enrolment is wholly there or wholly absent: each person has their faces, each face
+  the embedding of one of that person's photos, no face twice;
+- nothing reported done is lost (a finished enrolment is there unless a removal of that
+  person began; a finished removal is gone), and an interrupted operation either happened
+  entirely or not at all;
+- no file in the gallery folder holds the embedding of anyone absent from the database
+  (a removal or enrolment cut short leaves no biometric trace once the gallery is reopened).
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing
+import os
+import random
+import signal
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fakes import FAKE_MODEL, FakePipeline, fake_embedding_of, fake_photo
+
+READY_TIMEOUT_S = 120.0
+OPERATIONS = ("enroll", "add", "remove")
+
+
+def photos_of(name: str) -> tuple[str, str]:
+    """The two photo seeds a person may have: their enrolment photo and one added later."""
+    return name, f"{name} (second photo)"
+
+
+def victim(home: str, seed: int, connection: Any) -> None:
+    """Enrol, add photos and remove people forever, reporting each step; the parent kills it."""
+    from gallery.gallery import Gallery
+
+    rng = random.Random(seed)
+    connection.send(("started", None, None))
+    with Gallery(home, pipeline=FakePipeline()) as gallery:
+        connection.send(("ready", None, None))
+        for number in range(1_000_000):
+            people = gallery.people()
+            roll = rng.random()
+            if people and roll < 0.3:
+                operation, name = "remove", rng.choice(people).name
+            elif people and roll < 0.45 and any(p.face_count == 1 for p in people):
+                operation, name = "add", rng.choice([p for p in people if p.face_count == 1]).name
+            else:
+                operation, name = "enroll", f"person-{seed}-{number}"
+            connection.send(("begin", operation, name))
+            if operation == "remove":
+                gallery.remove(name)
+            elif operation == "add":
+                gallery.enroll(name, fake_photo(photos_of(name)[1]), add=True)
+            else:
+                gallery.enroll(name, fake_photo(name))
+            connection.send(("done", operation, name))
+
+
+@dataclass
+class CrashSummary:
+    """What a run of kill cycles did and found."""
+
+    cycles: int = 0
+    killed_during: collections.Counter = field(default_factory=collections.Counter)  # operation -> kills
+    operations_done: int = 0
+    index_repairs: int = 0
+    people_at_end: int = 0
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        during = ", ".join(f"{count} during {what}" for what, count in sorted(self.killed_during.items()))
+        return (
+            f"{self.cycles} SIGKILLs ({during}); {self.operations_done} operations completed in between; "
+            f"index file rebuilt on {self.index_repairs} reopenings; {self.people_at_end} people at the end; "
+            f"{len(self.problems)} problems; {self.seconds:.0f} s"
+        )
+
+
+@dataclass
+class _Expected:
+    """What the parent knows must be in the gallery, from the victims' reports."""
+
+    faces: dict[str, set[str]] = field(default_factory=dict)  # name -> photo seeds surely stored
+    ever: set[str] = field(default_factory=set)  # every name that was ever being enrolled
+
+
+def _context() -> Any:
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["gallery.gallery", "faiss", "fakes", "crash_harness"])
+    return context
+
+
+def _embedding_bytes(seed: str) -> bytes:
+    return fake_embedding_of(seed).astype("<f4").tobytes()
+
+
+def check_gallery(home: Path, expected: _Expected, interrupted: tuple[str, str] | None) -> tuple[list[str], bool]:
+    """Problems found in the gallery after a crash (empty when sound), and whether the index was rebuilt.
+
+    ``expected`` is updated to what the gallery now holds once the interrupted operation's
+    fate is known (it may have happened or not; either is fine if it is whole).
+    """
+    from gallery.store import Store
+
+    problems = []
+    with sqlite3.connect(home / "gallery.db") as raw:
+        integrity = [row[0] for row in raw.execute("PRAGMA integrity_check")]
+    if integrity != ["ok"]:
+        problems.append(f"integrity_check: {integrity[:3]}")
+    with Store.open(home, model=FAKE_MODEL) as store:
+        repaired = store.index_repair is not None
+        problems += store.consistency_problems()
+        stored: dict[str, set[str]] = {}
+        for person in store.people():
+            _, vectors = store.embeddings_for(person.id)
+            seeds = [s for s in photos_of(person.name) for v in vectors if v.tobytes() == _embedding_bytes(s)]
+            if len(vectors) == 0:
+                problems.append(f"{person.name} has no face (a half-made enrolment)")
+            if len(seeds) != len(vectors) or len(set(seeds)) != len(seeds):
+                problems.append(f"{person.name}'s faces are not exactly their photos' embeddings")
+            stored[person.name] = set(seeds)
+    for name in set(expected.faces) | set(stored):
+        want, have = expected.faces.get(name), stored.get(name)
+        if want == have:
+            continue
+        operation, subject = interrupted or (None, None)
+        if subject == name and operation == "enroll" and want is None and have == {name}:
+            continue  # the interrupted enrolment had committed
+        if subject == name and operation == "add" and want == {name} and have == set(photos_of(name)):
+            continue  # the interrupted added photo had committed
+        if subject == name and operation == "remove" and have is None:
+            continue  # the interrupted removal had committed
+        problems.append(f"{name}: expected photos {sorted(want or [])}, found {sorted(have or [])}")
+    expected.faces = stored
+    gone = expected.ever - set(stored)
+    for path in sorted(home.iterdir()):
+        if path.is_file():
+            data = path.read_bytes()
+            leaked = [name for name in gone for seed in photos_of(name) if _embedding_bytes(seed) in data]
+            if leaked:
+                problems.append(f"{path.name} still holds the embedding of {leaked[:3]}, no longer enrolled")
+    return problems, repaired
+
+
+def run_cycles(
+    home: Path,
+    cycles: int,
+    *,
+    seed: int = 0,
+    max_delay_s: float = 0.5,
+    progress: Callable[[int, CrashSummary], None] | None = None,
+) -> CrashSummary:
+    """Start a victim on ``home``, kill it at a random moment, check the gallery; ``cycles`` times."""
+    rng = random.Random(seed)
+    context = _context()
+    summary, expected = CrashSummary(), _Expected()
+    started_at = time.monotonic()
+    for cycle in range(cycles):
+        ours, theirs = context.Pipe(duplex=False)
+        process = context.Process(target=victim, args=(str(home), seed * 1_000_003 + cycle, theirs), daemon=True)
+        process.start()
+        theirs.close()
+        # Mostly kill during the work; sometimes while the gallery is being opened (or created).
+        wait_for = "started" if rng.random() < 0.15 else "ready"
+        events = []
+        while not events or events[-1][0] != wait_for:
+            if not ours.poll(READY_TIMEOUT_S):
+                process.kill()
+                raise RuntimeError(f"the victim did not get {wait_for} within {READY_TIMEOUT_S:g} s")
+            events.append(ours.recv())
+        time.sleep(rng.uniform(0, max_delay_s))
+        os.kill(process.pid, signal.SIGKILL)
+        process.join()
+        while ours.poll():
+            try:
+                events.append(ours.recv())
+            except EOFError:
+                break
+        ours.close()
+        interrupted = None
+        for kind, operation, name in events:
+            if kind == "begin":
+                interrupted = (operation, name)
+                if operation == "enroll":
+                    expected.ever.add(name)
+            elif kind == "done":
+                interrupted = None
+                summary.operations_done += 1
+                if operation == "remove":
+                    expected.faces.pop(name, None)
+                elif operation == "add":
+                    expected.faces[name] = set(photos_of(name))
+                else:
+                    expected.faces[name] = {name}
+        last = events[-1][0]
+        summary.killed_during[interrupted[0] if interrupted else "opening" if last != "ready" and last != "done"
+                              else "between operations"] += 1
+        problems, repaired = check_gallery(home, expected, interrupted)
+        summary.cycles += 1
+        summary.index_repairs += repaired
+        summary.problems += [f"cycle {cycle}: {p}" for p in problems]
+        summary.people_at_end = len(expected.faces)
+        summary.seconds = time.monotonic() - started_at
+        if progress is not None:
+            progress(cycle, summary)
+    return summary
