@@ -32,7 +32,7 @@ class Face:
     Attributes:
         box: (left, top, right, bottom) in pixels of the original photo, dlib's inclusive corners.
         score: the detector's confidence.
-        landmarks: (5, 2) float array of (x, y) points: eye corners and the base of the nose.
+        landmarks: (5, 2) int array of (x, y) points (eye corners, base of the nose), rounded as dlib rounds.
         embedding: (128,) float32 descriptor; faces of one person lie within ~0.6 of each other.
         chip: (150, 150, 3) uint8 aligned face crop the embedding was computed from.
     """
