@@ -1,0 +1,89 @@
+"""gallery.faces() end to end against the original dlib, and its input and size policies."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import gallery
+from gallery.vision.pipeline import DETECTION_MAX_SIDE
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data"
+REFERENCE = ROOT / "tests" / "fixtures" / "dlib_reference.npz"
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[str, np.ndarray]:
+    with np.load(REFERENCE) as ref:
+        return {key: ref[key] for key in ref.files}
+
+
+def test_faces_match_dlib_end_to_end_on_every_sample_photo(reference):
+    """Boxes equal, scores within 1e-4, landmarks identical, chips exact, descriptors within 1e-5."""
+    assert len(reference["face_image"]) >= 20
+    for index, name in enumerate(reference["images"]):
+        rows = np.flatnonzero(reference["face_image"] == index)
+        found = {f.box: f for f in gallery.faces(DATA / str(name))}
+        assert sorted(found) == sorted(tuple(int(v) for v in reference["box"][r]) for r in rows), name
+        for r in rows:
+            face = found[tuple(int(v) for v in reference["box"][r])]
+            assert abs(face.score - reference["score"][r]) < 1e-4
+            np.testing.assert_array_equal(face.landmarks, reference["landmarks"][r])
+            np.testing.assert_array_equal(face.chip, reference["chips"][r])
+            np.testing.assert_allclose(face.embedding, reference["descriptors"][r], rtol=0, atol=1e-5)
+            assert face.embedding.dtype == np.float32 and face.embedding.shape == (128,)
+
+
+def test_faces_come_largest_first():
+    found = gallery.faces(DATA / "group_of_six.jpg")
+    assert len(found) >= 4
+    areas = [f.width * f.height for f in found]
+    assert areas == sorted(areas, reverse=True)
+
+
+def test_every_image_input_kind_gives_the_same_faces():
+    path = DATA / "obama2.jpg"
+    pil = Image.open(path)
+    expected = gallery.faces(path)
+    for image in (str(path), path.read_bytes(), pil, np.asarray(pil.convert("RGB"))):
+        got = gallery.faces(image)
+        assert [f.box for f in got] == [f.box for f in expected]
+        np.testing.assert_array_equal(got[0].embedding, expected[0].embedding)
+
+
+def test_a_photo_without_a_face_gives_an_empty_list():
+    assert gallery.faces(np.full((480, 640, 3), 200, np.uint8)) == []
+
+
+def test_a_rotated_phone_photo_is_detected_upright():
+    upright = gallery.faces(DATA / "obama.jpg")
+    stored = Image.open(DATA / "obama.jpg").transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to display"
+    buf = io.BytesIO()
+    stored.save(buf, format="JPEG", quality=95, exif=exif)
+    (face,) = gallery.faces(buf.getvalue())
+    assert np.linalg.norm(face.embedding - upright[0].embedding) < 0.1
+
+
+def test_a_huge_photo_is_detected_downscaled_and_boxes_come_in_its_own_pixels():
+    original = Image.open(DATA / "obama.jpg")  # 480x600, face box (187, 73, 323, 209)
+    factor = 5  # 2400x3000: detection runs at DETECTION_MAX_SIDE on the longest side
+    huge = original.resize((original.width * factor, original.height * factor), Image.BICUBIC)
+    assert max(huge.size) > DETECTION_MAX_SIDE
+    (face,) = gallery.faces(huge)
+    (small,) = gallery.faces(original)
+    np.testing.assert_allclose(np.array(face.box), np.array(small.box) * factor, atol=0.1 * factor * small.width)  # pyramid steps move boxes a little
+    assert np.linalg.norm(face.embedding - small.embedding) < 0.2
+
+
+def test_upsampling_finds_faces_too_small_for_the_plain_detector():
+    small = Image.open(DATA / "obama.jpg").resize((160, 200))  # a face of about 45 px
+    assert gallery.faces(small) == []
+    (face,) = gallery.faces(small, upsample=1)
+    assert face.width < 80
