@@ -15,7 +15,7 @@ from gallery.errors import GalleryError
 from gallery.store import NotAGallery, SchemaTooNew, Store, StoreError
 from gallery.store import migrate
 from gallery.store.database import Database, make_engine
-from gallery.store.schema import metadata
+from gallery.store.schema import HEAD_REVISION, metadata
 
 MODEL = "test-model"
 
@@ -140,3 +140,7 @@ def test_migrations_keep_foreign_keys_on_afterwards_and_leave_data_intact(tmp_pa
         "store_state",
     }
     database.close()
+
+
+def test_the_head_revision_opening_checks_without_alembic_is_alembics_head() -> None:
+    assert migrate.head_revision() == HEAD_REVISION

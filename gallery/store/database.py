@@ -32,8 +32,8 @@ from sqlalchemy import URL, Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from gallery.store import migrate
 from gallery.store.errors import NotAGallery, StorageFailure, StoreBusy, StoreError
+from gallery.store.schema import HEAD_REVISION
 
 BUSY_TIMEOUT_MS = 30_000
 CONNECTION_PRAGMAS = (
@@ -120,6 +120,10 @@ class Database:
 
     def _migrate(self) -> None:
         """Bring the schema to the newest revision, checking first without the lock."""
+        if self._recorded_revision() == HEAD_REVISION:
+            return  # the common case, answered without importing Alembic (a third of a cold start)
+        from gallery.store import migrate
+
         head = migrate.head_revision()
         try:
             with self._engine.connect() as connection:
@@ -212,8 +216,24 @@ class Database:
 
     def schema_revision(self) -> str | None:
         """The database's Alembic revision."""
+        recorded = self._recorded_revision()
+        if recorded == HEAD_REVISION:
+            return recorded
+        from gallery.store import migrate
+
         with self._engine.connect() as connection:
             return migrate.current_revision(connection)
+
+    def _recorded_revision(self) -> str | None:
+        """The revision in ``alembic_version`` read directly, or None if that cannot be done simply."""
+        try:
+            with self._engine.connect() as connection:
+                raw = connection.connection.driver_connection
+                assert raw is not None
+                rows = raw.execute("SELECT version_num FROM alembic_version").fetchall()
+        except (sqlite3.Error, DBAPIError):
+            return None  # no table yet, or a damaged file: the full check says which
+        return rows[0][0] if len(rows) == 1 else None
 
     def checkpoint_truncate(self, *, wait_ms: int = BUSY_TIMEOUT_MS) -> bool:
         """Copy the WAL into the database and empty it; False if readers kept it from finishing.

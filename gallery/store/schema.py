@@ -37,6 +37,9 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+# The newest revision in migrations/versions (a test keeps them equal): a database recording
+# it needs no migration, which opening checks without importing Alembic.
+HEAD_REVISION = "0001"
 NAME_MAX_LENGTH = 200
 MODEL_ID_MAX_LENGTH = 100
 
@@ -149,6 +152,7 @@ class StoreState(Base):
 metadata = Base.metadata
 
 __all__ = [
+    "HEAD_REVISION",
     "NAMING_CONVENTION",
     "AuditEntry",
     "Base",
