@@ -13,7 +13,9 @@ from gallery.models import mmod, resnet, shape_predictor, weights
 
 MODELS = {
     "detector": (mmod.DETECTOR_NAME, mmod.DETECTOR_SHA256, mmod.convert_detector_model),
-    "landmarks": (shape_predictor.WEIGHTS_NAME, shape_predictor.LANDMARKS_SHA256, shape_predictor.convert_landmark_model),
+    "landmarks": (
+        shape_predictor.WEIGHTS_NAME, shape_predictor.LANDMARKS_SHA256, shape_predictor.convert_landmark_model
+    ),
     "recognition": (resnet.WEIGHTS_NAME, resnet.RECOGNITION_SHA256, resnet.convert_recognition_model),
 }
 
