@@ -135,30 +135,30 @@ def test_loading_a_missing_file_raises_file_not_found(tmp_path: Path) -> None:
         FaceIndex.load(tmp_path / "faces.faiss")
 
 
-# ---- the approximate (IVF) index a large gallery switches to --------------------------------
+# ---- the approximate (HNSW) index a large gallery switches to -------------------------------
 
-SMALL_THRESHOLD = IndexPolicy(exact_up_to=400, nprobe=8)
+SMALL_THRESHOLD = IndexPolicy(exact_up_to=400, m=16, ef_construction=40, ef_search=64)
 
 
 def clustered_embeddings(count: int, seed: int = 0) -> np.ndarray:
     """Faces around a shared mean, like dlib's descriptors (different people ~0.9 apart)."""
     rng = np.random.default_rng(seed)
-    mean = rng.normal(scale=0.12, size=DIMENSION)
+    mean = np.random.default_rng(123).normal(scale=0.12, size=DIMENSION)
     return (mean + rng.normal(scale=0.06, size=(count, DIMENSION))).astype(np.float32)
 
 
-def test_a_gallery_past_the_threshold_gets_an_ivf_index_that_finds_what_exact_search_finds() -> None:
+def test_a_gallery_past_the_threshold_gets_a_graph_that_finds_what_exact_search_finds() -> None:
     vectors = clustered_embeddings(1000)
-    ivf = FaceIndex.build("m", DIMENSION, np.arange(1000), vectors, policy=SMALL_THRESHOLD)
+    graph = FaceIndex.build("m", DIMENSION, np.arange(1000), vectors, policy=SMALL_THRESHOLD)
     exact = FaceIndex.build("m", DIMENSION, np.arange(1000), vectors)
-    assert (ivf.kind, exact.kind) == ("ivf", "exact")
+    assert (graph.kind, exact.kind) == ("hnsw", "exact")
     probes = vectors[::50] + np.random.default_rng(1).normal(scale=0.02, size=(20, DIMENSION)).astype(np.float32)
-    for (d_ivf, i_ivf), (d_exact, i_exact) in zip(ivf.search(probes, 1), exact.search(probes, 1), strict=True):
-        assert i_ivf.tolist() == i_exact.tolist()
-        assert d_ivf.tolist() == d_exact.tolist()  # exact float64 distances, not FAISS's
+    for (d_graph, i_graph), (d_exact, i_exact) in zip(graph.search(probes, 1), exact.search(probes, 1), strict=True):
+        assert i_graph.tolist() == i_exact.tolist()
+        assert d_graph.tolist() == d_exact.tolist()  # exact float64 distances, not FAISS's
 
 
-def test_ivf_distances_are_exact_euclidean_of_the_stored_vectors() -> None:
+def test_graph_distances_are_exact_euclidean_of_the_stored_vectors() -> None:
     vectors = clustered_embeddings(800)
     index = FaceIndex.build("m", DIMENSION, np.arange(800), vectors, policy=SMALL_THRESHOLD)
     query = clustered_embeddings(1, seed=5)[0]
@@ -167,44 +167,49 @@ def test_ivf_distances_are_exact_euclidean_of_the_stored_vectors() -> None:
     assert np.array_equal(distances, expected)
 
 
-def test_removal_from_an_ivf_index_deletes_the_faces_and_shrinking_returns_to_exact() -> None:
+def test_a_face_removed_from_a_graph_is_never_found_and_its_vector_is_erased() -> None:
     vectors = clustered_embeddings(1000)
     index = FaceIndex.build("m", DIMENSION, np.arange(1000), vectors, policy=SMALL_THRESHOLD)
     assert index.remove_ids(np.array([3, 4, 5000])) == 2
-    assert index.kind == "ivf" and len(index) == 998
+    assert index.kind == "hnsw" and len(index) == 998
     assert 3 not in index.ids() and 4 not in index.ids()
-    ((_, ids),) = index.search(vectors[3], 5)
-    assert 3 not in ids.tolist()
-    index.remove_ids(np.arange(10, 850))  # 158 left: below half the threshold
-    assert index.kind == "exact" and index.ids().tolist() == [0, 1, 2, *range(5, 10), *range(850, 1000)]
+    for probe in (vectors[3], vectors[4]):
+        ((_, ids),) = index.search(probe, 5)
+        assert len(ids) == 5 and not {3, 4} & set(ids.tolist())
+    with pytest.raises(RuntimeError):
+        index.vector(3)
+    stored = index._stored_vectors()
+    assert not any(np.array_equal(row, vectors[3]) or np.array_equal(row, vectors[4]) for row in stored)
+    probes = vectors[10:30] + 0.001
+    assert [i[0] for _, i in index.search(probes, 1)] == list(range(10, 30))  # the graph still navigates
+
+
+def test_many_removals_rebuild_the_graph_and_shrinking_returns_to_exact() -> None:
+    vectors = clustered_embeddings(1000)
+    index = FaceIndex.build("m", DIMENSION, np.arange(1000), vectors, policy=SMALL_THRESHOLD)
+    index.remove_ids(np.arange(0, 150))  # 15% ghosts: rebuilt without them
+    assert index.kind == "hnsw" and index._ghosts == 0 and index._index.ntotal == 850
+    index.remove_ids(np.arange(150, 850))  # 150 left: below half the threshold
+    assert index.kind == "exact" and index.ids().tolist() == list(range(850, 1000))
     assert np.array_equal(index.vector(900), vectors[900])
 
 
-def test_an_ivf_index_is_retrained_when_the_gallery_quadruples() -> None:
+def test_a_copy_of_a_graph_is_independent() -> None:
     index = FaceIndex.build("m", DIMENSION, np.arange(500), clustered_embeddings(500), policy=SMALL_THRESHOLD)
-    lists = index._index.nlist
     grown = index.copy()
-    grown.add(np.arange(500, 4000), clustered_embeddings(3500, seed=2))
-    assert grown._index.nlist >= 2 * lists
-    assert index._index.nlist == lists and len(index) == 500  # the copy was independent
-    assert grown.ids().tolist() == list(range(4000))
+    grown.add(np.arange(500, 900), clustered_embeddings(400, seed=2))
+    grown.remove_ids(np.array([1, 2]))
+    assert len(index) == 500 and index._ghosts == 0
+    assert grown.ids().tolist() == [0, *range(3, 900)]
 
 
-def test_an_ivf_index_rebuilt_from_the_same_faces_answers_the_same() -> None:
-    vectors = clustered_embeddings(900)
-    order = np.random.default_rng(3).permutation(900)
-    a = FaceIndex.build("m", DIMENSION, np.arange(900), vectors, policy=SMALL_THRESHOLD)
-    b = FaceIndex.build("m", DIMENSION, order, vectors[order], policy=SMALL_THRESHOLD)
-    probes = clustered_embeddings(30, seed=9)
-    assert [i.tolist() for _, i in a.search(probes, 5)] == [i.tolist() for _, i in b.search(probes, 5)]
-
-
-def test_an_ivf_index_survives_save_and_load(tmp_path: Path) -> None:
+def test_a_graph_with_ghosts_survives_save_and_load(tmp_path: Path) -> None:
     vectors = clustered_embeddings(700)
     index = FaceIndex.build("m", DIMENSION, np.arange(700) * 3, vectors, policy=SMALL_THRESHOLD)
+    index.remove_ids(np.array([0, 3, 6]))
     index.save(tmp_path / "faces.faiss", gallery_id="g", generation=2)
     loaded, header = FaceIndex.load(tmp_path / "faces.faiss", policy=SMALL_THRESHOLD)
-    assert loaded.kind == "ivf" and header.count == 700
+    assert loaded.kind == "hnsw" and header.count == 697 and len(loaded) == 697 and loaded._ghosts == 3
     assert loaded.ids().tolist() == index.ids().tolist()
     probes = clustered_embeddings(10, seed=4)
     assert [i.tolist() for _, i in loaded.search(probes, 3)] == [i.tolist() for _, i in index.search(probes, 3)]

@@ -1,11 +1,14 @@
 """The FAISS index of face embeddings, keyed by ``faces.id``, and its on-disk file.
 
-The index is exact (``IndexIDMap2`` over ``IndexFlatL2``): dlib compares descriptors by
-Euclidean distance, and a gallery of thousands of faces searches in well under a
-millisecond without approximation. FAISS ranks the candidates; their distances are then
-recomputed in float64 from the stored float32 vectors, so a distance does not depend on
-how many queries were batched together (FAISS switches to a BLAS formula for larger
-batches, which rounds differently).
+The index is chosen by size (``IndexPolicy``): exact (``IndexIDMap2`` over ``IndexFlatL2``)
+up to ``EXACT_UP_TO`` faces, where a search takes about a millisecond; beyond, an HNSW graph
+(``IndexIDMap2`` over ``IndexHNSWFlat``), which finds the exact nearest face for more than
+99% of queries at a million faces in about a millisecond, where exact search takes tens.
+IVF was measured too and rejected: face descriptors spread over some 50 dimensions, so a
+query's true neighbour often lies outside the lists probed (README, "Numbers"). Either way
+FAISS only ranks candidates; their distances are recomputed in float64 from the stored
+float32 vectors, so a distance is exact Euclidean and does not depend on how many queries
+were batched together (FAISS switches to a BLAS formula for larger batches).
 
 Thread safety: searching one ``FaceIndex`` from many threads at once is safe; mutating it
 (``add``, ``remove_ids``) while anyone searches it is not. The store never mutates an index
@@ -14,7 +17,8 @@ it has published: it mutates a ``copy()`` and swaps the reference (copy-on-write
 File format (one file, written atomically): ``MAGIC``, a little-endian u32 header length,
 a UTF-8 JSON header (format, model, dimension, count, SHA-256 of the sorted ids, the
 gallery id and faces generation it was saved at, SHA-256 and length of the payload), then
-the payload: ``faiss.serialize_index``. The payload checksum is verified before FAISS ever
+the payload: FAISS's own serialization of the index (header space is reserved first and
+filled in after the payload is streamed out). The payload checksum is verified before FAISS ever
 parses the bytes, so a damaged file is rejected instead of crashing the process.
 """
 
@@ -23,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import struct
 import tempfile
@@ -47,13 +50,12 @@ _MAX_HEADER_BYTES = 1 << 16
 # more than it saves for a few queries, and the teams of concurrent callers (a door served
 # from several threads) oversubscribe the cores, making searches 10-30x slower under load.
 FEW_QUERIES = 20
-# Exact search up to this many faces, IVF beyond (measured: benchmarks/bench_search.py).
+# Exact search up to this many faces, an HNSW graph beyond (measured: benchmarks/bench_search.py).
 EXACT_UP_TO = 50_000
-LISTS_PER_SQRT_N = 4.0  # IVF lists: about 4 sqrt(n), FAISS's usual rule, so a list holds ~sqrt(n)/4
-NPROBE = 48  # lists scanned per query
-KMEANS_ITERATIONS = 10
-KMEANS_POINTS_PER_LIST = 64  # training sample: at most this many vectors per list
-KMEANS_SEED = 1234
+HNSW_M = 32  # graph links per face (64 at the bottom layer): 256 bytes per face beside its vector
+HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_SEARCH = 256
+GHOST_LIMIT = 0.1  # rebuild the graph once a tenth of its nodes are removed faces
 _RESERVED_HEADER_BYTES = 1024
 _IO_CHUNK = 1 << 22
 
@@ -65,17 +67,9 @@ def _faiss() -> Any:
     return faiss
 
 
-def _exact_index(dimension: int) -> faiss.Index:
+def _exact_index(dimension: int) -> faiss.IndexIDMap2:
     faiss = _faiss()
     return faiss.IndexIDMap2(faiss.IndexFlatL2(dimension))
-
-
-def _is_exact(index: faiss.Index) -> bool:
-    return isinstance(index, _faiss().IndexIDMap2)
-
-
-def _is_ivf(index: faiss.Index) -> bool:
-    return isinstance(index, _faiss().IndexIVFFlat)
 
 
 def set_faiss_threads(count: int) -> None:
@@ -111,39 +105,32 @@ class IndexPolicy:
     """Which search structure a gallery of a given size gets, and how the approximate one is shaped.
 
     Exact search (``IndexFlatL2``) while the gallery holds at most ``exact_up_to`` faces; above
-    that an inverted-file index (``IndexIVFFlat``: k-means lists, ``nprobe`` of them scanned per
-    query) whose lists hold the full float32 vectors, so candidates' distances are exact and
-    removal deletes the vector itself. The numbers behind the defaults are in the README
-    ("Numbers") and ``benchmarks/bench_search.py``.
+    that a graph (``IndexHNSWFlat``): each face linked to ``m`` near neighbours, a search
+    walking the graph with a candidate list of ``ef_search``. The graph stores the float32
+    vectors themselves, so the candidates' distances are exact. The numbers behind the
+    defaults are in the README ("Numbers") and ``benchmarks/bench_search.py``.
     """
 
     def __init__(
         self,
         exact_up_to: int = EXACT_UP_TO,
-        lists_per_sqrt_n: float = LISTS_PER_SQRT_N,
-        nprobe: int = NPROBE,
-        min_vectors_per_list: int = 39,
+        m: int = HNSW_M,
+        ef_construction: int = HNSW_EF_CONSTRUCTION,
+        ef_search: int = HNSW_EF_SEARCH,
+        ghost_limit: float = GHOST_LIMIT,
     ) -> None:
         self.exact_up_to = exact_up_to
-        self.lists_per_sqrt_n = lists_per_sqrt_n
-        self.nprobe = nprobe
-        self.min_vectors_per_list = min_vectors_per_list
-
-    def nlist(self, count: int) -> int:
-        """Lists for ``count`` faces: about ``lists_per_sqrt_n * sqrt(count)``, each trainable."""
-        wanted = round(self.lists_per_sqrt_n * math.sqrt(max(count, 1)))
-        return max(1, min(wanted, count // self.min_vectors_per_list))
+        self.m = m
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
+        self.ghost_limit = ghost_limit
 
     def kind_for(self, count: int, current: str) -> str:
-        """``exact`` or ``ivf``; an IVF index returns to exact only below half the threshold, so a
-        gallery hovering at the threshold is not retrained on every write."""
-        if current == "ivf":
-            return "exact" if count < self.exact_up_to // 2 else "ivf"
-        return "ivf" if count > self.exact_up_to else "exact"
-
-    def needs_retraining(self, nlist: int, count: int) -> bool:
-        """An IVF index trained when the gallery was a quarter of its size has lists 4x too long."""
-        return self.nlist(count) >= 2 * nlist
+        """``exact`` or ``hnsw``; a graph returns to exact only below half the threshold, so a
+        gallery hovering at the threshold is not rebuilt on every write."""
+        if current == "hnsw":
+            return "exact" if count < self.exact_up_to // 2 else "hnsw"
+        return "hnsw" if count > self.exact_up_to else "exact"
 
 
 DEFAULT_POLICY = IndexPolicy()
@@ -152,15 +139,19 @@ DEFAULT_POLICY = IndexPolicy()
 class FaceIndex:
     """Nearest-neighbour search over one model's embeddings, keyed by face id.
 
-    Exact while small, IVF beyond ``policy.exact_up_to`` faces: ``add`` and ``remove_ids``
-    switch the structure (or retrain the IVF lists) when the size calls for it.
+    Exact while small, an HNSW graph beyond ``policy.exact_up_to`` faces; ``add`` and
+    ``remove_ids`` switch the structure when the size calls for it. A graph cannot delete a
+    node, so a removed face becomes a ghost: its id is unmapped (searches skip it) and its
+    vector is overwritten with the mean of its graph neighbours, which keeps the graph
+    navigable and leaves nothing of the removed face's embedding. Once ghosts exceed
+    ``policy.ghost_limit`` of the nodes the graph is rebuilt from the live faces.
     """
 
     def __init__(
         self,
         model: str,
         dimension: int,
-        faiss_index: faiss.Index | None = None,
+        faiss_index: faiss.IndexIDMap2 | None = None,
         *,
         policy: IndexPolicy = DEFAULT_POLICY,
     ) -> None:
@@ -169,22 +160,22 @@ class FaceIndex:
         Args:
             model: the id of the embedding model whose vectors this index holds.
             dimension: the embeddings' length.
-            faiss_index: an existing ``IndexIDMap2`` over ``IndexFlatL2``, or an ``IndexIVFFlat``
-                with a hashtable direct map, to wrap.
-            policy: when to switch between exact and approximate search.
+            faiss_index: an existing ``IndexIDMap2`` over ``IndexFlatL2`` or ``IndexHNSWFlat``.
+            policy: when to switch between exact and approximate search, and the graph's shape.
         """
         faiss = _faiss()
         if faiss_index is None:
             faiss_index = _exact_index(dimension)
-        if faiss_index.d != dimension or not (_is_exact(faiss_index) or _is_ivf(faiss_index)):
-            raise ValueError(f"expected a {dimension}-d IndexIDMap2(IndexFlatL2) or IndexIVFFlat, "
+        inner = faiss.downcast_index(faiss_index.index) if isinstance(faiss_index, faiss.IndexIDMap2) else None
+        if faiss_index.d != dimension or not isinstance(inner, faiss.IndexFlatL2 | faiss.IndexHNSWFlat):
+            raise ValueError(f"expected a {dimension}-d IndexIDMap2 over IndexFlatL2 or IndexHNSWFlat, "
                              f"got {type(faiss_index).__name__}")
-        if _is_ivf(faiss_index) and faiss_index.direct_map.type != faiss.DirectMap.Hashtable:
-            raise ValueError("an IVF index needs a hashtable direct map (to fetch vectors by face id)")
         self.model = model
         self.dimension = dimension
         self.policy = policy
         self._index = faiss_index
+        self._graph = inner if isinstance(inner, faiss.IndexHNSWFlat) else None
+        self._ghosts = int((self._id_map() < 0).sum()) if self._graph is not None else 0
 
     @classmethod
     def build(
@@ -198,24 +189,21 @@ class FaceIndex:
 
     @property
     def kind(self) -> str:
-        """``exact`` (flat) or ``ivf`` (approximate candidates, exact distances)."""
-        return "ivf" if _is_ivf(self._index) else "exact"
+        """``exact`` (flat) or ``hnsw`` (approximate candidates, exact distances)."""
+        return "exact" if self._graph is None else "hnsw"
 
     def __len__(self) -> int:
-        return int(self._index.ntotal)
+        return int(self._index.ntotal) - self._ghosts
+
+    def _id_map(self) -> np.ndarray:
+        """Face id per stored row (-1 for a ghost), a live view into the index."""
+        id_map = self._index.id_map
+        return _faiss().rev_swig_ptr(id_map.data(), id_map.size()) if id_map.size() else np.empty(0, np.int64)
 
     def ids(self) -> np.ndarray:
         """The face ids held, sorted (int64)."""
-        faiss = _faiss()
-        if not _is_ivf(self._index):
-            return np.sort(faiss.vector_to_array(self._index.id_map).astype(np.int64))
-        lists = self._index.invlists
-        parts = [
-            faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).astype(np.int64)
-            for i in range(lists.nlist)
-            if lists.list_size(i)
-        ]
-        return np.sort(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
+        ids = self._id_map()
+        return np.sort(ids[ids >= 0]).astype(np.int64)
 
     def copy(self) -> FaceIndex:
         """An independent copy, to mutate while this one keeps serving searches."""
@@ -224,8 +212,8 @@ class FaceIndex:
     def add(self, ids: np.ndarray, embeddings: np.ndarray) -> None:
         """Add ``embeddings`` (n, dimension) under ``ids`` (n,), which must be new.
 
-        May switch the index to IVF (training its lists on every vector held: seconds at the
-        threshold, about a minute at a million faces) when the gallery outgrows exact search.
+        May rebuild the index as a graph (tens of seconds at the threshold, minutes at a
+        million faces) when the gallery outgrows exact search.
         """
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
         vectors = self._as_vectors(embeddings)
@@ -235,39 +223,61 @@ class FaceIndex:
             raise ValueError("face ids must be unique and not already in the index")
         if not len(ids):
             return
-        count = len(self) + len(ids)
-        wanted = self.policy.kind_for(count, self.kind)
-        if wanted != self.kind or (wanted == "ivf" and self.policy.needs_retraining(self._index.nlist, count)):
+        if self.policy.kind_for(len(self) + len(ids), self.kind) != self.kind:
             held_ids, held_vectors = self._contents()
             self._rebuild(np.concatenate([held_ids, ids]), np.concatenate([held_vectors, vectors]))
         else:
             self._index.add_with_ids(vectors, ids)
 
     def remove_ids(self, ids: np.ndarray) -> int:
-        """Remove the faces with these ids (their vectors are deleted); returns how many were present."""
+        """Remove the faces with these ids (their vectors are erased); returns how many were present."""
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
         if not len(ids):
             return 0
-        faiss = _faiss()
-        if _is_ivf(self._index):
-            # A hashtable direct map removes only through an explicit id array.
-            present = ids[np.isin(ids, self.ids())]
-            removed = int(self._index.remove_ids(faiss.IDSelectorArray(len(present), faiss.swig_ptr(present))))
-        else:
+        if self._graph is None:
             removed = int(self._index.remove_ids(ids))
-        if self.policy.kind_for(len(self), self.kind) != self.kind:
+        else:
+            removed = self._ghost(ids)
+        if self.policy.kind_for(len(self), self.kind) != self.kind or self._ghosts > self.policy.ghost_limit * (
+            len(self) + self._ghosts
+        ):
             self._rebuild(*self._contents())
         return removed
 
+    def _ghost(self, ids: np.ndarray) -> int:
+        """Unmap these faces' graph nodes and overwrite their vectors (see the class docstring)."""
+        faiss = _faiss()
+        id_map = self._id_map()
+        rows = np.flatnonzero(np.isin(id_map, ids))
+        if not len(rows):
+            return 0
+        vectors = self._stored_vectors()
+        graph = self._graph.hnsw
+        offsets = faiss.rev_swig_ptr(graph.offsets.data(), graph.offsets.size())
+        neighbours = faiss.rev_swig_ptr(graph.neighbors.data(), graph.neighbors.size())
+        level0 = int(faiss.vector_to_array(graph.cum_nneighbor_per_level)[1])  # links at the bottom layer
+        id_map[rows] = -1
+        for row in rows:
+            first = int(offsets[row])
+            linked = neighbours[first : first + level0]
+            linked = linked[linked >= 0]
+            linked = linked[id_map[linked] >= 0]
+            vectors[row] = vectors[linked].mean(axis=0) if len(linked) else 0.0
+        self._index.construct_rev_map()
+        self._ghosts += len(rows)
+        return len(rows)
+
     def vector(self, face_id: int) -> np.ndarray:
         """The stored embedding of one face (float32)."""
+        if face_id < 0:
+            raise ValueError("face ids are not negative")
         return self._index.reconstruct(int(face_id))
 
     def search(self, queries: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """The ``k`` nearest faces of each query, nearest first.
 
-        On an IVF index the candidates are those in the ``nprobe`` lists nearest the query
-        (recall measured in the README); their distances are exact all the same.
+        On a graph the candidates are those the walk reaches (recall measured in the
+        README); their distances are exact all the same.
 
         Args:
             queries: (n, dimension) or (dimension,) embeddings.
@@ -283,9 +293,12 @@ class FaceIndex:
             return [(np.empty(0), np.empty(0, dtype=np.int64)) for _ in vectors]
         faiss = _faiss()
         params = None
-        if _is_ivf(self._index):
-            params = faiss.SearchParametersIVF()
-            params.nprobe = min(self.policy.nprobe, self._index.nlist)
+        if self._graph is not None:
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = max(self.policy.ef_search, k)
+            if self._ghosts:
+                live = faiss.IDSelectorRange(0, np.iinfo(np.int64).max)  # ghosts are mapped to -1
+                params.sel = live
         previous_threads = faiss.omp_get_max_threads()
         if len(vectors) < FEW_QUERIES:
             # The setting is per OS thread (an OpenMP ICV), so concurrent callers are unaffected.
@@ -303,44 +316,36 @@ class FaceIndex:
             results.append((distances[order], ids[order]))
         return results
 
-    def _contents(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every face id and its vector, in storage order."""
+    def _stored_vectors(self) -> np.ndarray:
+        """Every stored row's vector, a live (rows, dimension) view into the index."""
         faiss = _faiss()
-        if not _is_ivf(self._index):
-            ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
-            flat = faiss.downcast_index(self._index.index)
-            vectors = faiss.vector_to_array(flat.codes).view(np.float32).reshape(-1, self.dimension)
-            return ids, vectors
-        lists = self._index.invlists
-        id_parts, vector_parts = [], []
-        for i in range(lists.nlist):
-            size = lists.list_size(i)
-            if size:
-                id_parts.append(faiss.rev_swig_ptr(lists.get_ids(i), size).astype(np.int64))
-                codes = faiss.rev_swig_ptr(lists.get_codes(i), size * self.dimension * 4)
-                vector_parts.append(codes.view(np.float32).reshape(size, self.dimension).copy())
-        if not id_parts:
-            return np.empty(0, dtype=np.int64), np.empty((0, self.dimension), dtype=np.float32)
-        return np.concatenate(id_parts), np.concatenate(vector_parts)
+        flat = faiss.downcast_index(self._graph.storage) if self._graph is not None else faiss.downcast_index(
+            self._index.index)
+        if not flat.codes.size():
+            return np.empty((0, self.dimension), np.float32)
+        codes = faiss.rev_swig_ptr(flat.codes.data(), flat.codes.size())
+        return codes.view(np.float32).reshape(-1, self.dimension)
+
+    def _contents(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every live face id and a copy of its vector, in storage order."""
+        id_map = self._id_map()
+        live = id_map >= 0
+        return id_map[live].astype(np.int64), self._stored_vectors()[live].copy()
 
     def _rebuild(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Replace the faiss index by one of the kind ``len(ids)`` faces call for."""
+        """Replace the faiss index by one of the kind ``len(ids)`` faces call for, without ghosts."""
         faiss = _faiss()
         if self.policy.kind_for(len(ids), self.kind) == "exact":
-            index = _exact_index(self.dimension)
+            index, graph = _exact_index(self.dimension), None
         else:
-            nlist = self.policy.nlist(len(ids))
-            index = faiss.IndexIVFFlat(faiss.IndexFlatL2(self.dimension), self.dimension, nlist)
-            index.cp.niter = KMEANS_ITERATIONS
-            index.cp.max_points_per_centroid = KMEANS_POINTS_PER_LIST
-            index.cp.seed = KMEANS_SEED  # a rebuild from the same faces gives the same lists
-            order = np.argsort(ids, kind="stable")  # and so does the order they came in
+            graph = faiss.IndexHNSWFlat(self.dimension, self.policy.m)
+            graph.hnsw.efConstruction = self.policy.ef_construction
+            index = faiss.IndexIDMap2(graph)
+            order = np.argsort(ids, kind="stable")  # the same faces give the same insertion order
             ids, vectors = ids[order], vectors[order]
-            index.train(vectors)
-            index.set_direct_map_type(faiss.DirectMap.Hashtable)
         if len(ids):
             index.add_with_ids(np.ascontiguousarray(vectors), np.ascontiguousarray(ids))
-        self._index = index
+        self._index, self._graph, self._ghosts = index, graph, 0
 
     def _as_vectors(self, embeddings: np.ndarray) -> np.ndarray:
         vectors = np.ascontiguousarray(embeddings, dtype=np.float32)

@@ -1,0 +1,137 @@
+"""Search latency and recall@1 of the gallery's index at several sizes, on synthetic faces.
+
+    python -m benchmarks.bench_search [--sizes 1000,100000,1000000] [--queries 500] [--ivf]
+
+For each size: a gallery of that many people (one dlib-like descriptor each, from
+``benchmarks/synthetic.py``), ``FaceIndex.build`` (exact up to ``EXACT_UP_TO``, an HNSW graph
+beyond), then single-query searches as the store runs them (one thread, k=8): median and
+p95 latency, and recall@1 against exact search, for genuine probes (another photo of an
+enrolled person) and strangers, reported separately. Also: exact search's own latency at
+that size, build time, resident memory, and on a graph the cost of a removal (the
+copy-on-write copy, then the ghosting) and of saving the index file. ``--ef 128,256``
+sweeps the graph's efSearch; ``--ivf`` adds FAISS's IVF-Flat (the rejected alternative) at
+several nprobe values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from benchmarks.synthetic import FaceModel
+from gallery.store.index import DEFAULT_POLICY, FaceIndex, IndexPolicy
+
+K = 8
+
+
+def rss_mb() -> tuple[float, float]:
+    """Current and peak resident memory of this process, MB."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def latencies_ms(search, queries: np.ndarray) -> tuple[list[float], list[int]]:
+    times, top = [], []
+    for query in queries:
+        start = time.perf_counter()
+        found = search(query)
+        times.append(1000 * (time.perf_counter() - start))
+        top.append(found)
+    return times, top
+
+
+def summary(times: list[float]) -> str:
+    return f"median {statistics.median(times):.3f} ms, p95 {np.percentile(times, 95):.3f} ms"
+
+
+def recall(top: list[int], truth: np.ndarray) -> float:
+    return float(np.mean(np.array(top) == truth))
+
+
+def measure(size: int, queries: int, efs: list[int], ivf: bool, model: FaceModel) -> None:
+    rng = np.random.default_rng(size)
+    photos, _, genuine = model.gallery(size, queries, rng)
+    strangers = model.strangers(queries, rng)
+    ids = np.arange(1, size + 1, dtype=np.int64)
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    truth = {kind: ids[faiss.knn(q, photos, 1)[1][:, 0]] for kind, q in (("genuine", genuine), ("stranger", strangers))}
+    faiss.omp_set_num_threads(1)
+    exact_times, _ = latencies_ms(lambda q: faiss.knn(q[None], photos, K), genuine[:100])
+    print(f"\n## {size:,} faces\nexact search (IndexFlatL2, 1 thread): {summary(exact_times)}")
+
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    before, _ = rss_mb()
+    start = time.perf_counter()
+    index = FaceIndex.build("bench", photos.shape[1], ids, photos)
+    build_s = time.perf_counter() - start
+    index_mb = rss_mb()[0] - before
+    faiss.omp_set_num_threads(1)
+    print(f"FaceIndex: {index.kind}, built in {build_s:.1f} s ({os.cpu_count()} threads), ~{index_mb:.0f} MB resident")
+    for ef in efs if index.kind == "hnsw" else [None]:
+        if ef is not None:
+            index.policy = IndexPolicy(ef_search=ef)
+        label = f"ef {ef}" if ef is not None else "exact"
+        for kind, q in (("genuine", genuine), ("stranger", strangers)):
+            times, top = latencies_ms(lambda x: int(index.search(x, K)[0][1][0]), q)
+            print(f"  {label:>9} {kind:>8}: {summary(times)}, recall@1 {recall(top, truth[kind]):.4f}")
+    index.policy = DEFAULT_POLICY
+    if index.kind == "hnsw":
+        with tempfile.TemporaryDirectory() as folder:
+            start = time.perf_counter()
+            index.save(Path(folder) / "faces.faiss", gallery_id="bench", generation=1)
+            save_s = time.perf_counter() - start
+            size_mb = (Path(folder) / "faces.faiss").stat().st_size / 2**20
+        start = time.perf_counter()
+        changed = index.copy()
+        copy_s = time.perf_counter() - start
+        start = time.perf_counter()
+        changed.remove_ids(ids[:1])
+        remove_s = time.perf_counter() - start
+        del changed
+        print(f"  removal: copy-on-write copy {copy_s:.2f} s + ghosting {1000 * remove_s:.1f} ms; "
+              f"index file save {save_s:.2f} s ({size_mb:.0f} MB); a rebuild costs the build time")
+    del index
+    if ivf:
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
+        nlist = int(4 * np.sqrt(size))
+        lists = faiss.IndexIVFFlat(faiss.IndexFlatL2(photos.shape[1]), photos.shape[1], nlist)
+        start = time.perf_counter()
+        lists.train(photos)
+        lists.add(photos)
+        print(f"IVF-Flat, {nlist} lists: built in {time.perf_counter() - start:.1f} s")
+        faiss.omp_set_num_threads(1)
+        for nprobe in (16, 64, 128, 256):
+            params = faiss.SearchParametersIVF(nprobe=nprobe)
+            for kind, q in (("genuine", genuine), ("stranger", strangers)):
+                times, top = latencies_ms(lambda x: int(lists.search(x[None], K, params=params)[1][0, 0]), q)
+                # IVF numbers rows from 0; face ids here are row + 1.
+                print(f"  nprobe {nprobe:>3} {kind:>8}: {summary(times)}, recall@1 {recall(top, truth[kind] - 1):.4f}")
+        del lists
+    print(f"process peak resident memory so far: {rss_mb()[1]:.0f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000,100000,1000000")
+    parser.add_argument("--queries", type=int, default=500, help="genuine probes, and as many strangers")
+    parser.add_argument("--ef", default=str(DEFAULT_POLICY.ef_search), help="graph efSearch values, comma-separated")
+    parser.add_argument("--ivf", action="store_true", help="also measure FAISS IVF-Flat (the rejected alternative)")
+    args = parser.parse_args()
+    print(f"faiss {faiss.__version__}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
+          f"EXACT_UP_TO {DEFAULT_POLICY.exact_up_to:,}, HNSW M {DEFAULT_POLICY.m}, efConstruction "
+          f"{DEFAULT_POLICY.ef_construction}, efSearch {DEFAULT_POLICY.ef_search}, k={K}")
+    model = FaceModel.load()
+    for size in (int(s) for s in args.sizes.split(",")):
+        measure(size, args.queries, [int(n) for n in args.ef.split(",")], args.ivf, model)
+    print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
