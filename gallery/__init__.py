@@ -25,6 +25,7 @@ from gallery.errors import (
     MultiFrameImage,
     MultipleFaces,
     NoFaceFound,
+    NotLive,
     PoorQuality,
     UnsupportedImage,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "MultiFrameImage",
     "MultipleFaces",
     "NoFaceFound",
+    "NotLive",
     "Person",
     "PersonNotFound",
     "PhotoFailure",

@@ -241,6 +241,26 @@ def remove(ctx: _Context, name: str, as_json: bool) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
+def reembed(ctx: _Context, as_json: bool) -> None:
+    """Re-embed faces stored by another (older) embedding model, from their stored face chips.
+
+    Needed after upgrading to a gallery whose model differs from the one that enrolled the
+    faces: until then enroll, identify and verify refuse. Safe to interrupt and run again.
+
+    \b
+    Example:
+        gallery reembed
+    """
+    count, model = ctx.run(lambda g: (g.reembed(), g.info().model))
+    if as_json:
+        _print_json({"reembedded": count, "model": model})
+    else:
+        click.echo(f"Re-embedded {count} face(s) with {model}" if count else f"Every face is already {model}'s")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_context
 def info(ctx: _Context, as_json: bool) -> None:
     """Show where the gallery lives, what it holds and the decision rule in force.
 

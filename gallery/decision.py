@@ -13,7 +13,8 @@ from typing import Any, Literal, Protocol
 # dlib's documented threshold for its ResNet descriptors (loss_metric margin 0.04 around 0.6).
 DLIB_DISTANCE_THRESHOLD = 0.6
 
-Outcome = Literal["match", "unknown", "ambiguous"]
+# "not_live" is the facade's, not a rule's: the liveness check vetoed the face before any search.
+Outcome = Literal["match", "unknown", "ambiguous", "not_live"]
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,10 @@ class AlreadyEnrolled(GalleryError):
     """A person of this name is enrolled already (pass add=True / --add to add another photo)."""
 
 
+class NotLive(GalleryError):
+    """The liveness check given to the gallery rejected the face (a print, a screen or a mask?)."""
+
+
 class LooksLikeSomeoneElse(GalleryError):
     """The face already matches a different enrolled person (pass allow_similar=True to enrol anyway)."""
 

@@ -30,6 +30,7 @@ from gallery.errors import (
     LooksLikeSomeoneElse,
     MultipleFaces,
     NoFaceFound,
+    NotLive,
     PoorQuality,
 )
 from gallery.folders import PersonPhotos, scan_people_folder
@@ -44,7 +45,7 @@ from gallery.results import (
     Removal,
     Verification,
 )
-from gallery.store import FaceRecord, PersonNotFound, Store
+from gallery.store import FaceRecord, ModelMismatch, PersonNotFound, Store
 from gallery.store.store import clean_name
 from gallery.vision.image import ImageInput, load_rgb, photo_sha256, read_photo
 from gallery.vision.pipeline import Face, FacePipeline, default_pipeline
@@ -57,6 +58,13 @@ CHIP_JPEG_QUALITY = 95
 UPSAMPLE_RETRY_MAX_PIXELS = 1_000_000  # upsampling quadruples the detector's cost: small photos only  # the stored chip is what `reembed` works from: keep it near-lossless
 
 log = logging.getLogger(__name__)
+
+LivenessCheck = Callable[[np.ndarray, Face], bool]
+"""``check(photo, face) -> bool``: is this face a live person (not a print, screen or mask)?
+
+Called with the whole photo (HxWx3 uint8 RGB, as decoded) and the detected face; False
+vetoes the face. An exception propagates (the call fails closed).
+"""
 
 
 def default_home() -> Path:
@@ -93,12 +101,31 @@ class Gallery:
     Args:
         home: the gallery folder; defaults to ``default_home()``. Created if missing.
         pipeline: the face pipeline to use (tests inject one); defaults to the process-wide one.
+        liveness: an optional anti-spoofing check consulted by ``identify`` and ``verify``
+            for every face before it is searched (see ``LivenessCheck``). gallery has none
+            of its own: without one, a printed photo of an enrolled person is recognised.
+
+    Raises:
+        SchemaTooNew: the gallery was written by a newer version of gallery.
+        NotAGallery, StoreBusy, StorageFailure: the folder cannot be opened as a gallery.
     """
 
-    def __init__(self, home: str | os.PathLike | None = None, *, pipeline: FacePipeline | None = None) -> None:
+    def __init__(
+        self,
+        home: str | os.PathLike | None = None,
+        *,
+        pipeline: FacePipeline | None = None,
+        liveness: LivenessCheck | None = None,
+    ) -> None:
         self._pipeline = pipeline or default_pipeline()
+        self._liveness = liveness
         self.home = Path(home) if home is not None else default_home()
         self._store = Store.open(self.home, model=self._pipeline.model_id)
+        try:
+            self._other_models = self._faces_of_other_models()
+        except BaseException:
+            self._store.close()
+            raise
         self._audit = _AuditWriter(self._store)
 
     def __enter__(self) -> Gallery:
@@ -137,7 +164,9 @@ class Gallery:
         Raises:
             ImageError: the photo cannot be used. NoFaceFound, MultipleFaces, PoorQuality.
             AlreadyEnrolled, PersonNotFound (``add`` for an unknown name), LooksLikeSomeoneElse.
+            ModelMismatch: the gallery holds faces of another model; run ``reembed`` first.
         """
+        self._require_one_model()
         photo = read_photo(image) if isinstance(image, (str, os.PathLike)) else image
         face = self._single_face(photo, largest=largest)
         record = self._face_record(face, photo_sha256(photo))
@@ -193,6 +222,7 @@ class Gallery:
         Raises:
             ImageNotFound: ``folder`` is not a folder. StoreError: the gallery itself failed.
         """
+        self._require_one_model()
         people = scan_people_folder(folder)
         run = _FolderRun(total=sum(len(p.photos) for p in people), progress=progress)
         batch: list[PersonPhotos] = []
@@ -216,6 +246,29 @@ class Gallery:
                         detail={"faces": len(removed.face_ids)})
         return Removal(removed.name, removed.person_id, len(removed.face_ids))
 
+    def reembed(self, *, batch_size: int = 64) -> int:
+        """Re-embed the faces stored by another (older) model with this gallery's model, from their chips.
+
+        Each face keeps its person, box and chip and gets a new embedding (and a new face id).
+        Batches are written as they are done, so an interrupted run is finished by running it
+        again. Until every face is re-embedded, ``enroll``, ``identify`` and ``verify`` refuse.
+
+        Returns:
+            How many faces were re-embedded (0 when every face is of this model already).
+        """
+        tasks = self._store.faces_to_reembed()
+        models = sorted({task.model for task in tasks})
+        for start in range(0, len(tasks), batch_size):
+            batch = tasks[start : start + batch_size]
+            chips = np.stack([_chip_pixels(task.face_id, task.chip_jpeg) for task in batch])
+            embeddings = self._pipeline.embedder.embed(chips)
+            self._store.reembed({task.face_id: vector for task, vector in zip(batch, embeddings, strict=True)})
+        self._other_models = self._faces_of_other_models()
+        if tasks:
+            self._audit.put("reembed", outcome="reembedded", model=self._pipeline.model_id,
+                            detail={"faces": len(tasks), "from_models": models})
+        return len(tasks)
+
     # ---- reads -----------------------------------------------------------------------
 
     def identify(self, image: ImageInput, *, top_k: int = 5, upsample: int = 0) -> list[IdentifiedFace]:
@@ -228,17 +281,27 @@ class Gallery:
 
         Raises:
             ImageError: the photo cannot be used. (A photo without faces gives an empty list.)
+            ModelMismatch: the gallery holds faces of another model; run ``reembed`` first.
+
+        A face the liveness check (if any) vetoes is not searched: its outcome is ``not_live``.
         """
-        found = self._pipeline.faces(image, upsample=upsample)
+        self._require_one_model()
+        rgb = load_rgb(image)
+        found = self._pipeline.faces(rgb, upsample=upsample)
         if not found:
             self._audit.put("identify", outcome="no_face")
             return []
         rule = self.rule()
-        hits = self._store.search(np.stack([f.embedding for f in found]), k=max(top_k, 2))
+        live = [self._is_live(rgb, face) for face in found]
+        searched = [face.embedding for face, is_live in zip(found, live, strict=True) if is_live]
+        hits = iter(self._store.search(np.stack(searched), k=max(top_k, 2)) if searched else [])
         gallery_size = self._store.people_count()
         results = []
-        for face, face_hits in zip(found, hits, strict=True):
-            candidates = tuple(Candidate(h.name, h.person_id, h.distance) for h in face_hits)
+        for face, is_live in zip(found, live, strict=True):
+            if not is_live:
+                results.append(IdentifiedFace(face.box, (), None, "not_live", 1.0, rule.describe()))
+                continue
+            candidates = tuple(Candidate(h.name, h.person_id, h.distance) for h in next(hits))
             evidence = [Evidence(person_id=c.person_id, distance=c.distance) for c in candidates]
             decision = rule.decide(evidence, gallery_size)
             match = candidates[decision.index] if decision.index is not None else None
@@ -262,11 +325,19 @@ class Gallery:
 
         Raises:
             PersonNotFound, NoFaceFound, ImageError.
+            NotLive: the liveness check vetoed the face.
+            ModelMismatch: the gallery holds faces of another model; run ``reembed`` first.
         """
+        self._require_one_model()
         person = self._store.find_person(name)
         if person is None:
             raise PersonNotFound(f"no person named {name!r} is enrolled")
-        face = self._largest_face(image)
+        rgb = load_rgb(image)
+        face = self._largest_face(rgb)
+        if not self._is_live(rgb, face):
+            self._audit.put("verify", outcome="not_live", person_name=person.name, person_id=person.id,
+                            model=self._pipeline.model_id)
+            raise NotLive("the liveness check rejected the face (a photo, a screen or a mask?)")
         _, embeddings = self._store.embeddings_for(person.id)
         distance = float(np.min(np.linalg.norm(embeddings - face.embedding, axis=1)))
         threshold = float(self._store.get_setting(VERIFY_SETTING, {}).get("threshold", DLIB_DISTANCE_THRESHOLD))
@@ -295,6 +366,26 @@ class Gallery:
         return GalleryInfo(stats.home, stats.people, stats.faces, stats.model, rule, verify, stats.schema_revision)
 
     # ---- helpers ---------------------------------------------------------------------
+
+    def _is_live(self, rgb: np.ndarray, face: Face) -> bool:
+        return self._liveness is None or bool(self._liveness(rgb, face))
+
+    def _faces_of_other_models(self) -> dict[str, int]:
+        """Face counts by model, for models other than the pipeline's."""
+        by_model = self._store.stats().faces_by_model
+        return {model: count for model, count in by_model.items() if model != self._pipeline.model_id}
+
+    def _require_one_model(self) -> None:
+        """Refuse to work while some faces come from another model: searches could not see them."""
+        if self._other_models:  # look again: another process may have re-embedded them meanwhile
+            self._other_models = self._faces_of_other_models()
+        if self._other_models:
+            found = ", ".join(f"{count} by {model!r}" for model, count in sorted(self._other_models.items()))
+            raise ModelMismatch(
+                f"this gallery holds faces embedded by another model ({found}), which cannot be compared "
+                f"with {self._pipeline.model_id!r}; run `gallery reembed` (Gallery.reembed()) to re-embed "
+                "them from their stored face chips"
+            )
 
     def _single_face(self, image: ImageInput, *, largest: bool) -> Face:
         rgb = load_rgb(image)
@@ -483,6 +574,17 @@ class _FolderRun:
         self.failures.append(PhotoFailure(path, name, type(error).__name__, str(error)))
         if done:
             self.advance()
+
+
+def _chip_pixels(face_id: int, chip_jpeg: bytes) -> np.ndarray:
+    """A stored chip decoded for the embedder."""
+    try:
+        chip = load_rgb(chip_jpeg)
+    except ImageError as error:
+        raise ImageError(f"face {face_id}'s stored chip cannot be decoded: {error}") from error
+    if chip.shape != (150, 150, 3):
+        raise ImageError(f"face {face_id}'s stored chip is {chip.shape[1]}x{chip.shape[0]}, not 150x150")
+    return chip
 
 
 def _jpeg(chip: np.ndarray) -> bytes:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Iterable
 
 import numpy as np
 from PIL import Image
@@ -50,8 +51,15 @@ def fake_chip(rgb: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(coarse).resize((150, 150), Image.BILINEAR))
 
 
+class FakeEmbedder:
+    """Looks like ``gallery.vision.embedding.Embedder``: ``embed(chips)``, derived from the chips' pixels."""
+
+    def embed(self, chips: np.ndarray) -> np.ndarray:
+        return np.stack([fake_embedding(chip) for chip in chips]) if len(chips) else np.empty((0, 128), np.float32)
+
+
 class FakePipeline:
-    """Looks like ``gallery.vision.pipeline.FacePipeline``: ``model_id`` and ``faces(image, upsample=0)``.
+    """Looks like ``gallery.vision.pipeline.FacePipeline``: ``model_id``, ``faces``, ``faces_many``, ``embedder``.
 
     Args:
         model_id: the embedding model id it claims (open a gallery "made by another model" with it).
@@ -59,6 +67,7 @@ class FakePipeline:
 
     def __init__(self, model_id: str = FAKE_MODEL) -> None:
         self.model_id = model_id
+        self.embedder = FakeEmbedder()
         self.calls = 0
 
     def faces(self, image: ImageInput, *, upsample: int = 0) -> list[Face]:
@@ -73,6 +82,10 @@ class FakePipeline:
         ) * [width, height]
         return [Face(box=(0, 0, width - 1, height - 1), score=1.0, landmarks=landmarks,
                      embedding=fake_embedding(rgb), chip=fake_chip(rgb))]
+
+
+    def faces_many(self, images: Iterable[ImageInput], *, upsample: int = 0) -> list[list[Face]]:
+        return [self.faces(image, upsample=upsample) for image in images]
 
 
 def _rng(data: bytes) -> np.random.Generator:
