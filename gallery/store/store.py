@@ -123,6 +123,7 @@ class _Snapshot:
     generation: int
     index: FaceIndex
     owners: _Owners
+    people: int  # rows in ``people``, which change only with the faces (a person always has one)
 
 
 def _raw(session: Session) -> sqlite3.Cursor:
@@ -176,7 +177,7 @@ class Store:
         self._schema_revision = database.schema_revision()
         with database.read() as session:
             self._gallery_id = session.scalars(select(StoreState.gallery_id).where(StoreState.id == 1)).one()
-        self._snapshot = _Snapshot(-1, FaceIndex(model, dimension, policy=index_policy), _NO_OWNERS)
+        self._snapshot = _Snapshot(-1, FaceIndex(model, dimension, policy=index_policy), _NO_OWNERS, 0)
 
     @classmethod
     def open(
@@ -261,11 +262,11 @@ class Store:
                 elif ids_digest(loaded.ids()) != ids_digest(wanted):
                     reason = "the index file disagreed with the database's faces (stale)"
             if loaded is not None and reason is None:
-                self._snapshot = _Snapshot(generation, loaded, self._owners(session))
+                self._snapshot = _Snapshot(generation, loaded, self._owners(session), self._count_people(session))
             else:
                 ids, vectors, owners = self._fetch_faces(session, None)
                 index = FaceIndex.build(self.model, self.dimension, ids, vectors, policy=self.index_policy)
-                self._snapshot = _Snapshot(generation, index, owners)
+                self._snapshot = _Snapshot(generation, index, owners, self._count_people(session))
         if reason is None:
             return
         if loaded is None and not len(wanted) and generation == 0 and not self.index_path.exists():
@@ -275,6 +276,10 @@ class Store:
             self.index_repair = reason
         with self._db.exclusive():
             self._sync_and_save()
+
+    @staticmethod
+    def _count_people(session: Session) -> int:
+        return int(_raw(session).execute("SELECT count(*) FROM people").fetchone()[0])
 
     @staticmethod
     def _generation(session: Session) -> int:
@@ -352,7 +357,7 @@ class Store:
                 index.remove_ids(gone)
                 index.add(new_ids, vectors)
                 owners = current.owners.changed(gone, new_owners)
-            self._snapshot = _Snapshot(generation, index, owners)
+            self._snapshot = _Snapshot(generation, index, owners, self._count_people(session))
             return self._snapshot
 
     def _fresh_snapshot(self) -> _Snapshot:
@@ -702,9 +707,8 @@ class Store:
         return self._one_person(Person.id == person_id)
 
     def people_count(self) -> int:
-        """How many people are enrolled (one cheap query)."""
-        self._check_open()
-        return int(self._db.read_scalar("SELECT count(*) FROM people"))
+        """How many people are enrolled (counted when the faces last changed: free per call)."""
+        return self._fresh_snapshot().people
 
     def people(self) -> list[PersonRow]:
         """Every enrolled person, by name."""
