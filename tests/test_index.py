@@ -213,3 +213,13 @@ def test_a_graph_with_ghosts_survives_save_and_load(tmp_path: Path) -> None:
     assert loaded.ids().tolist() == index.ids().tolist()
     probes = clustered_embeddings(10, seed=4)
     assert [i.tolist() for _, i in loaded.search(probes, 3)] == [i.tolist() for _, i in index.search(probes, 3)]
+
+
+def test_removing_the_graphs_entry_point_leaves_a_searchable_graph() -> None:
+    vectors = clustered_embeddings(600)
+    index = FaceIndex.build("m", DIMENSION, np.arange(600), vectors, policy=SMALL_THRESHOLD)
+    entry = int(index._id_map()[index._graph.hnsw.entry_point])
+    index.remove_ids(np.array([entry]))
+    assert entry not in index.ids() and index._graph.hnsw.entry_point >= 0
+    live = [i for i in range(40) if i != entry]
+    assert [int(i[0]) for _, i in index.search(vectors[live] + 0.001, 1)] == live

@@ -456,6 +456,7 @@ def test_a_gallery_past_the_exact_search_threshold_stays_consistent_on_a_graph_i
         assert store.search(vectors["p123"] + 0.001, 1)[0][0].name == "p123"
         store.remove_person("p123")
         assert all(hit.name != "p123" for hit in store.search(vectors["p123"], 5)[0])
+        assert vectors["p123"].tobytes()[:16] not in (home / INDEX_FILE).read_bytes()  # erased, not just unmapped
         with Store.open(home, model=MODEL, index_policy=policy) as other:  # loads the graph's file
             assert other.index_repair is None and other._snapshot.index.kind == "hnsw"
             store.add_person_with_face("late", face(embedding(999)))

@@ -141,10 +141,12 @@ class FaceIndex:
 
     Exact while small, an HNSW graph beyond ``policy.exact_up_to`` faces; ``add`` and
     ``remove_ids`` switch the structure when the size calls for it. A graph cannot delete a
-    node, so a removed face becomes a ghost: its id is unmapped (searches skip it) and its
-    vector is overwritten with the mean of its graph neighbours, which keeps the graph
-    navigable and leaves nothing of the removed face's embedding. Once ghosts exceed
-    ``policy.ghost_limit`` of the nodes the graph is rebuilt from the live faces.
+    node, so a removed face becomes a ghost: its id is unmapped (searches skip it), its
+    vector is zeroed and its own links are cleared, so nothing of the removed embedding
+    remains (not even an average of its neighbours, which would approximate it). Other
+    faces' links to the ghost stay until the graph is rebuilt, which happens once ghosts
+    exceed ``policy.ghost_limit`` of the nodes, or at once if the ghost was the graph's
+    entry point.
     """
 
     def __init__(
@@ -245,26 +247,23 @@ class FaceIndex:
         return removed
 
     def _ghost(self, ids: np.ndarray) -> int:
-        """Unmap these faces' graph nodes and overwrite their vectors (see the class docstring)."""
+        """Unmap these faces' graph nodes, zero their vectors and clear their links (see the class)."""
         faiss = _faiss()
         id_map = self._id_map()
         rows = np.flatnonzero(np.isin(id_map, ids))
         if not len(rows):
             return 0
-        vectors = self._stored_vectors()
         graph = self._graph.hnsw
         offsets = faiss.rev_swig_ptr(graph.offsets.data(), graph.offsets.size())
-        neighbours = faiss.rev_swig_ptr(graph.neighbors.data(), graph.neighbors.size())
-        level0 = int(faiss.vector_to_array(graph.cum_nneighbor_per_level)[1])  # links at the bottom layer
+        links = faiss.rev_swig_ptr(graph.neighbors.data(), graph.neighbors.size())
         id_map[rows] = -1
+        self._stored_vectors()[rows] = 0.0
         for row in rows:
-            first = int(offsets[row])
-            linked = neighbours[first : first + level0]
-            linked = linked[linked >= 0]
-            linked = linked[id_map[linked] >= 0]
-            vectors[row] = vectors[linked].mean(axis=0) if len(linked) else 0.0
+            links[int(offsets[row]) : int(offsets[row + 1])] = -1
         self._index.construct_rev_map()
         self._ghosts += len(rows)
+        if graph.entry_point in rows:  # every search starts there: it must be a live node
+            self._rebuild(*self._contents())
         return len(rows)
 
     def vector(self, face_id: int) -> np.ndarray:
