@@ -3,9 +3,10 @@
     python -m benchmarks.bench_identify [--sizes 1000,100000,1000000] [--runs 20]
         [--work /tmp/gallery-bench] [--face-recognition /root/frvenv/bin/python]
 
-Each size gets a gallery home under ``--work`` (made once, then reused) whose people each
-have one synthetic descriptor (``benchmarks/synthetic.py``; the stored face chip is a small
-grey placeholder, which identify never reads). The rows are written straight into SQLite,
+Each size gets a gallery home under ``--work`` (made once, then reused; ``bench_search
+--home`` measures search on it too) whose people each have one synthetic descriptor
+(``benchmarks/synthetic.py``; the stored face chip is a small grey placeholder, which
+identify never reads). The rows are written straight into SQLite,
 then ``Store.open`` rebuilds and saves the index as it would after losing the file, which
 gives the rebuild time at that size. Then a fresh process opens the gallery, identifies a
 640x480 photo with one face once to warm up, and ``--runs`` more times: median and p95
@@ -40,6 +41,7 @@ from benchmarks.synthetic import FaceModel
 
 ROOT = Path(__file__).resolve().parent.parent
 CHUNK = 50_000
+PROBES = 1000  # other photos of enrolled people, kept beside the home for bench_search
 
 
 def _placeholder_chip() -> bytes:
@@ -58,13 +60,15 @@ def build_home(home: Path, size: int) -> float:
     (home / INDEX_FILE).unlink()
     model = FaceModel.load()
     rng = np.random.default_rng(size)
+    photos, shown, probes = model.gallery(size, PROBES, rng)
+    np.savez(home / "probes.npz", shown=shown + 1, probes=probes)  # for bench_search --home (face id = row + 1)
     chip = _placeholder_chip()
     now = "2025-01-01 00:00:00.000000"
     landmarks = "[[60.0, 60.0], [70.0, 60.0], [100.0, 60.0], [90.0, 60.0], [80.0, 90.0]]"
     with sqlite3.connect(home / "gallery.db") as db:
         for start in range(0, size, CHUNK):
             n = min(CHUNK, size - start)
-            vectors = model.gallery(n, 0, rng)[0]
+            vectors = photos[start : start + n]
             db.executemany(
                 "INSERT INTO people (id, name, external_id, created_at, updated_at) VALUES (?, ?, NULL, ?, ?)",
                 ((start + i + 1, f"person {start + i + 1:07d}", now, now) for i in range(n)),

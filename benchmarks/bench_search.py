@@ -1,6 +1,7 @@
 """Search latency and recall@1 of the gallery's index at several sizes, on synthetic faces.
 
     python -m benchmarks.bench_search [--sizes 1000,100000,1000000] [--queries 500] [--ivf]
+    python -m benchmarks.bench_search --home /tmp/gallery-bench/size-1000000   # reuse bench_identify's
 
 For each size: a gallery of that many people (one dlib-like descriptor each, from
 ``benchmarks/synthetic.py``), ``FaceIndex.build`` (exact up to ``EXACT_UP_TO``, an HNSW graph
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import statistics
 import tempfile
 import time
@@ -55,11 +57,26 @@ def recall(top: list[int], truth: np.ndarray) -> float:
     return float(np.mean(np.array(top) == truth))
 
 
-def measure(size: int, queries: int, efs: list[int], ivf: bool, model: FaceModel) -> None:
+def gallery_home_faces(home: Path, queries: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The faces of a ``bench_identify`` home (face id = row + 1) and its genuine probes."""
+    with sqlite3.connect(f"file:{home / 'gallery.db'}?mode=ro", uri=True) as db:
+        count = db.execute("SELECT count(*) FROM faces").fetchone()[0]
+        photos = np.empty((count, 128), np.float32)
+        for row, (face_id, blob) in enumerate(db.execute("SELECT id, embedding FROM faces ORDER BY id")):
+            assert face_id == row + 1
+            photos[row] = np.frombuffer(blob, "<f4")
+    return np.arange(1, count + 1, dtype=np.int64), photos, np.load(home / "probes.npz")["probes"][:queries]
+
+
+def measure(size: int, queries: int, efs: list[int], ivf: bool, model: FaceModel, home: Path | None) -> None:
     rng = np.random.default_rng(size)
-    photos, _, genuine = model.gallery(size, queries, rng)
+    if home is None:
+        photos, _, genuine = model.gallery(size, queries, rng)
+        ids = np.arange(1, size + 1, dtype=np.int64)
+    else:
+        ids, photos, genuine = gallery_home_faces(home, queries)
+        size = len(ids)
     strangers = model.strangers(queries, rng)
-    ids = np.arange(1, size + 1, dtype=np.int64)
     faiss.omp_set_num_threads(os.cpu_count() or 1)
     truth = {kind: ids[faiss.knn(q, photos, 1)[1][:, 0]] for kind, q in (("genuine", genuine), ("stranger", strangers))}
     faiss.omp_set_num_threads(1)
@@ -69,11 +86,15 @@ def measure(size: int, queries: int, efs: list[int], ivf: bool, model: FaceModel
     faiss.omp_set_num_threads(os.cpu_count() or 1)
     before, _ = rss_mb()
     start = time.perf_counter()
-    index = FaceIndex.build("bench", photos.shape[1], ids, photos)
-    build_s = time.perf_counter() - start
+    if home is None:
+        index = FaceIndex.build("bench", photos.shape[1], ids, photos)
+        how = f"built in {time.perf_counter() - start:.1f} s ({os.cpu_count()} threads)"
+    else:
+        index, _ = FaceIndex.load(home / "faces.faiss")
+        how = f"loaded from {home} in {time.perf_counter() - start:.1f} s"
     index_mb = rss_mb()[0] - before
     faiss.omp_set_num_threads(1)
-    print(f"FaceIndex: {index.kind}, built in {build_s:.1f} s ({os.cpu_count()} threads), ~{index_mb:.0f} MB resident")
+    print(f"FaceIndex: {index.kind}, {how}, ~{index_mb:.0f} MB resident")
     for ef in efs if index.kind == "hnsw" else [None]:
         if ef is not None:
             index.policy = IndexPolicy(ef_search=ef)
@@ -123,13 +144,17 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=500, help="genuine probes, and as many strangers")
     parser.add_argument("--ef", default=str(DEFAULT_POLICY.ef_search), help="graph efSearch values, comma-separated")
     parser.add_argument("--ivf", action="store_true", help="also measure FAISS IVF-Flat (the rejected alternative)")
+    parser.add_argument("--home", type=Path, action="append", help="a bench_identify gallery home to measure instead")
     args = parser.parse_args()
     print(f"faiss {faiss.__version__}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
           f"EXACT_UP_TO {DEFAULT_POLICY.exact_up_to:,}, HNSW M {DEFAULT_POLICY.m}, efConstruction "
           f"{DEFAULT_POLICY.ef_construction}, efSearch {DEFAULT_POLICY.ef_search}, k={K}")
     model = FaceModel.load()
-    for size in (int(s) for s in args.sizes.split(",")):
-        measure(size, args.queries, [int(n) for n in args.ef.split(",")], args.ivf, model)
+    efs = [int(n) for n in args.ef.split(",")]
+    for home in args.home or []:
+        measure(0, args.queries, efs, args.ivf, model, home)
+    for size in [] if args.home else (int(s) for s in args.sizes.split(",")):
+        measure(size, args.queries, efs, args.ivf, model, None)
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
 
 
