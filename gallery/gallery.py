@@ -467,8 +467,13 @@ class Gallery:
         # One hold of the lock for the checks and the write, as in ``enroll``.
         with self._store.write_lock():
             existing = {name: self._store.find_person(name) for name in by_name}
+            # Another process may have enrolled some of these photos since they were checked.
+            known = self._store.photos_enrolled(job.sha256 for job in jobs)
             for name, person_jobs in by_name.items():
                 for job in person_jobs:
+                    if job.sha256 in known:
+                        run.skipped.append(job.path)  # already counted as processed
+                        continue
                     try:
                         if not allow_similar:
                             self._refuse_lookalike(job.enrolled_face, existing[name])
