@@ -23,6 +23,9 @@ class Evidence:
 
     person_id: int
     distance: float  # Euclidean distance from the probe to the identity's nearest enrolled face
+    # Mean distance from the identity to its 10 nearest other enrolled identities
+    # (gallery.calibration.protocol.cohort_distance); learned rules normalise by it.
+    cohort_distance: float | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,10 @@ def rule_from_dict(data: dict[str, Any]) -> DecisionRule:
     """Rebuild a stored rule."""
     if data.get("kind") == DistanceThreshold.kind:
         return DistanceThreshold(threshold=float(data["threshold"]))
+    from gallery.calibration.rules import NormalisedDistance  # learned rules: numpy only, imported on demand
+
+    if data.get("kind") == NormalisedDistance.kind:
+        return NormalisedDistance.from_dict(data)
     raise ValueError(f"unknown decision rule kind {data.get('kind')!r}")
 
 

@@ -1,0 +1,302 @@
+"""Learning a decision rule from labelled embeddings for a target FPIR, and a 1:1 threshold for a target FMR."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gallery.calibration.confidence import ConfidenceCurve, fit_confidence, fit_tie_ratio
+from gallery.calibration.metrics import open_set_rates, threshold_at_fpir
+from gallery.calibration.protocol import Searches, pairwise_distances, simulate
+from gallery.calibration.rules import NormalisedDistance
+from gallery.errors import GalleryError
+
+# Gallery sizes simulated for the threshold table: roughly 1.6x apart, plus the largest the data allows.
+SIZE_GRID = (1, 2, 3, 5, 8, 13, 20, 32, 50, 80, 128, 200, 320, 500, 800, 1280, 2000, 3200, 5000, 8000)
+# Galleries drawn at the largest size; smaller sizes draw more (see trials_for_size), at most MAX_TRIALS.
+BASE_TRIALS = 10
+MAX_TRIALS = 200
+# Normalisation strengths tried at each gallery size.
+STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
+# Stranger searches per simulated size, at least (more when the target FPIR needs more).
+STRANGERS_PER_SIZE = 20000
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+class CalibrationError(GalleryError):
+    """The labelled photos cannot support the requested calibration; the message says what is missing."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A learned rule and how it did on the data it was learned from (at the largest gallery simulated)."""
+
+    rule: NormalisedDistance
+    target_fpir: float
+    gallery_size: int
+    fpir: float
+    fnir: float
+    distance_fnir: float  # the best single distance threshold at the same target and size, for comparison
+    identities: int
+    photos: int
+    mated_searches: int
+    stranger_searches: int
+
+    def provenance(self) -> dict[str, Any]:
+        """What to store beside the rule (photos, identities, target, rates achieved)."""
+        return {
+            "target_fpir": self.target_fpir,
+            "gallery_size": self.gallery_size,
+            "fpir": round(self.fpir, 6),
+            "fnir": round(self.fnir, 6),
+            "distance_threshold_fnir": round(self.distance_fnir, 6),
+            "identities": self.identities,
+            "photos": self.photos,
+            "mated_searches": self.mated_searches,
+            "stranger_searches": self.stranger_searches,
+        }
+
+
+def calibration_sizes(largest: int) -> tuple[int, ...]:
+    """The gallery sizes to simulate for data that can enrol at most ``largest`` identities."""
+    return tuple(sorted({s for s in SIZE_GRID if s < largest} | {largest}))
+
+
+def calibrate(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    *,
+    target_fpir: float = 0.01,
+    strengths: Sequence[float] = STRENGTHS,
+    enrolled_fraction: float = 0.5,
+    largest_gallery: int | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> Calibration:
+    """Learn a ``NormalisedDistance`` rule accepting ``target_fpir`` of strangers at every gallery size, missing fewest.
+
+    Simulates one-shot galleries of several sizes on the labelled embeddings (at most
+    ``enrolled_fraction`` of the identities enrolled, the rest strangers), sets the threshold at
+    each size on the strangers' ratios (see ``fit_rule``), and fits the confidence curve on all searches.
+
+    Args:
+        embeddings: (n, d) one embedding per photo that has a face.
+        labels: (n,) the identity of each.
+        target_fpir: share of strangers the rule may accept, in (0, 1).
+        strengths: normalisation strengths to choose from at each size ((0.0,): plain distance).
+        enrolled_fraction: largest share of identities enrolled in a simulated gallery.
+        largest_gallery: simulate galleries up to this size only (to study extrapolation).
+        seed: seeds the simulation.
+        progress: called with (sizes done, sizes total).
+
+    Raises:
+        CalibrationError: too few identities, mated photos or strangers for the target.
+    """
+    embeddings, labels = _checked(embeddings, labels, target_fpir)
+    by_size = simulate_sizes(embeddings, labels, target_fpir=target_fpir, enrolled_fraction=enrolled_fraction,
+                             largest_gallery=largest_gallery, seed=seed, progress=progress)
+    reference = typical_impostor_distance(embeddings, labels, seed=seed)
+    rule = fit_rule(by_size, reference=reference, target_fpir=target_fpir,
+                    strengths=strengths)
+    full = by_size[-1]
+    fpir, fnir = open_set_rates(rule.accepts(full.distances, full.cohort, full.gallery_size), full.correct, full.mated)
+    distance_threshold = threshold_at_fpir(-full.distances[~full.mated, 0], target_fpir)
+    _, distance_fnir = open_set_rates(-full.distances[:, 0] >= distance_threshold, full.correct, full.mated)
+    return Calibration(rule, target_fpir, int(full.gallery_size[0]), fpir, fnir, distance_fnir,
+                       len(np.unique(labels)), len(labels), int(full.mated.sum()), int((~full.mated).sum()))
+
+
+def simulate_sizes(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    *,
+    target_fpir: float = 0.01,
+    enrolled_fraction: float = 0.5,
+    largest_gallery: int | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> list[Searches]:
+    """One-shot searches at each gallery size of ``calibration_sizes``, smallest first (see ``calibrate``)."""
+    labels = np.asarray(labels)
+    identities, counts = np.unique(labels, return_counts=True)
+    largest = sum(int(round(len(g) * enrolled_fraction)) for g in (identities[counts >= 2], identities[counts < 2]))
+    if largest_gallery is not None:
+        largest = min(largest, largest_gallery)
+    sizes = calibration_sizes(largest)
+    by_size = []
+    for done, size in enumerate(sizes):
+        trials = trials_for_size(size, largest)
+        by_size.append(simulate(embeddings, labels, trials=trials, gallery_size=size,
+                                enrolled_fraction=enrolled_fraction,
+                                strangers_per_trial=strangers_per_trial(trials, target_fpir), seed=seed + done))
+        if progress:
+            progress(done + 1, len(sizes))
+    return by_size
+
+
+def fit_rule(
+    by_size: Sequence[Searches],
+    *,
+    reference: float,
+    target_fpir: float,
+    strengths: Sequence[float] = STRENGTHS,
+    runner_up_exponent: float = 0.5,
+    cohort_exponent: float = 0.5,
+) -> NormalisedDistance:
+    """Learn a rule's table (strength and threshold per gallery size), confidence curve and tie ratio.
+
+    At each size, every candidate strength gets the threshold that accepts ``target_fpir`` of
+    that size's strangers, and the strength that then misses fewest mated searches is kept.
+    Strengths are made non-decreasing with size (more neighbours, more to learn from them),
+    and the thresholds set again for the strengths kept.
+
+    Args:
+        by_size: searches of one gallery size each, ascending size (``simulate_sizes``).
+        reference: stand-in for missing runner-up/cohort distances (``typical_impostor_distance``).
+        target_fpir: share of strangers accepted at each size.
+        strengths: the candidate normalisation strengths; (0.0,) gives the plain distance rule.
+        runner_up_exponent, cohort_exponent: the rule's normalisation.
+    """
+    shape = {"reference": reference, "runner_up_exponent": runner_up_exponent,
+             "cohort_exponent": cohort_exponent, "target_fpir": target_fpir}
+    scorer = NormalisedDistance(sizes=(1,), thresholds=(1.0,), strengths=(0.0,), confidence=_FLAT, **shape)
+
+    def log_ratios(searches: Searches, strength: float) -> np.ndarray:
+        return scorer.log_ratios(searches.distances[:, 0], searches.distances[:, 1], searches.cohort[:, 0], strength)
+
+    def log_threshold(searches: Searches, strength: float) -> float:
+        # Accept log ratio <= threshold, i.e. -log ratio >= -threshold.
+        return -threshold_at_fpir(-log_ratios(searches, strength)[~searches.mated], target_fpir)
+
+    def misses(searches: Searches, strength: float) -> float:
+        accepted = log_ratios(searches, strength) <= log_threshold(searches, strength)
+        return open_set_rates(accepted, searches.correct, searches.mated)[1]
+
+    chosen = [min(strengths, key=lambda strength: (misses(searches, strength), strength)) for searches in by_size]
+    kept = _non_decreasing(chosen, strengths)
+    thresholds = tuple(float(np.exp(log_threshold(searches, strength)))
+                       for searches, strength in zip(by_size, kept, strict=True))
+    beyond = float(np.exp(log_threshold(by_size[-1], 1.0))) if 1.0 in strengths else None
+    sizes = tuple(int(s.gallery_size[0]) for s in by_size)
+    table = {"sizes": sizes, "thresholds": thresholds, "strengths": tuple(kept), "beyond_threshold": beyond}
+    pooled = Searches.concat(by_size)
+    margins = NormalisedDistance(confidence=_FLAT, **table, **shape).margins(pooled.distances, pooled.cohort,
+                                                                              pooled.gallery_size)
+    # Searches whose nearest or runner-up is right: from which d1/d2 is the nearest no longer clearly the one?
+    contest = (pooled.mated & np.isfinite(pooled.distances[:, 1])
+               & (pooled.correct | (pooled.identities[:, 1] == pooled.truth)))
+    tie = (fit_tie_ratio(pooled.distances[contest, 0] / pooled.distances[contest, 1], pooled.correct[contest])
+           if contest.any() else 1.0)
+    return NormalisedDistance(confidence=fit_confidence(margins, pooled.correct, pooled.mated), tie_ratio=tie,
+                              **table, **shape)
+
+
+def _non_decreasing(values: Sequence[float], allowed: Sequence[float]) -> list[float]:
+    """The closest non-decreasing sequence (isotonic fit), each value snapped to ``allowed``."""
+    blocks: list[list[float]] = []  # [mean, count]
+    for value in values:
+        blocks.append([float(value), 1.0])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            mean, count = blocks.pop()
+            total = blocks[-1][1] + count
+            blocks[-1] = [(blocks[-1][0] * blocks[-1][1] + mean * count) / total, total]
+    fitted = [mean for mean, count in blocks for _ in range(int(count))]
+    grid = np.asarray(sorted(allowed))
+    return [float(grid[np.argmin(np.abs(grid - v))]) for v in fitted]
+
+
+@dataclass(frozen=True)
+class VerifyCalibration:
+    """A 1:1 distance threshold for a target false match rate, and the rates it gives on the data."""
+
+    threshold: float
+    target_fmr: float
+    fmr: float
+    fnmr: float
+    genuine_pairs: int
+    impostor_pairs: int
+
+    def provenance(self) -> dict[str, Any]:
+        return {"target_fmr": self.target_fmr, "fmr": round(self.fmr, 8), "fnmr": round(self.fnmr, 6),
+                "genuine_pairs": self.genuine_pairs, "impostor_pairs": self.impostor_pairs}
+
+
+def calibrate_verify(embeddings: np.ndarray, labels: np.ndarray, *, target_fmr: float = 0.001) -> VerifyCalibration:
+    """The largest distance threshold whose false match rate on all different-person pairs is <= ``target_fmr``.
+
+    Raises:
+        CalibrationError: no same-person pair, or too few different-person pairs for the target.
+    """
+    embeddings, labels = _checked(embeddings, labels, None)
+    if not 0.0 < target_fmr < 1.0:
+        raise CalibrationError(f"the target FMR must lie in (0, 1), got {target_fmr}")
+    genuine, impostor = [], []
+    for start in range(0, len(labels), 512):  # chunks keep the distance matrix small
+        block = pairwise_distances(embeddings[start:start + 512], embeddings)
+        rows = np.arange(start, min(start + 512, len(labels)))
+        upper = np.arange(len(labels))[None, :] > rows[:, None]
+        same = labels[rows][:, None] == labels[None, :]
+        genuine.append(block[upper & same])
+        impostor.append(block[upper & ~same])
+    genuine_d, impostor_d = np.concatenate(genuine), np.concatenate(impostor)
+    if len(genuine_d) == 0:
+        raise CalibrationError("calibrating verification needs at least one person with two photos")
+    if len(impostor_d) * target_fmr < 1.0:
+        raise CalibrationError(f"FMR {target_fmr:g} needs at least {int(np.ceil(1 / target_fmr))} different-person "
+                               f"pairs; the photos give {len(impostor_d)}")
+    threshold = -threshold_at_fpir(-impostor_d, target_fmr)  # verify accepts distance <= threshold
+    return VerifyCalibration(threshold, target_fmr, float((impostor_d <= threshold).mean()),
+                             float((genuine_d > threshold).mean()), len(genuine_d), len(impostor_d))
+
+
+def typical_impostor_distance(embeddings: np.ndarray, labels: np.ndarray, *, seed: int = 0, pairs: int = 20000) -> float:
+    """Median distance between photos of different people (a random sample of pairs)."""
+    rng = np.random.default_rng(seed)
+    first = rng.integers(0, len(labels), pairs)
+    second = rng.integers(0, len(labels), pairs)
+    different = labels[first] != labels[second]
+    if not different.any():
+        raise CalibrationError("calibration needs photos of at least two people")
+    gaps = np.linalg.norm(np.asarray(embeddings[first[different]], np.float64) - embeddings[second[different]], axis=1)
+    return float(np.median(gaps))
+
+
+def trials_for_size(size: int, largest: int) -> int:
+    # Small galleries hold few mated probes per draw: draw more of them.
+    return int(min(MAX_TRIALS, max(BASE_TRIALS, round(BASE_TRIALS * largest / size))))
+
+
+def strangers_per_trial(trials: int, target_fpir: float) -> int:
+    # Enough strangers in all for a hundred or more to pass at the target: the threshold is a tail quantile.
+    return int(np.ceil(max(STRANGERS_PER_SIZE, 100.0 / target_fpir) / trials))
+
+
+def _checked(embeddings: np.ndarray, labels: np.ndarray, target_fpir: float | None) -> tuple[np.ndarray, np.ndarray]:
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    labels = np.asarray(labels)
+    if embeddings.ndim != 2 or len(embeddings) != len(labels):
+        raise CalibrationError("need an (n, d) array of embeddings and n labels")
+    if not np.isfinite(embeddings).all():
+        raise CalibrationError("embeddings must be finite")
+    if target_fpir is None:
+        return embeddings, labels
+    if not 0.0 < target_fpir < 1.0:
+        raise CalibrationError(f"the target FPIR must lie in (0, 1), got {target_fpir}")
+    identities, counts = np.unique(labels, return_counts=True)
+    if (counts >= 2).sum() < 2:
+        raise CalibrationError("calibration needs at least two people with two or more photos each")
+    # Strangers in one simulated gallery: photos of the identities left out (about half of them).
+    strangers = len(labels) // 2
+    needed = int(np.ceil(1.0 / target_fpir))
+    if strangers < needed:
+        raise CalibrationError(f"FPIR {target_fpir:g} needs at least {needed} stranger photos per simulated gallery "
+                               f"(about {2 * needed} photos in all); the folder has {len(labels)}")
+    return embeddings, labels
+
+
+# Stand-in curve while the threshold table is being learned (the curve needs the thresholds).
+_FLAT = ConfidenceCurve((0.0,), (0.5,))

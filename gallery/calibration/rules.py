@@ -1,0 +1,202 @@
+"""Learned decision rules: the nearest distance judged against the gallery's own density.
+
+``NormalisedDistance`` accepts the nearest identity when
+
+    ratio = d1 / (d2 ** a * c1 ** b) ** s(N)  <=  threshold(N),    a = b = 1/2
+
+- d1: distance from the probe to the nearest enrolled identity;
+- d2: distance to the runner-up identity (how crowded the gallery is around the *probe*);
+- c1: the nearest identity's cohort distance, the mean distance from it to its 10 nearest other
+  enrolled identities (how crowded the gallery is around *that identity*);
+- N: the number of enrolled identities; s(N) in [0, 1], the normalisation strength, and
+  threshold(N) form a table learned by re-running the calibration simulation at gallery sizes
+  from 1 up to the largest the data allows, interpolated in log N.
+
+A stranger is accepted when they happen to land near someone; d2 and c1 measure how near
+"near" is in that region of face space, the way adaptive score normalisation does in speaker
+verification. In a small gallery the neighbours are few and far, so they say little about the
+region and the calibration picks a weak normalisation (s = 0 is the plain distance); in a large
+one it picks s = 1. Beyond the largest size calibrated the rule uses s = 1 with the threshold
+learned for it at that size: with full normalisation a growing gallery only makes a stranger's
+ratio larger (the references shrink as it fills), so the FPIR there can only fall below target.
+
+Outcomes: ``ambiguous`` when each of the two nearest identities would be matched were the other
+not enrolled, and either the ratio fails only because of that rival or the two are nearly tied
+(d1/d2 >= the learned tie ratio, past which the nearest is no longer right at least twice as
+often as the runner-up); else ``match`` when the ratio passes; otherwise ``unknown``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gallery.calibration.confidence import ConfidenceCurve
+from gallery.decision import Decision, Evidence
+
+KIND = "normalised_distance"
+_TINY = 1e-12  # floor under distances before logs: a probe identical to an enrolled face
+
+
+@dataclass(frozen=True)
+class NormalisedDistance:
+    """Accept the nearest identity when its distance, relative to the local density, is small enough.
+
+    Attributes:
+        sizes: gallery sizes (number of identities) the table was learned at, ascending.
+        thresholds: the ratio threshold at each of those sizes.
+        strengths: the normalisation strength s at each of those sizes, in [0, 1].
+        reference: the typical distance between different people on the calibration data;
+            stands in for a runner-up or cohort distance the gallery cannot supply (one identity).
+        confidence: P(match right) as a function of the margin log(ratio) - log(threshold).
+        beyond_threshold: the threshold with s = 1 for galleries larger than ``sizes[-1]``;
+            None holds the last row there.
+        runner_up_exponent: a, the weight of the probe's runner-up distance d2.
+        cohort_exponent: b, the weight of the nearest identity's cohort distance c1.
+        target_fpir: the false positive identification rate the thresholds were set for.
+        tie_ratio: d1/d2 from which two identities that would each be matched alone are a tie.
+    """
+
+    sizes: tuple[int, ...]
+    thresholds: tuple[float, ...]
+    strengths: tuple[float, ...]
+    reference: float
+    confidence: ConfidenceCurve = field(repr=False)
+    beyond_threshold: float | None = None
+    runner_up_exponent: float = 0.5
+    cohort_exponent: float = 0.5
+    target_fpir: float = 0.01
+    tie_ratio: float = 1.0
+    kind: str = KIND
+
+    def __post_init__(self) -> None:
+        if not self.sizes or not len(self.sizes) == len(self.thresholds) == len(self.strengths):
+            raise ValueError("need one threshold and one strength per gallery size")
+        if list(self.sizes) != sorted(set(self.sizes)) or self.sizes[0] < 1:
+            raise ValueError("gallery sizes must be positive and strictly ascending")
+        if min(self.thresholds) <= 0:
+            raise ValueError("ratio thresholds must be positive")
+
+    # ---- the score -------------------------------------------------------------------
+
+    def setting(self, gallery_size: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(strength, threshold) for galleries of these sizes: log-linear between table rows."""
+        size = np.maximum(np.asarray(gallery_size, dtype=np.float64), 1.0)
+        at = np.log(size)
+        table = np.log(np.asarray(self.sizes, dtype=np.float64))
+        strength = np.interp(at, table, self.strengths)
+        threshold = np.interp(at, table, self.thresholds)
+        if self.beyond_threshold is not None:
+            beyond = size > self.sizes[-1]
+            strength = np.where(beyond, 1.0, strength)
+            threshold = np.where(beyond, self.beyond_threshold, threshold)
+        return strength, threshold
+
+    def log_ratios(self, nearest: np.ndarray, runner_up: np.ndarray, cohort: np.ndarray,
+                   strength: np.ndarray | float) -> np.ndarray:
+        """log(ratio), vectorised; nan/inf references (too few identities enrolled) become ``reference``."""
+        runner_up = np.where(np.isfinite(runner_up), runner_up, self.reference)
+        cohort = np.where(np.isfinite(cohort), cohort, self.reference)
+        log_scale = (self.runner_up_exponent * np.log(np.maximum(runner_up, _TINY))
+                     + self.cohort_exponent * np.log(np.maximum(cohort, _TINY)))
+        return np.log(np.maximum(np.asarray(nearest, dtype=np.float64), _TINY)) - strength * log_scale
+
+    def margins(self, distances: np.ndarray, cohort: np.ndarray, gallery_size: np.ndarray | int) -> np.ndarray:
+        """log(ratio) - log(threshold) of each search's nearest identity; <= 0 passes.
+
+        Args:
+            distances: (P, K>=2) distances to the nearest identities, ascending (inf where absent).
+            cohort: (P, K) cohort distances of those identities (nan where unknown).
+            gallery_size: (P,) or scalar, identities enrolled.
+        """
+        strength, threshold = self.setting(gallery_size)
+        return self.log_ratios(distances[:, 0], distances[:, 1], cohort[:, 0], strength) - np.log(threshold)
+
+    def accepts(self, distances: np.ndarray, cohort: np.ndarray, gallery_size: np.ndarray | int) -> np.ndarray:
+        """(P,) the outcome is ``match`` (vectorised ``decide``; arguments as for ``margins``)."""
+        passes = self.margins(distances, cohort, gallery_size) <= 0
+        return passes & ~self.ambiguous(distances, cohort, gallery_size)
+
+    def ambiguous(self, distances: np.ndarray, cohort: np.ndarray, gallery_size: np.ndarray | int) -> np.ndarray:
+        """(P,) the search is ambiguous (see the module's docstring); ``distances`` needs K >= 2."""
+        rivals = self.rivals(distances, cohort, gallery_size)
+        tied = distances[:, 0] >= self.tie_ratio * distances[:, 1]
+        return rivals & (tied | (self.margins(distances, cohort, gallery_size) > 0))
+
+    def rivals(self, distances: np.ndarray, cohort: np.ndarray, gallery_size: np.ndarray | int) -> np.ndarray:
+        """(P,) the top two identities would each pass were the other not enrolled."""
+        strength, threshold = self.setting(np.maximum(np.asarray(gallery_size) - 1, 1))
+        third = distances[:, 2] if distances.shape[1] > 2 else np.full(len(distances), np.inf)
+        first = self.log_ratios(distances[:, 0], third, cohort[:, 0], strength) <= np.log(threshold)
+        second = self.log_ratios(distances[:, 1], third, cohort[:, 1], strength) <= np.log(threshold)
+        return first & second & np.isfinite(distances[:, 1])
+
+    # ---- the DecisionRule protocol ---------------------------------------------------
+
+    def decide(self, evidence: Sequence[Evidence], gallery_size: int) -> Decision:
+        """Match, unknown or ambiguous for one probe face.
+
+        Args:
+            evidence: the nearest enrolled identities (at least three when the gallery has them),
+                with ``cohort_distance`` set for the nearest two.
+            gallery_size: identities enrolled.
+        """
+        if not evidence:
+            return Decision("unknown", None, 1.0)
+        order = sorted(range(len(evidence)), key=lambda i: evidence[i].distance)
+        distances = np.full((1, 3), np.inf)
+        cohort = np.full((1, 3), np.nan)
+        for slot, i in enumerate(order[:3]):
+            distances[0, slot] = evidence[i].distance
+            given = evidence[i].cohort_distance
+            cohort[0, slot] = np.nan if given is None else given
+        size = np.array([max(gallery_size, len(evidence))])
+        margin = float(self.margins(distances, cohort, size)[0])
+        probability = float(self.confidence(margin))
+        if self.ambiguous(distances, cohort, size)[0]:
+            # Without the runner-up, the nearest would be matched: how sure that match would be.
+            alone = distances.copy()
+            alone[0, 1] = distances[0, 2]
+            return Decision("ambiguous", None, float(self.confidence(self.margins(alone, cohort, size - 1)[0])))
+        if margin <= 0.0:
+            return Decision("match", order[0], probability)
+        return Decision("unknown", None, 1.0 - probability)
+
+    def describe(self) -> str:
+        return (f"d1 / sqrt(d2 * cohort)^s <= threshold, both by gallery size (FPIR {self.target_fpir:g}; "
+                f"sizes {self.sizes[0]}..{self.sizes[-1]}: s {self.strengths[0]:g}..{self.strengths[-1]:g}, "
+                f"threshold {self.thresholds[0]:.3f}..{self.thresholds[-1]:.3f})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "sizes": list(self.sizes),
+            "thresholds": list(self.thresholds),
+            "strengths": list(self.strengths),
+            "beyond_threshold": self.beyond_threshold,
+            "reference": self.reference,
+            "runner_up_exponent": self.runner_up_exponent,
+            "cohort_exponent": self.cohort_exponent,
+            "target_fpir": self.target_fpir,
+            "tie_ratio": self.tie_ratio,
+            "confidence": self.confidence.to_dict(),
+        }
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> NormalisedDistance:
+        beyond = data.get("beyond_threshold")
+        return NormalisedDistance(
+            sizes=tuple(int(s) for s in data["sizes"]),
+            thresholds=tuple(float(t) for t in data["thresholds"]),
+            strengths=tuple(float(s) for s in data["strengths"]),
+            reference=float(data["reference"]),
+            confidence=ConfidenceCurve.from_dict(data["confidence"]),
+            beyond_threshold=None if beyond is None else float(beyond),
+            runner_up_exponent=float(data["runner_up_exponent"]),
+            cohort_exponent=float(data["cohort_exponent"]),
+            target_fpir=float(data["target_fpir"]),
+            tie_ratio=float(data["tie_ratio"]),
+        )

@@ -1,0 +1,239 @@
+"""The learned decision rule: simulation, calibration to a target FPIR, gallery size, confidence, ambiguity."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from gallery.calibration.confidence import fit_confidence
+from gallery.calibration.evaluate import apply_rule, evaluate, evidence_for
+from gallery.calibration.fit import CalibrationError, calibrate, calibrate_verify
+from gallery.calibration.metrics import fnir_at_fpir, open_set_rates
+from gallery.calibration.protocol import cohort_distance, simulate, split_identities
+from gallery.calibration.rules import NormalisedDistance
+from gallery.decision import Evidence, rule_from_dict
+
+TARGET = 0.05  # a coarse target keeps the labelled sets small and the tests fast
+
+
+def labelled_faces(identities: int, seed: int, dim: int = 24) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic descriptors: people around a dozen 'looks', some looks far more crowded than others.
+
+    The population (looks and how crowded each is) is fixed; ``seed`` draws the people and photos,
+    so two seeds give disjoint people from one population, like two halves of a dataset.
+    """
+    population = np.random.default_rng(1234)
+    looks = population.normal(size=(12, dim)) * 0.14
+    spread = population.uniform(0.03, 0.13, 12)
+    rng = np.random.default_rng(seed)
+    look = rng.integers(0, 12, identities)
+    people = looks[look] + rng.normal(size=(identities, dim)) * spread[look, None]
+    photos = rng.choice([1, 2, 3, 4], size=identities, p=[0.4, 0.3, 0.2, 0.1])
+    labels = np.repeat(np.arange(identities) + seed * 100_000, photos)
+    return people[labels - seed * 100_000] + rng.normal(size=(len(labels), dim)) * 0.05, labels
+
+
+@pytest.fixture(scope="module")
+def calibrated() -> NormalisedDistance:
+    embeddings, labels = labelled_faces(400, seed=1)
+    return calibrate(embeddings, labels, target_fpir=TARGET).rule
+
+
+@pytest.fixture(scope="module")
+def held_out() -> tuple[np.ndarray, np.ndarray]:
+    return labelled_faces(400, seed=2)
+
+
+def stranger_rate(rule: NormalisedDistance, embeddings: np.ndarray, labels: np.ndarray, size: int) -> float:
+    searches = simulate(embeddings, labels, trials=max(4, 1200 // size), gallery_size=size, seed=size)
+    return open_set_rates(rule.accepts(searches.distances, searches.cohort, searches.gallery_size),
+                          searches.correct, searches.mated)[0]
+
+
+# ---- the simulation ---------------------------------------------------------------------
+
+
+def test_split_identities_gives_disjoint_halves_covering_every_photo() -> None:
+    _, labels = labelled_faces(100, seed=3)
+    first, second = split_identities(labels, seed=0)
+    assert (first ^ second).all()
+    assert not set(labels[first]) & set(labels[second])
+    assert abs(len(set(labels[first])) - 50) <= 1
+
+
+def test_simulation_enrols_one_photo_per_identity_and_labels_strangers() -> None:
+    embeddings, labels = labelled_faces(60, seed=3)
+    searches = simulate(embeddings, labels, trials=1, seed=5)
+    assert len(searches) == len(labels) - 30  # 30 identities enrolled, one photo each
+    codes = np.unique(labels, return_inverse=True)[1]
+    enrolled = set(searches.identities[:, 0]) | set(searches.identities[:, 1])
+    assert all((truth in enrolled) == mated for truth, mated in zip(searches.truth, searches.mated, strict=True))
+    assert (np.diff(searches.distances, axis=1) >= 0).all()  # nearest first
+    assert all(len(set(row)) == len(row) for row in searches.identities)  # each identity once
+    assert set(searches.truth) <= set(codes)
+    assert (searches.gallery_size == 30).all()
+
+
+def test_simulation_is_reproducible_from_its_seed() -> None:
+    embeddings, labels = labelled_faces(60, seed=3)
+    one, two = simulate(embeddings, labels, seed=9), simulate(embeddings, labels, seed=9)
+    assert np.array_equal(one.distances, two.distances) and np.array_equal(one.truth, two.truth)
+
+
+def test_cohort_distance_is_the_mean_of_the_nearest_others() -> None:
+    assert cohort_distance(np.array([0.9, 0.5, 0.7]), size=2) == pytest.approx(0.6)
+    assert cohort_distance(np.array([0.8]), size=10) == pytest.approx(0.8)
+    assert np.isnan(cohort_distance(np.array([])))
+
+
+# ---- calibration ------------------------------------------------------------------------
+
+
+def test_calibrated_rule_meets_its_target_on_held_out_people(calibrated, held_out) -> None:
+    fpir = stranger_rate(calibrated, *held_out, size=200)
+    assert TARGET / 2 <= fpir <= TARGET * 1.6
+
+
+def test_enrolling_more_people_keeps_the_stranger_acceptance_near_target(calibrated, held_out) -> None:
+    embeddings, labels = held_out
+    rates = {size: stranger_rate(calibrated, embeddings, labels, size) for size in (3, 12, 50, 200)}
+    assert all(TARGET / 2.5 <= rate <= TARGET * 2 for rate in rates.values()), rates
+    # Whereas one distance threshold, right for three people, lets ever more strangers in as the gallery grows.
+    small = simulate(embeddings, labels, trials=400, gallery_size=3, seed=1)
+    distance = -fnir_at_fpir(-small.distances[:, 0], small.correct, small.mated, TARGET).threshold
+    large = simulate(embeddings, labels, trials=6, gallery_size=200, seed=1)
+    assert open_set_rates(large.distances[:, 0] <= distance, large.correct, large.mated)[0] > 4 * TARGET
+
+
+def test_normalised_rule_misses_fewer_people_than_the_best_distance_threshold(calibrated, held_out) -> None:
+    searches = simulate(*held_out, trials=6, gallery_size=200, seed=4)
+    fpir, fnir = open_set_rates(calibrated.accepts(searches.distances, searches.cohort, searches.gallery_size),
+                                searches.correct, searches.mated)
+    best_distance = fnir_at_fpir(-searches.distances[:, 0], searches.correct, searches.mated, fpir)
+    assert fnir < 0.8 * best_distance.fnir
+
+
+def test_stored_rule_decides_like_the_rule_that_was_learned(calibrated, held_out) -> None:
+    stored = rule_from_dict(json.loads(json.dumps(calibrated.to_dict())))
+    assert stored == calibrated
+    searches = simulate(*held_out, trials=1, gallery_size=100, seed=6)
+    outcomes, matched = apply_rule(stored, searches)
+    accepted = calibrated.accepts(searches.distances, searches.cohort, searches.gallery_size)
+    assert np.array_equal(outcomes == "match", accepted)
+    assert np.array_equal(outcomes == "ambiguous",
+                          calibrated.ambiguous(searches.distances, searches.cohort, searches.gallery_size))
+    assert np.array_equal(matched[accepted], searches.identities[accepted, 0])
+
+
+def test_evaluate_reports_rates_of_the_rule_in_force(calibrated, held_out) -> None:
+    embeddings, labels = held_out
+    report = evaluate(embeddings, labels, calibrated, failures=[labels[0]], trials=2)
+    assert 0.0 <= report.fpir <= 3 * TARGET and 0.0 < report.fnir < 1.0
+    assert 0.0 < report.rank_one <= 1.0
+    assert report.fta == pytest.approx(1 / (len(labels) + 1))
+    assert report.fte > 0.0
+    assert [t.target_fpir for t in report.targets] == [0.01, 0.003]
+    assert all(t.normalised_fnir <= t.distance_fnir for t in report.targets)
+    json.dumps(report.to_dict())
+
+
+def test_calibration_refuses_too_few_photos_for_the_target() -> None:
+    embeddings, labels = labelled_faces(30, seed=3)
+    with pytest.raises(CalibrationError, match="stranger photos"):
+        calibrate(embeddings, labels, target_fpir=0.001)
+
+
+def test_verify_threshold_meets_its_false_match_rate(held_out) -> None:
+    embeddings, labels = held_out
+    verify = calibrate_verify(embeddings, labels, target_fmr=0.01)
+    assert verify.fmr <= 0.01 and verify.fmr > 0.005
+    assert 0.0 <= verify.fnmr < 0.5
+    assert verify.genuine_pairs > 0 and verify.impostor_pairs > 10_000
+
+
+# ---- one decision -----------------------------------------------------------------------
+
+
+def evidence(*rows: tuple[float, float]) -> list[Evidence]:
+    return [Evidence(person_id=i + 1, distance=d, cohort_distance=c) for i, (d, c) in enumerate(rows)]
+
+
+def test_a_close_face_with_no_rival_is_a_match(calibrated) -> None:
+    decision = calibrated.decide(evidence((0.2, 0.9), (0.95, 0.9), (1.0, 0.9)), gallery_size=50)
+    assert decision.outcome == "match" and decision.index == 0
+    assert decision.confidence > 0.9
+
+
+def test_a_far_face_is_unknown(calibrated) -> None:
+    decision = calibrated.decide(evidence((0.9, 0.9), (0.95, 0.9), (1.0, 0.9)), gallery_size=50)
+    assert decision.outcome == "unknown" and decision.index is None
+    assert decision.confidence > 0.5
+
+
+def test_two_people_nearly_equally_close_is_ambiguous(calibrated) -> None:
+    assert calibrated.tie_ratio < 0.999
+    decision = calibrated.decide(evidence((0.2, 0.9), (0.2002, 0.9), (1.0, 0.9)), gallery_size=50)
+    assert decision.outcome == "ambiguous" and decision.index is None
+    # Either one alone would have matched.
+    assert calibrated.decide(evidence((0.2, 0.9), (1.0, 0.9)), gallery_size=49).outcome == "match"
+
+
+def test_evidence_order_does_not_matter(calibrated) -> None:
+    rows = evidence((0.95, 0.9), (0.2, 0.9), (1.0, 0.9))
+    decision = calibrated.decide(rows, gallery_size=50)
+    assert decision.outcome == "match" and rows[decision.index].person_id == 2
+
+
+def test_confidence_falls_as_the_distance_grows(calibrated) -> None:
+    matched, unknown = [], []
+    for distance in np.linspace(0.0, 1.0, 101):
+        decision = calibrated.decide(evidence((float(distance), 0.9), (1.0, 0.9), (1.05, 0.9)), gallery_size=50)
+        (matched if decision.outcome == "match" else unknown).append(decision.confidence)
+        assert 0.0 <= decision.confidence <= 1.0
+    assert matched and unknown
+    assert np.all(np.diff(matched) <= 0)  # P(the match is right) never rises with distance
+    assert np.all(np.diff(unknown) >= 0)  # P(a stranger) never falls
+
+
+def test_a_gallery_of_one_still_decides(calibrated) -> None:
+    assert calibrated.decide(evidence((0.1, None)), gallery_size=1).outcome == "match"
+    assert calibrated.decide(evidence((1.2, None)), gallery_size=1).outcome == "unknown"
+    assert calibrated.decide([], gallery_size=0).outcome == "unknown"
+
+
+def test_table_is_log_linear_between_sizes_and_fully_normalised_beyond(calibrated) -> None:
+    rule = NormalisedDistance(sizes=(10, 1000), thresholds=(0.8, 0.6), strengths=(0.0, 0.5), reference=1.0,
+                              confidence=calibrated.confidence, beyond_threshold=0.5)
+    strength, threshold = rule.setting(np.array([1, 100, 1000, 10**6]))
+    assert np.allclose(strength, [0.0, 0.25, 0.5, 1.0])
+    assert np.allclose(threshold, [0.8, 0.7, 0.6, 0.5])
+
+
+def test_learned_strength_grows_with_the_gallery(calibrated) -> None:
+    assert list(calibrated.strengths) == sorted(calibrated.strengths)
+    assert calibrated.strengths[-1] > calibrated.strengths[0]
+    assert calibrated.beyond_threshold is not None
+
+
+def test_evidence_for_a_search_is_what_the_facade_supplies(held_out) -> None:
+    searches = simulate(*held_out, trials=1, gallery_size=2, seed=2)
+    rows = evidence_for(searches, 0)
+    assert len(rows) == 2 and rows[0].distance <= rows[1].distance
+    assert all(r.cohort_distance is not None for r in rows)
+
+
+# ---- confidence -------------------------------------------------------------------------
+
+
+def test_confidence_curve_is_monotone_and_calibrated_on_a_known_mixture() -> None:
+    rng = np.random.default_rng(0)
+    mated = rng.random(20_000) < 0.3
+    margins = np.where(mated, rng.normal(-1.0, 0.5, mated.size), rng.normal(1.0, 0.5, mated.size))
+    curve = fit_confidence(margins, mated, mated)
+    grid = np.linspace(-3, 3, 61)
+    assert np.all(np.diff(curve(grid)) <= 0)
+    # Equal priors: the true posterior at 0 is 1/2, far out it is near 0 or 1.
+    assert curve(0.0) == pytest.approx(0.5, abs=0.06)
+    assert curve(-2.5) > 0.98 and curve(2.5) < 0.02
