@@ -602,10 +602,12 @@ class _AuditWriter:
     """Writes audit events on a background thread, so a door's answer never waits for the log.
 
     Identify calls would otherwise each take the database's write lock and wait behind an
-    enrolment in another process. Events are written in order; ``close`` drains the queue.
+    enrolment in another process. Events are written in order, those queued meanwhile in one
+    transaction; ``close`` drains the queue.
     """
 
     _STOP = object()
+    _MAX_BATCH = 500  # events per transaction when a burst has queued up
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -621,9 +623,16 @@ class _AuditWriter:
         self._thread.join()
 
     def _run(self) -> None:
-        while (item := self._queue.get()) is not self._STOP:
-            action, fields = item
+        stopping = False
+        while not stopping:
+            batch = [self._queue.get()]
+            while len(batch) < self._MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())  # the only consumer: empty() cannot lie here
+            stopping = batch[-1] is self._STOP
+            events = [item for item in batch if item is not self._STOP]
+            if not events:
+                continue
             try:
-                self._store.audit(action, **fields)
+                self._store.audit_many(events)
             except Exception:  # the log must never take the door down; say so loudly instead
-                log.exception("could not write %s audit event", action)
+                log.exception("could not write %d audit event(s)", len(events))

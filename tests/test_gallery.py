@@ -220,3 +220,16 @@ def test_concurrent_identify_from_8_threads_matches_serial_calls(enrolled: Galle
     with ThreadPoolExecutor(max_workers=8) as pool:
         concurrent = list(pool.map(enrolled.identify, photos))
     assert concurrent == serial
+
+
+def test_every_identify_is_audited_without_biometrics_once_the_gallery_closes(enrolled: Gallery, home: Path):
+    for _ in range(12):
+        enrolled.identify(DATA / "obama2.jpg")
+    enrolled.close()
+    from gallery.store import Store
+
+    with Store.open(home, model="dlib_resnet_v1") as store:
+        identified = store.audit_log(action="identify", limit=100)
+    assert len(identified) == 12
+    assert all(e.person_name == "Barack Obama" and e.outcome == "match" for e in identified)
+    assert all("embedding" not in str(e.detail) for e in identified)

@@ -222,6 +222,14 @@ def test_the_audit_log_survives_the_removal_it_records(store: Store) -> None:
     assert [e.action for e in store.audit_log(action="remove")] == ["remove"]
 
 
+def test_a_burst_of_audit_events_is_written_in_order_in_one_call(store: Store) -> None:
+    events = [("identify", {"outcome": "unknown", "detail": {"n": n}}) for n in range(50)]
+    store.audit_many(events)
+    logged = store.audit_log(limit=100)
+    assert [e.detail["n"] for e in logged] == list(range(49, -1, -1))
+    assert {e.action for e in logged} == {"identify"}
+
+
 def test_removal_leaves_no_byte_of_the_embedding_or_chip_on_disk(tmp_path: Path) -> None:
     home = tmp_path / "home"
     secret = embedding(7)
