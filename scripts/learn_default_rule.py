@@ -39,7 +39,8 @@ def main() -> None:
     calibration = calibrate(embeddings, labels, target_fpir=args.fpir,
                             progress=lambda done, total: print(f"gallery size {done}/{total}", file=sys.stderr))
     verify = calibrate_verify(embeddings, labels, target_fmr=args.fmr)
-    command = f"python scripts/learn_default_rule.py EMBEDDINGS --fpir {args.fpir:g} --fmr {args.fmr:g}"
+    command = (f"python scripts/lfw_embeddings.py ../shared/datasets/lfw_view1 {args.embeddings} && "
+               f"python scripts/learn_default_rule.py {args.embeddings} --fpir {args.fpir:g} --fmr {args.fmr:g}")
     record = {
         "rule": calibration.rule.to_dict(),
         "provenance": {

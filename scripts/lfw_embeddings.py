@@ -1,7 +1,8 @@
 """Embed a labelled photo folder (one sub-folder per identity, e.g. LFW) with gallery's own pipeline.
 
-The CNN detector at upsample 0, the largest face of each photo, 128-d descriptors; photos
-without a face are listed as failures. Writes an .npz with ``paths``, ``labels`` (folder
+The CNN detector at upsample 0, the face nearest the photo's centre (LFW centres the labelled
+person; the largest face is a bystander in some photos), 128-d descriptors; photos without a
+face are listed as failures. Writes an .npz with ``paths``, ``labels`` (folder
 names), ``embeddings`` (float32) and ``failures`` (paths), the input of
 scripts/calibration_study.py and scripts/learn_default_rule.py. Resumes from a partial file.
 
@@ -40,6 +41,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    from gallery.vision.image import load_rgb
     from gallery.vision.pipeline import FacePipeline
 
     pipeline = FacePipeline()
@@ -56,13 +58,26 @@ def main() -> None:
     started = time.time()
     for batch_number, start in enumerate(range(0, len(todo), BATCH)):
         batch = todo[start:start + BATCH]
-        for (path, _), found in zip(batch, pipeline.faces_many([args.root / p for p, _ in batch]), strict=True):
-            done[path] = found[0].embedding if found else None
+        images = [load_rgb(args.root / p) for p, _ in batch]
+        for (path, _), image, found in zip(batch, images, pipeline.faces_many(images), strict=True):
+            done[path] = centre_face(found, image.shape).embedding if found else None
         if (batch_number + 1) % CHECKPOINT_EVERY == 0 or start + BATCH >= len(todo):
             save(args.out, photos, done, pipeline.model_id)
             rate = (start + len(batch)) / (time.time() - started)
             print(f"{start + len(batch)}/{len(todo)} ({rate:.1f} photos/s)", flush=True)
     save(args.out, photos, done, pipeline.model_id)
+
+
+def centre_face(found: list, shape: tuple[int, ...]):  # noqa: ANN201 (a gallery.vision Face)
+    """The face whose box centre is nearest the photo's centre."""
+    if not found:
+        return None
+    middle_y, middle_x = shape[0] / 2, shape[1] / 2
+
+    def off_centre(face) -> float:  # noqa: ANN001
+        return ((face.box[0] + face.box[2]) / 2 - middle_x) ** 2 + ((face.box[1] + face.box[3]) / 2 - middle_y) ** 2
+
+    return min(found, key=off_centre)
 
 
 def save(out: Path, photos: list[tuple[str, str]], done: dict[str, np.ndarray | None], model: str) -> None:

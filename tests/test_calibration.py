@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from gallery.calibration.confidence import fit_confidence
+from gallery.calibration.defaults import default_rule, default_rule_record, default_verify_threshold
 from gallery.calibration.evaluate import apply_rule, evaluate, evidence_for
 from gallery.calibration.fit import CalibrationError, calibrate, calibrate_verify
 from gallery.calibration.metrics import fnir_at_fpir, open_set_rates
@@ -237,3 +238,18 @@ def test_confidence_curve_is_monotone_and_calibrated_on_a_known_mixture() -> Non
     # Equal priors: the true posterior at 0 is 1/2, far out it is near 0 or 1.
     assert curve(0.0) == pytest.approx(0.5, abs=0.06)
     assert curve(-2.5) > 0.98 and curve(2.5) < 0.02
+
+
+# ---- the shipped default -----------------------------------------------------------------
+
+
+def test_the_shipped_default_rule_loads_and_decides() -> None:
+    rule = default_rule()
+    record = default_rule_record()
+    assert rule.kind == "normalised_distance" and rule.sizes[0] == 1
+    assert record["provenance"]["fpir"] <= rule.target_fpir == 0.01
+    assert list(rule.strengths) == sorted(rule.strengths)
+    assert rule_from_dict(record["rule"]) == rule
+    assert rule.decide(evidence((0.3, 0.8), (0.9, 0.8), (0.95, 0.8)), gallery_size=100).outcome == "match"
+    assert rule.decide(evidence((0.7, 0.8), (0.9, 0.8), (0.95, 0.8)), gallery_size=100).outcome == "unknown"
+    assert 0.4 < default_verify_threshold() < 0.7

@@ -46,8 +46,12 @@ def threshold_at_fpir(nonmated_scores: np.ndarray, fpir: float) -> float:
     allowed = int(np.floor(fpir * len(scores) + 1e-9))  # how many strangers may pass
     if allowed >= len(scores):
         return float("-inf")
-    # Just above the first stranger that must be refused; ties at that score are refused too.
-    return float(np.nextafter(scores[allowed], np.inf))
+    refused = scores[allowed]  # the first stranger that must be refused; ties with it are refused too
+    passing = scores[scores > refused]
+    if len(passing) == 0:
+        return float(np.nextafter(refused, np.inf))
+    # Midway to the lowest stranger that passes, so rounding in a stored rule cannot move the cut.
+    return float((refused + passing[-1]) / 2)
 
 
 def fnir_at_fpir(scores: np.ndarray, correct: np.ndarray, mated: np.ndarray, fpir: float) -> OperatingPoint:
