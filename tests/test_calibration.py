@@ -12,7 +12,7 @@ from gallery.calibration.defaults import default_rule, default_rule_record, defa
 from gallery.calibration.evaluate import apply_rule, evaluate, evidence_for
 from gallery.calibration.fit import CalibrationError, calibrate, calibrate_verify
 from gallery.calibration.metrics import fnir_at_fpir, open_set_rates
-from gallery.calibration.protocol import cohort_distance, simulate, split_identities
+from gallery.calibration.protocol import cohort_distance, cohort_from_searches, simulate, split_identities
 from gallery.calibration.rules import NormalisedDistance
 from gallery.decision import Evidence, rule_from_dict
 
@@ -81,6 +81,13 @@ def test_simulation_is_reproducible_from_its_seed() -> None:
     embeddings, labels = labelled_faces(60, seed=3)
     one, two = simulate(embeddings, labels, seed=9), simulate(embeddings, labels, seed=9)
     assert np.array_equal(one.distances, two.distances) and np.array_equal(one.truth, two.truth)
+
+
+def test_cohort_from_searches_takes_each_other_person_at_their_nearest_face() -> None:
+    # Person 7 has two faces; each face's search finds 7 itself and some others.
+    hits = [[(7, 0.0), (1, 0.5), (2, 0.9)], [(7, 0.0), (2, 0.6), (3, 0.7)]]
+    assert cohort_from_searches(7, hits, size=2) == pytest.approx((0.5 + 0.6) / 2)
+    assert np.isnan(cohort_from_searches(7, [[(7, 0.0)]]))
 
 
 def test_cohort_distance_is_the_mean_of_the_nearest_others() -> None:

@@ -95,3 +95,17 @@ def test_read_pairs_names_the_bad_line(tmp_path) -> None:
     (tmp_path / "bad.txt").write_text("Ann\t1\t2\nBob\tone\t2\n")
     with pytest.raises(PairsFormatError, match="pair 2"):
         read_pairs(tmp_path / "bad.txt")
+
+
+def test_pair_report_skips_pairs_missing_a_face_and_scores_the_rest() -> None:
+    from gallery.calibration.pairs import Pair, pair_report
+
+    rng = np.random.default_rng(1)
+    people = {name: rng.normal(size=8) for name in "ABCDEFGH"}
+    photo = {f"{n}/{n}_{i:04d}.jpg": people[n] + rng.normal(size=8) * 0.05 for n in people for i in (1, 2)}
+    pairs = [Pair(f"{n}/{n}_0001.jpg", f"{n}/{n}_0002.jpg", True, None) for n in people]
+    pairs += [Pair(f"{a}/{a}_0001.jpg", f"{b}/{b}_0001.jpg", False, None) for a, b in zip("ABCDEFGH", "BCDEFGHA")]
+    pairs.append(Pair("Nobody/Nobody_0001.jpg", "A/A_0001.jpg", False, None))
+    report = pair_report(pairs, photo, threshold=1.0)
+    assert report.pairs == 16 and report.missing == 1
+    assert report.accuracy == 1.0 and report.accuracy_at == 1.0

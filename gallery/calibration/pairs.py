@@ -1,13 +1,19 @@
-"""LFW-format pair lists: which two photos, same person or not, and in which fold."""
+"""LFW-format pair lists (which two photos, same person or not, which fold) and their verification accuracy."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 
-class PairsFormatError(ValueError):
+from gallery.calibration.metrics import pair_accuracy
+from gallery.errors import GalleryError
+
+
+class PairsFormatError(GalleryError, ValueError):
     """A line of the pairs file is neither "name i j" nor "name1 i name2 j"."""
 
 
@@ -58,3 +64,43 @@ def read_pairs(path: str | os.PathLike) -> list[Pair]:
     if folds is not None and per_kind and len(pairs) != folds * 2 * per_kind:
         raise PairsFormatError(f"{path}: header promises {folds} folds of {2 * per_kind} pairs, found {len(pairs)}")
     return pairs
+
+
+@dataclass(frozen=True)
+class PairReport:
+    """Verification accuracy on a pairs file (see ``metrics.pair_accuracy``)."""
+
+    accuracy: float  # cross-validated over folds (10 by position when the file has none)
+    std: float
+    folds: int
+    pairs: int  # pairs judged: both photos have a face
+    missing: int  # pairs skipped: a photo had no face
+    threshold: float  # the mean of the folds' learned thresholds
+    accuracy_at: float | None  # accuracy at the given threshold (the verify threshold in force), if any
+
+
+def pair_report(pairs: Sequence[Pair], embedding_of: Mapping[str, np.ndarray],
+                threshold: float | None = None) -> PairReport:
+    """Score pairs whose photos both have an embedding.
+
+    Args:
+        pairs: from ``read_pairs``.
+        embedding_of: photo path (as in ``Pair.first``) to its face's embedding; photos without
+            a face are simply absent.
+        threshold: also report the accuracy of this fixed distance threshold.
+
+    Raises:
+        ValueError: no pair has both photos embedded.
+    """
+    usable = [p for p in pairs if p.first in embedding_of and p.second in embedding_of]
+    if not usable:
+        raise ValueError("no pair has a face in both photos")
+    first = np.stack([np.asarray(embedding_of[p.first], np.float64) for p in usable])
+    second = np.stack([np.asarray(embedding_of[p.second], np.float64) for p in usable])
+    distances = np.linalg.norm(first - second, axis=1)
+    same = np.array([p.same for p in usable])
+    folds = np.array([p.fold for p in usable]) if all(p.fold is not None for p in usable) else None
+    result = pair_accuracy(distances, same, folds)
+    at = float(((distances <= threshold) == same).mean()) if threshold is not None else None
+    return PairReport(result.accuracy, result.std, result.folds, len(usable), len(pairs) - len(usable),
+                      float(np.mean(result.thresholds)), at)

@@ -83,6 +83,30 @@ def cohort_distance(distances_to_others: np.ndarray, size: int = COHORT_SIZE) ->
     return float(others.mean()) if len(others) else float("nan")
 
 
+def cohort_from_searches(person_id: int, hits_per_face: Sequence[Sequence[tuple[int, float]]],
+                         size: int = COHORT_SIZE) -> float:
+    """A person's cohort distance from people searches of each of their enrolled faces.
+
+    Search each of the person's faces for its ``size + 1`` nearest *people* (each person once, at
+    their nearest face; the person finds themself). A person within the true ``size`` nearest
+    others is then found by the face that is nearest them, so the result is exact.
+
+    Args:
+        person_id: the person whose cohort distance this is (their own hits are skipped).
+        hits_per_face: per enrolled face, (person_id, distance) of the nearest people.
+        size: as in ``cohort_distance``.
+
+    Returns:
+        ``cohort_distance`` of the person-to-person distances found; nan if nobody else is enrolled.
+    """
+    nearest: dict[int, float] = {}
+    for hits in hits_per_face:
+        for other, distance in hits:
+            if other != person_id:
+                nearest[other] = min(distance, nearest.get(other, np.inf))
+    return cohort_distance(np.fromiter(nearest.values(), dtype=np.float64, count=len(nearest)), size)
+
+
 def split_identities(labels: np.ndarray, *, fraction: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Split photos by identity into two disjoint halves (a calibration set and a held-out set).
 
