@@ -23,6 +23,8 @@ MAX_TRIALS = 200
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 # Stranger searches per simulated size, at least (more when the target FPIR needs more).
 STRANGERS_PER_SIZE = 20000
+# Different-person pairs a verify calibration measures, at most (a random sample beyond).
+MAX_IMPOSTOR_PAIRS = 5_000_000
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -234,15 +236,7 @@ def calibrate_verify(embeddings: np.ndarray, labels: np.ndarray, *, target_fmr: 
     embeddings, labels = _checked(embeddings, labels, None)
     if not 0.0 < target_fmr < 1.0:
         raise CalibrationError(f"the target FMR must lie in (0, 1), got {target_fmr}")
-    genuine, impostor = [], []
-    for start in range(0, len(labels), 512):  # chunks keep the distance matrix small
-        block = pairwise_distances(embeddings[start:start + 512], embeddings)
-        rows = np.arange(start, min(start + 512, len(labels)))
-        upper = np.arange(len(labels))[None, :] > rows[:, None]
-        same = labels[rows][:, None] == labels[None, :]
-        genuine.append(block[upper & same])
-        impostor.append(block[upper & ~same])
-    genuine_d, impostor_d = np.concatenate(genuine), np.concatenate(impostor)
+    genuine_d, impostor_d = _pair_distances(embeddings, labels)
     if len(genuine_d) == 0:
         raise CalibrationError("calibrating verification needs at least one person with two photos")
     if len(impostor_d) * target_fmr < 1.0:
@@ -251,6 +245,28 @@ def calibrate_verify(embeddings: np.ndarray, labels: np.ndarray, *, target_fmr: 
     threshold = -threshold_at_fpir(-impostor_d, target_fmr)  # verify accepts distance <= threshold
     return VerifyCalibration(threshold, target_fmr, float((impostor_d <= threshold).mean()),
                              float((genuine_d > threshold).mean()), len(genuine_d), len(impostor_d))
+
+
+def _pair_distances(embeddings: np.ndarray, labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Distances of every same-person pair, and of every different-person pair (a random sample if very many)."""
+    order = np.argsort(labels, kind="stable")
+    _, starts, counts = np.unique(labels[order], return_index=True, return_counts=True)
+    genuine = [pairwise_distances(embeddings[order[a:a + c]], embeddings[order[a:a + c]])[np.triu_indices(c, 1)]
+               for a, c in zip(starts, counts, strict=True) if c > 1]
+    n = len(labels)
+    if n * (n - 1) // 2 <= MAX_IMPOSTOR_PAIRS:
+        first, second = np.triu_indices(n, 1)
+    else:
+        rng = np.random.default_rng(seed)
+        first, second = rng.integers(0, n, MAX_IMPOSTOR_PAIRS), rng.integers(0, n, MAX_IMPOSTOR_PAIRS)
+    different = labels[first] != labels[second]
+    first, second = first[different], second[different]
+    chunk = 1 << 18  # pairs per step: bounds the temporary (chunk, d) differences
+    single = embeddings.astype(np.float32)  # half the memory traffic; distances still exact to ~1e-7
+    impostor = [np.linalg.norm(single[first[i:i + chunk]] - single[second[i:i + chunk]], axis=1).astype(np.float64)
+                for i in range(0, len(first), chunk)]
+    return (np.concatenate(genuine) if genuine else np.empty(0),
+            np.concatenate(impostor) if impostor else np.empty(0))
 
 
 def typical_impostor_distance(embeddings: np.ndarray, labels: np.ndarray, *, seed: int = 0, pairs: int = 20000) -> float:
