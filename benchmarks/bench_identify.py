@@ -53,10 +53,12 @@ def _placeholder_chip() -> bytes:
 def build_home(home: Path, size: int) -> float:
     """Write ``size`` synthetic people into a new gallery; returns the index rebuild's seconds."""
     from gallery.store import INDEX_FILE, Store
-    from gallery.vision.embedding import MODEL_ID
+    from gallery.vision.pipeline import FacePipeline
+
+    model_id = FacePipeline().model_id  # what the gallery's default pipeline records
 
     home.mkdir(parents=True)
-    Store.open(home, model=MODEL_ID).close()  # schema and migrations
+    Store.open(home, model=model_id).close()  # schema and migrations
     (home / INDEX_FILE).unlink()
     model = FaceModel.load()
     rng = np.random.default_rng(size)
@@ -78,14 +80,14 @@ def build_home(home: Path, size: int) -> float:
                 "landmarks, quality, photo_sha256, chip_jpeg, created_at) "
                 "VALUES (?, ?, ?, ?, 40, 40, 140, 140, ?, 1.0, ?, ?, ?)",
                 (
-                    (start + i + 1, start + i + 1, vectors[i].astype("<f4").tobytes(), MODEL_ID, landmarks,
+                    (start + i + 1, start + i + 1, vectors[i].astype("<f4").tobytes(), model_id, landmarks,
                      f"{start + i + 1:064x}", chip, now)
                     for i in range(n)
                 ),
             )
         db.execute("UPDATE store_state SET faces_generation = faces_generation + 1")
     start_s = time.perf_counter()
-    with Store.open(home, model=MODEL_ID) as store:  # finds no index file: rebuilds and saves it
+    with Store.open(home, model=model_id) as store:  # finds no index file: rebuilds and saves it
         assert store.index_repair is not None
     rebuild_s = time.perf_counter() - start_s
     (home / "complete").write_text(json.dumps({"size": size, "rebuild_s": rebuild_s}))

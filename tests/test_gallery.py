@@ -228,7 +228,7 @@ def test_every_identify_is_audited_without_biometrics_once_the_gallery_closes(en
     enrolled.close()
     from gallery.store import Store
 
-    with Store.open(home, model="dlib_resnet_v1") as store:
+    with Store.open(home, model=enrolled._pipeline.model_id) as store:
         identified = store.audit_log(action="identify", limit=100)
     assert len(identified) == 12
     assert all(e.person_name == "Barack Obama" and e.outcome == "match" for e in identified)

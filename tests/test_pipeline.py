@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 import gallery
-from gallery.vision.pipeline import DETECTION_MAX_SIDE
+from gallery.vision.embedding import Embedder
+from gallery.vision.pipeline import DETECTION_MAX_SIDE, FacePipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
@@ -26,9 +27,10 @@ def reference() -> dict[str, np.ndarray]:
 def test_faces_match_dlib_end_to_end_on_every_sample_photo(reference):
     """Boxes equal, scores within 1e-4, landmarks identical, chips exact, descriptors within 1e-5."""
     assert len(reference["face_image"]) >= 20
+    pipeline = FacePipeline(flip=False)  # dlib's own descriptors, without test-time augmentation
     for index, name in enumerate(reference["images"]):
         rows = np.flatnonzero(reference["face_image"] == index)
-        found = {f.box: f for f in gallery.faces(DATA / str(name))}
+        found = {f.box: f for f in pipeline.faces(DATA / str(name))}
         assert sorted(found) == sorted(tuple(int(v) for v in reference["box"][r]) for r in rows), name
         for r in rows:
             face = found[tuple(int(v) for v in reference["box"][r])]
@@ -87,3 +89,11 @@ def test_upsampling_finds_faces_too_small_for_the_plain_detector():
     assert gallery.faces(small) == []
     (face,) = gallery.faces(small, upsample=1)
     assert face.width < 80
+
+
+def test_default_descriptors_average_the_chip_and_its_mirror_and_say_so():
+    (face,) = gallery.faces(DATA / "obama.jpg")
+    plain, mirrored = Embedder().embed(np.stack([face.chip, face.chip[:, ::-1]]))
+    np.testing.assert_allclose(face.embedding, (plain + mirrored) / 2, rtol=0, atol=1e-5)
+    assert FacePipeline().model_id == "dlib_resnet_v1+flip"
+    assert FacePipeline(flip=False).model_id == "dlib_resnet_v1"

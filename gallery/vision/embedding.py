@@ -69,7 +69,8 @@ class Embedder:
 
     @property
     def model_id(self) -> str:
-        return MODEL_ID
+        """What a stored descriptor records: averaged-with-mirror descriptors are not dlib's own."""
+        return f"{MODEL_ID}+flip" if self.flip else MODEL_ID
 
     def embed(self, chips: np.ndarray) -> np.ndarray:
         """Descriptors of aligned face chips.

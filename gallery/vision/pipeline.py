@@ -53,12 +53,20 @@ class Face:
 
 
 class FacePipeline:
-    """Detector, landmark predictor and embedder, each loaded on first use."""
+    """Detector, landmark predictor and embedder, each loaded on first use.
 
-    def __init__(self) -> None:
+    Args:
+        flip: average each descriptor with its mirrored chip's (test-time augmentation).
+            On by default because it measurably helps: on all 3,200 LFW View 1 pairs it cut
+            errors at dlib's 0.6 from 48 to 30 (22 pairs fixed, 4 broken; exact McNemar
+            p = 0.0005; scripts/lfw_view1_accuracy.py). It doubles the embedding work
+            (a few ms per face). ``flip=False`` gives exactly dlib's descriptors.
+    """
+
+    def __init__(self, *, flip: bool = True) -> None:
         self.detector = FaceDetector()
         self.landmarks = LandmarkPredictor()
-        self.embedder = Embedder()
+        self.embedder = Embedder(flip=flip)
 
     @property
     def model_id(self) -> str:
