@@ -135,9 +135,9 @@ def test_loading_a_missing_file_raises_file_not_found(tmp_path: Path) -> None:
         FaceIndex.load(tmp_path / "faces.faiss")
 
 
-# ---- the approximate (HNSW) index a large gallery switches to -------------------------------
+# ---- the compressed (PQ codes + exact re-ranking) index a large gallery switches to ----------
 
-SMALL_THRESHOLD = IndexPolicy(exact_up_to=400, m=16, ef_construction=40, ef_search=64)
+SMALL_THRESHOLD = IndexPolicy(exact_up_to=400, training_sample=600)
 
 
 def clustered_embeddings(count: int, seed: int = 0) -> np.ndarray:
@@ -147,79 +147,68 @@ def clustered_embeddings(count: int, seed: int = 0) -> np.ndarray:
     return (mean + rng.normal(scale=0.06, size=(count, DIMENSION))).astype(np.float32)
 
 
-def test_a_gallery_past_the_threshold_gets_a_graph_that_finds_what_exact_search_finds() -> None:
+def test_a_gallery_past_the_threshold_gets_pq_codes_and_finds_what_exact_search_finds() -> None:
     vectors = clustered_embeddings(1000)
-    graph = FaceIndex.build("m", DIMENSION, np.arange(1000), vectors, policy=SMALL_THRESHOLD)
+    compressed = FaceIndex.build("m", DIMENSION, np.arange(1000), vectors, policy=SMALL_THRESHOLD)
     exact = FaceIndex.build("m", DIMENSION, np.arange(1000), vectors)
-    assert (graph.kind, exact.kind) == ("hnsw", "exact")
-    probes = vectors[::50] + np.random.default_rng(1).normal(scale=0.02, size=(20, DIMENSION)).astype(np.float32)
-    for (d_graph, i_graph), (d_exact, i_exact) in zip(graph.search(probes, 1), exact.search(probes, 1), strict=True):
-        assert i_graph.tolist() == i_exact.tolist()
-        assert d_graph.tolist() == d_exact.tolist()  # exact float64 distances, not FAISS's
+    assert (compressed.kind, exact.kind) == ("pq", "exact")
+    probes = clustered_embeddings(30, seed=7)
+    for (d_pq, i_pq), (d_exact, i_exact) in zip(compressed.search(probes, 3), exact.search(probes, 3), strict=True):
+        assert i_pq.tolist() == i_exact.tolist()
+        assert d_pq.tolist() == d_exact.tolist()  # exact float64 distances, not FAISS's
 
 
-def test_graph_distances_are_exact_euclidean_of_the_stored_vectors() -> None:
+def test_compressed_distances_are_exact_euclidean_of_the_stored_vectors() -> None:
     vectors = clustered_embeddings(800)
-    index = FaceIndex.build("m", DIMENSION, np.arange(800), vectors, policy=SMALL_THRESHOLD)
+    index = FaceIndex.build("m", DIMENSION, np.arange(800) + 5, vectors, policy=SMALL_THRESHOLD)
     query = clustered_embeddings(1, seed=5)[0]
     ((distances, ids),) = index.search(query, 10)
-    expected = np.linalg.norm(vectors[ids].astype(np.float64) - query.astype(np.float64), axis=1)
+    expected = np.linalg.norm(vectors[ids - 5].astype(np.float64) - query.astype(np.float64), axis=1)
     assert np.array_equal(distances, expected)
 
 
-def test_a_face_removed_from_a_graph_is_never_found_and_its_vector_is_erased() -> None:
+def test_removal_from_a_compressed_index_deletes_vectors_and_codes_and_shrinking_returns_to_exact() -> None:
     vectors = clustered_embeddings(1000)
     index = FaceIndex.build("m", DIMENSION, np.arange(1000), vectors, policy=SMALL_THRESHOLD)
     assert index.remove_ids(np.array([3, 4, 5000])) == 2
-    assert index.kind == "hnsw" and len(index) == 998
+    assert index.kind == "pq" and len(index) == 998 and index._coarse.ntotal == 998
     assert 3 not in index.ids() and 4 not in index.ids()
-    for probe in (vectors[3], vectors[4]):
-        ((_, ids),) = index.search(probe, 5)
-        assert len(ids) == 5 and not {3, 4} & set(ids.tolist())
     with pytest.raises(RuntimeError):
         index.vector(3)
-    stored = index._stored_vectors()
-    assert not any(np.array_equal(row, vectors[3]) or np.array_equal(row, vectors[4]) for row in stored)
-    probes = vectors[10:30] + 0.001
-    assert [i[0] for _, i in index.search(probes, 1)] == list(range(10, 30))  # the graph still navigates
-
-
-def test_many_removals_rebuild_the_graph_and_shrinking_returns_to_exact() -> None:
-    vectors = clustered_embeddings(1000)
-    index = FaceIndex.build("m", DIMENSION, np.arange(1000), vectors, policy=SMALL_THRESHOLD)
-    index.remove_ids(np.arange(0, 150))  # 15% ghosts: rebuilt without them
-    assert index.kind == "hnsw" and index._ghosts == 0 and index._index.ntotal == 850
-    index.remove_ids(np.arange(150, 850))  # 150 left: below half the threshold
-    assert index.kind == "exact" and index.ids().tolist() == list(range(850, 1000))
+    ((_, ids),) = index.search(vectors[3], 5)
+    assert not {3, 4} & set(ids.tolist())
+    probes = vectors[5:40] + 0.001  # rows after the removed ones: codes and vectors still aligned
+    assert [int(i[0]) for _, i in index.search(probes, 1)] == list(range(5, 40))
+    index.remove_ids(np.arange(10, 850))  # 158 left: below half the threshold
+    assert index.kind == "exact" and index.ids().tolist() == [0, 1, 2, *range(5, 10), *range(850, 1000)]
     assert np.array_equal(index.vector(900), vectors[900])
 
 
-def test_a_copy_of_a_graph_is_independent() -> None:
+def test_a_copy_of_a_compressed_index_is_independent() -> None:
     index = FaceIndex.build("m", DIMENSION, np.arange(500), clustered_embeddings(500), policy=SMALL_THRESHOLD)
     grown = index.copy()
     grown.add(np.arange(500, 900), clustered_embeddings(400, seed=2))
     grown.remove_ids(np.array([1, 2]))
-    assert len(index) == 500 and index._ghosts == 0
-    assert grown.ids().tolist() == [0, *range(3, 900)]
+    assert len(index) == 500 and index._coarse.ntotal == 500
+    assert grown.ids().tolist() == [0, *range(3, 900)] and grown._coarse.ntotal == 898
 
 
-def test_a_graph_with_ghosts_survives_save_and_load(tmp_path: Path) -> None:
+def test_a_compressed_index_rebuilt_from_the_same_faces_answers_the_same() -> None:
+    vectors = clustered_embeddings(900)
+    order = np.random.default_rng(3).permutation(900)
+    a = FaceIndex.build("m", DIMENSION, np.arange(900), vectors, policy=SMALL_THRESHOLD)
+    b = FaceIndex.build("m", DIMENSION, order, vectors[order], policy=SMALL_THRESHOLD)
+    probes = clustered_embeddings(30, seed=9)
+    assert [i.tolist() for _, i in a.search(probes, 5)] == [i.tolist() for _, i in b.search(probes, 5)]
+
+
+def test_a_compressed_index_survives_save_and_load(tmp_path: Path) -> None:
     vectors = clustered_embeddings(700)
     index = FaceIndex.build("m", DIMENSION, np.arange(700) * 3, vectors, policy=SMALL_THRESHOLD)
     index.remove_ids(np.array([0, 3, 6]))
     index.save(tmp_path / "faces.faiss", gallery_id="g", generation=2)
     loaded, header = FaceIndex.load(tmp_path / "faces.faiss", policy=SMALL_THRESHOLD)
-    assert loaded.kind == "hnsw" and header.count == 697 and len(loaded) == 697 and loaded._ghosts == 3
+    assert loaded.kind == "pq" and header.count == 697 and header.codes_length > 0
     assert loaded.ids().tolist() == index.ids().tolist()
     probes = clustered_embeddings(10, seed=4)
     assert [i.tolist() for _, i in loaded.search(probes, 3)] == [i.tolist() for _, i in index.search(probes, 3)]
-
-
-def test_removing_the_graphs_entry_point_leaves_a_searchable_graph() -> None:
-    vectors = clustered_embeddings(600)
-    index = FaceIndex.build("m", DIMENSION, np.arange(600), vectors, policy=SMALL_THRESHOLD)
-    entry = int(index._id_map()[index._graph.hnsw.entry_point])
-    index.remove_ids(np.array([entry]))
-    assert entry not in index.ids() and index._graph.hnsw.entry_point >= 0
-    live = [i for i in range(40) if i != entry]
-    assert [int(i[0]) for _, i in index.search(vectors[live] + 0.001, 1)] == live

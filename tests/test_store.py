@@ -454,19 +454,19 @@ def test_a_check_and_a_write_can_share_one_hold_of_the_write_lock(store: Store) 
     assert store.consistency_problems() == []
 
 
-def test_a_gallery_past_the_exact_search_threshold_stays_consistent_on_a_graph_index(tmp_path: Path) -> None:
-    policy = IndexPolicy(exact_up_to=300, m=16, ef_construction=40, ef_search=64)
+def test_a_gallery_past_the_exact_search_threshold_stays_consistent_on_a_compressed_index(tmp_path: Path) -> None:
+    policy = IndexPolicy(exact_up_to=300, training_sample=400)
     home = tmp_path / "home"
     vectors = {f"p{i:03d}": embedding(i) for i in range(400)}
     with Store.open(home, model=MODEL, index_policy=policy) as store:
         written = store.add_many([(name, [face(v)]) for name, v in vectors.items()])
-        assert len(written) == 400 and store._snapshot.index.kind == "hnsw"
+        assert len(written) == 400 and store._snapshot.index.kind == "pq"
         assert store.search(vectors["p123"] + 0.001, 1)[0][0].name == "p123"
         store.remove_person("p123")
         assert all(hit.name != "p123" for hit in store.search(vectors["p123"], 5)[0])
-        assert vectors["p123"].tobytes()[:16] not in (home / INDEX_FILE).read_bytes()  # erased, not just unmapped
-        with Store.open(home, model=MODEL, index_policy=policy) as other:  # loads the graph's file
-            assert other.index_repair is None and other._snapshot.index.kind == "hnsw"
+        assert vectors["p123"].tobytes()[:16] not in (home / INDEX_FILE).read_bytes()  # erased
+        with Store.open(home, model=MODEL, index_policy=policy) as other:  # loads vectors and codes
+            assert other.index_repair is None and other._snapshot.index.kind == "pq"
             store.add_person_with_face("late", face(embedding(999)))
             assert other.search(embedding(999), 1)[0][0].name == "late"  # synced into a copy
             assert other.consistency_problems() == []

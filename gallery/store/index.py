@@ -1,14 +1,17 @@
 """The FAISS index of face embeddings, keyed by ``faces.id``, and its on-disk file.
 
 The index is chosen by size (``IndexPolicy``): exact (``IndexIDMap2`` over ``IndexFlatL2``)
-up to ``EXACT_UP_TO`` faces, where a search takes about a millisecond; beyond, an HNSW graph
-(``IndexIDMap2`` over ``IndexHNSWFlat``), which finds the exact nearest face for more than
-99% of queries at a million faces in about a millisecond, where exact search takes tens.
-IVF was measured too and rejected: face descriptors spread over some 50 dimensions, so a
-query's true neighbour often lies outside the lists probed (README, "Numbers"). Either way
-FAISS only ranks candidates; their distances are recomputed in float64 from the stored
-float32 vectors, so a distance is exact Euclidean and does not depend on how many queries
-were batched together (FAISS switches to a BLAS formula for larger batches).
+up to ``EXACT_UP_TO`` faces, where a search takes about a millisecond; beyond, the same
+exact vectors plus a 4-bit product-quantised copy (``IndexPQFastScan``, 32 bytes a face)
+that is scanned in full to pick candidates, which are then ranked by exact distance. At a
+million faces that finds the exact nearest face for more than 99% of queries in about a
+millisecond, where exact search takes tens. Graphs (HNSW) and inverted lists (IVF) were
+measured and rejected: dlib's descriptors spread over some 50 dimensions, so another photo
+of an enrolled person is near that one face and far from all others, and a graph walk or
+a few probed lists often never reach it (README, "Numbers"). Either way the distances
+reported are recomputed in float64 from the stored float32 vectors, so a distance is exact
+Euclidean and does not depend on how many queries were batched together (FAISS switches to
+a BLAS formula for larger batches).
 
 Thread safety: searching one ``FaceIndex`` from many threads at once is safe; mutating it
 (``add``, ``remove_ids``) while anyone searches it is not. The store never mutates an index
@@ -17,8 +20,9 @@ it has published: it mutates a ``copy()`` and swaps the reference (copy-on-write
 File format (one file, written atomically): ``MAGIC``, a little-endian u32 header length,
 a UTF-8 JSON header (format, model, dimension, count, SHA-256 of the sorted ids, the
 gallery id and faces generation it was saved at, SHA-256 and length of the payload), then
-the payload: FAISS's own serialization of the index (header space is reserved first and
-filled in after the payload is streamed out). The payload checksum is verified before FAISS ever
+the payload: FAISS's own serialization of the exact index, then of the PQ codes' index if
+any (``codes_length`` bytes; header space is reserved first and filled in after the payload
+is streamed out). The payload checksum is verified before FAISS ever
 parses the bytes, so a damaged file is rejected instead of crashing the process.
 """
 
@@ -43,19 +47,20 @@ if TYPE_CHECKING:
     import faiss
 
 MAGIC = b"GALLERY-FAISS\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _HEADER_LENGTH = struct.Struct("<I")
 _MAX_HEADER_BYTES = 1 << 16
 # Below this many queries a search runs on the calling thread alone: an OpenMP team costs
 # more than it saves for a few queries, and the teams of concurrent callers (a door served
 # from several threads) oversubscribe the cores, making searches 10-30x slower under load.
 FEW_QUERIES = 20
-# Exact search up to this many faces, an HNSW graph beyond (measured: benchmarks/bench_search.py).
+# Exact search up to this many faces, PQ codes for candidates beyond (benchmarks/bench_search.py).
 EXACT_UP_TO = 50_000
-HNSW_M = 32  # graph links per face (64 at the bottom layer): 256 bytes per face beside its vector
-HNSW_EF_CONSTRUCTION = 80
-HNSW_EF_SEARCH = 256
-GHOST_LIMIT = 0.1  # rebuild the graph once a tenth of its nodes are removed faces
+PQ_SUBQUANTIZERS = 64  # 2 dimensions per 4-bit code: 32 bytes a face
+CANDIDATES_PER_RESULT = 16  # candidates ranked exactly per neighbour asked for
+MIN_CANDIDATES = 128
+PQ_TRAINING_SAMPLE = 32_768
+PQ_KMEANS_ITERATIONS = 10
 _RESERVED_HEADER_BYTES = 1024
 _IO_CHUNK = 1 << 22
 
@@ -98,39 +103,47 @@ class IndexFileHeader:
     generation: int
     payload_sha256: str
     payload_length: int
+    codes_length: int = 0  # the payload's last bytes: the PQ codes' index, if any
     format: int = FORMAT_VERSION
 
 
 class IndexPolicy:
-    """Which search structure a gallery of a given size gets, and how the approximate one is shaped.
+    """Which search a gallery of a given size gets, and how the compressed one is shaped.
 
-    Exact search (``IndexFlatL2``) while the gallery holds at most ``exact_up_to`` faces; above
-    that a graph (``IndexHNSWFlat``): each face linked to ``m`` near neighbours, a search
-    walking the graph with a candidate list of ``ef_search``. The graph stores the float32
-    vectors themselves, so the candidates' distances are exact. The numbers behind the
-    defaults are in the README ("Numbers") and ``benchmarks/bench_search.py``.
+    Exact search (``IndexFlatL2``) while the gallery holds at most ``exact_up_to`` faces.
+    Beyond, candidates come from a scan of 4-bit product-quantised codes
+    (``IndexPQFastScan``, ``subquantizers`` codes of 2 dimensions each: 32 bytes a face, kept
+    in registers and scanned with SIMD), and the best ``candidates_per_result`` x k of them
+    are ranked by exact distance from the stored float32 vectors. It is still a scan of every
+    face, so unlike a graph or inverted lists it cannot miss an isolated near match (another
+    photo of an enrolled person, far from everyone else); only the first cut is approximate.
+    The numbers behind the defaults are in the README ("Numbers") and
+    ``benchmarks/bench_search.py``.
     """
 
     def __init__(
         self,
         exact_up_to: int = EXACT_UP_TO,
-        m: int = HNSW_M,
-        ef_construction: int = HNSW_EF_CONSTRUCTION,
-        ef_search: int = HNSW_EF_SEARCH,
-        ghost_limit: float = GHOST_LIMIT,
+        subquantizers: int = PQ_SUBQUANTIZERS,
+        candidates_per_result: int = CANDIDATES_PER_RESULT,
+        min_candidates: int = MIN_CANDIDATES,
+        training_sample: int = PQ_TRAINING_SAMPLE,
     ) -> None:
         self.exact_up_to = exact_up_to
-        self.m = m
-        self.ef_construction = ef_construction
-        self.ef_search = ef_search
-        self.ghost_limit = ghost_limit
+        self.subquantizers = subquantizers
+        self.candidates_per_result = candidates_per_result
+        self.min_candidates = min_candidates
+        self.training_sample = training_sample
 
     def kind_for(self, count: int, current: str) -> str:
-        """``exact`` or ``hnsw``; a graph returns to exact only below half the threshold, so a
-        gallery hovering at the threshold is not rebuilt on every write."""
-        if current == "hnsw":
-            return "exact" if count < self.exact_up_to // 2 else "hnsw"
-        return "hnsw" if count > self.exact_up_to else "exact"
+        """``exact`` or ``pq``; a compressed index returns to exact only below half the
+        threshold, so a gallery hovering at the threshold is not retrained on every write."""
+        if current == "pq":
+            return "exact" if count < self.exact_up_to // 2 else "pq"
+        return "pq" if count > self.exact_up_to else "exact"
+
+    def candidates(self, k: int) -> int:
+        return max(self.min_candidates, self.candidates_per_result * k)
 
 
 DEFAULT_POLICY = IndexPolicy()
@@ -139,14 +152,12 @@ DEFAULT_POLICY = IndexPolicy()
 class FaceIndex:
     """Nearest-neighbour search over one model's embeddings, keyed by face id.
 
-    Exact while small, an HNSW graph beyond ``policy.exact_up_to`` faces; ``add`` and
-    ``remove_ids`` switch the structure when the size calls for it. A graph cannot delete a
-    node, so a removed face becomes a ghost: its id is unmapped (searches skip it), its
-    vector is zeroed and its own links are cleared, so nothing of the removed embedding
-    remains (not even an average of its neighbours, which would approximate it). Other
-    faces' links to the ghost stay until the graph is rebuilt, which happens once ghosts
-    exceed ``policy.ghost_limit`` of the nodes, or at once if the ghost was the graph's
-    entry point.
+    Always holds the exact vectors (``IndexIDMap2`` over ``IndexFlatL2``): they answer
+    ``vector`` and every reported distance. Beyond ``policy.exact_up_to`` faces it also
+    holds their PQ codes (``IndexPQFastScan``), row for row in the same order, to pick
+    candidates quickly; ``add`` and ``remove_ids`` keep the two aligned (both append, both
+    compact in order on removal, so a removed face leaves neither vector nor code) and switch
+    between exact and compressed search when the size calls for it.
     """
 
     def __init__(
@@ -154,6 +165,7 @@ class FaceIndex:
         model: str,
         dimension: int,
         faiss_index: faiss.IndexIDMap2 | None = None,
+        coarse: faiss.IndexPQFastScan | None = None,
         *,
         policy: IndexPolicy = DEFAULT_POLICY,
     ) -> None:
@@ -162,22 +174,23 @@ class FaceIndex:
         Args:
             model: the id of the embedding model whose vectors this index holds.
             dimension: the embeddings' length.
-            faiss_index: an existing ``IndexIDMap2`` over ``IndexFlatL2`` or ``IndexHNSWFlat``.
-            policy: when to switch between exact and approximate search, and the graph's shape.
+            faiss_index: an existing ``IndexIDMap2`` over ``IndexFlatL2`` holding the vectors.
+            coarse: the PQ codes of those vectors, row for row, if the index is compressed.
+            policy: when to switch between exact and compressed search, and its shape.
         """
         faiss = _faiss()
         if faiss_index is None:
             faiss_index = _exact_index(dimension)
         inner = faiss.downcast_index(faiss_index.index) if isinstance(faiss_index, faiss.IndexIDMap2) else None
-        if faiss_index.d != dimension or not isinstance(inner, faiss.IndexFlatL2 | faiss.IndexHNSWFlat):
-            raise ValueError(f"expected a {dimension}-d IndexIDMap2 over IndexFlatL2 or IndexHNSWFlat, "
-                             f"got {type(faiss_index).__name__}")
+        if faiss_index.d != dimension or not isinstance(inner, faiss.IndexFlatL2):
+            raise ValueError(f"expected a {dimension}-d IndexIDMap2 over IndexFlatL2, got {type(faiss_index).__name__}")
+        if coarse is not None and (coarse.d != dimension or coarse.ntotal != faiss_index.ntotal):
+            raise ValueError("the PQ codes do not match the vectors row for row")
         self.model = model
         self.dimension = dimension
         self.policy = policy
         self._index = faiss_index
-        self._graph = inner if isinstance(inner, faiss.IndexHNSWFlat) else None
-        self._ghosts = int((self._id_map() < 0).sum()) if self._graph is not None else 0
+        self._coarse = coarse
 
     @classmethod
     def build(
@@ -191,31 +204,32 @@ class FaceIndex:
 
     @property
     def kind(self) -> str:
-        """``exact`` (flat) or ``hnsw`` (approximate candidates, exact distances)."""
-        return "exact" if self._graph is None else "hnsw"
+        """``exact`` (flat scan) or ``pq`` (compressed scan for candidates, exact distances)."""
+        return "exact" if self._coarse is None else "pq"
 
     def __len__(self) -> int:
-        return int(self._index.ntotal) - self._ghosts
+        return int(self._index.ntotal)
 
     def _id_map(self) -> np.ndarray:
-        """Face id per stored row (-1 for a ghost), a live view into the index."""
+        """Face id per stored row, a live view into the index."""
         id_map = self._index.id_map
         return _faiss().rev_swig_ptr(id_map.data(), id_map.size()) if id_map.size() else np.empty(0, np.int64)
 
     def ids(self) -> np.ndarray:
         """The face ids held, sorted (int64)."""
-        ids = self._id_map()
-        return np.sort(ids[ids >= 0]).astype(np.int64)
+        return np.sort(self._id_map()).astype(np.int64)
 
     def copy(self) -> FaceIndex:
         """An independent copy, to mutate while this one keeps serving searches."""
-        return FaceIndex(self.model, self.dimension, _faiss().clone_index(self._index), policy=self.policy)
+        faiss = _faiss()
+        coarse = faiss.clone_index(self._coarse) if self._coarse is not None else None
+        return FaceIndex(self.model, self.dimension, faiss.clone_index(self._index), coarse, policy=self.policy)
 
     def add(self, ids: np.ndarray, embeddings: np.ndarray) -> None:
         """Add ``embeddings`` (n, dimension) under ``ids`` (n,), which must be new.
 
-        May rebuild the index as a graph (tens of seconds at the threshold, minutes at a
-        million faces) when the gallery outgrows exact search.
+        Crossing the threshold trains the PQ codes on a sample of every vector held and
+        encodes them all (seconds, once).
         """
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
         vectors = self._as_vectors(embeddings)
@@ -225,60 +239,53 @@ class FaceIndex:
             raise ValueError("face ids must be unique and not already in the index")
         if not len(ids):
             return
-        if self.policy.kind_for(len(self) + len(ids), self.kind) != self.kind:
-            if len(self):
-                held_ids, held_vectors = self._contents()
-                ids, vectors = np.concatenate([held_ids, ids]), np.concatenate([held_vectors, vectors])
-            self._rebuild(ids, vectors)  # (without copies when building from nothing: a million faces is 0.5 GB)
-        else:
-            self._index.add_with_ids(vectors, ids)
+        self._index.add_with_ids(vectors, ids)
+        if self._coarse is not None:
+            self._coarse.add(vectors)
+        self._rekind()
 
     def remove_ids(self, ids: np.ndarray) -> int:
-        """Remove the faces with these ids (their vectors are erased); returns how many were present."""
+        """Remove the faces with these ids, vectors and codes; returns how many were present."""
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
         if not len(ids):
             return 0
-        if self._graph is None:
-            removed = int(self._index.remove_ids(ids))
-        else:
-            removed = self._ghost(ids)
-        if self.policy.kind_for(len(self), self.kind) != self.kind or self._ghosts > self.policy.ghost_limit * (
-            len(self) + self._ghosts
-        ):
-            self._rebuild(*self._contents())
+        rows = np.flatnonzero(np.isin(self._id_map(), ids)).astype(np.int64)
+        removed = int(self._index.remove_ids(ids))
+        if self._coarse is not None and len(rows):
+            self._coarse.remove_ids(rows)  # both compact in order: rows stay aligned
+        self._rekind()
         return removed
 
-    def _ghost(self, ids: np.ndarray) -> int:
-        """Unmap these faces' graph nodes, zero their vectors and clear their links (see the class)."""
+    def _rekind(self) -> None:
+        """Add or drop the PQ codes when the size crosses the policy's threshold."""
+        wanted = self.policy.kind_for(len(self), self.kind)
+        if wanted == self.kind:
+            return
+        if wanted == "exact":
+            self._coarse = None
+            return
         faiss = _faiss()
-        id_map = self._id_map()
-        rows = np.flatnonzero(np.isin(id_map, ids))
-        if not len(rows):
-            return 0
-        graph = self._graph.hnsw
-        offsets = faiss.rev_swig_ptr(graph.offsets.data(), graph.offsets.size())
-        links = faiss.rev_swig_ptr(graph.neighbors.data(), graph.neighbors.size())
-        id_map[rows] = -1
-        self._stored_vectors()[rows] = 0.0
-        for row in rows:
-            links[int(offsets[row]) : int(offsets[row + 1])] = -1
-        self._index.construct_rev_map()
-        self._ghosts += len(rows)
-        if graph.entry_point in rows:  # every search starts there: it must be a live node
-            self._rebuild(*self._contents())
-        return len(rows)
+        vectors = self._stored_vectors()
+        coarse = faiss.IndexPQFastScan(self.dimension, self.policy.subquantizers, 4)
+        coarse.pq.cp.niter = PQ_KMEANS_ITERATIONS
+        sample = vectors
+        if len(vectors) > self.policy.training_sample:
+            # Spread over the ids in order, so the same faces always train the same codes.
+            order = np.argsort(self._id_map(), kind="stable")
+            sample = vectors[order[np.linspace(0, len(order) - 1, self.policy.training_sample).astype(np.int64)]]
+        coarse.train(np.ascontiguousarray(sample))
+        coarse.add(vectors)
+        self._coarse = coarse
 
     def vector(self, face_id: int) -> np.ndarray:
         """The stored embedding of one face (float32)."""
-        if face_id < 0:
-            raise ValueError("face ids are not negative")
         return self._index.reconstruct(int(face_id))
 
     def search(self, queries: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """The ``k`` nearest faces of each query, nearest first.
 
-        On a graph the candidates are those the walk reaches (recall measured in the
-        README); their distances are exact all the same.
+        On a compressed index the candidates are the best by PQ code (recall measured in
+        the README); their distances are exact all the same.
 
         Args:
             queries: (n, dimension) or (dimension,) embeddings.
@@ -293,61 +300,38 @@ class FaceIndex:
         if k <= 0:
             return [(np.empty(0), np.empty(0, dtype=np.int64)) for _ in vectors]
         faiss = _faiss()
-        params = None
-        if self._graph is not None:
-            params = faiss.SearchParametersHNSW()
-            params.efSearch = max(self.policy.ef_search, k)
-            if self._ghosts:
-                live = faiss.IDSelectorRange(0, np.iinfo(np.int64).max)  # ghosts are mapped to -1
-                params.sel = live
+        searched = self._index if self._coarse is None else self._coarse
+        wanted = k if self._coarse is None else min(len(self), self.policy.candidates(k))
         previous_threads = faiss.omp_get_max_threads()
         if len(vectors) < FEW_QUERIES:
             # The setting is per OS thread (an OpenMP ICV), so concurrent callers are unaffected.
             faiss.omp_set_num_threads(1)
         try:
-            _, found = self._index.search(vectors, k, params=params)
+            _, found = searched.search(vectors, wanted)
         finally:
             faiss.omp_set_num_threads(previous_threads)
+        id_map, stored = self._id_map(), self._stored_vectors()
         results = []
         for query, row in zip(vectors, found, strict=True):
-            ids = row[row >= 0].astype(np.int64)
-            stored = np.stack([self.vector(i) for i in ids]).astype(np.float64) if len(ids) else np.empty((0, 1))
-            distances = np.sqrt(((stored - query.astype(np.float64)) ** 2).sum(axis=1))
-            order = np.lexsort((ids, distances))
+            row = row[row >= 0]
+            if self._coarse is None:  # the exact index answers face ids
+                ids = row.astype(np.int64)
+                candidates = np.stack([self.vector(i) for i in ids]) if len(ids) else stored[:0]
+            else:  # the codes answer rows, which the vectors share
+                ids = id_map[row].astype(np.int64)
+                candidates = stored[row]
+            distances = np.sqrt(((candidates.astype(np.float64) - query.astype(np.float64)) ** 2).sum(axis=1))
+            order = np.lexsort((ids, distances))[:k]
             results.append((distances[order], ids[order]))
         return results
 
     def _stored_vectors(self) -> np.ndarray:
-        """Every stored row's vector, a live (rows, dimension) view into the index."""
+        """Every stored row's vector, a live (rows, dimension) view into the exact index."""
         faiss = _faiss()
-        flat = faiss.downcast_index(self._graph.storage) if self._graph is not None else faiss.downcast_index(
-            self._index.index)
+        flat = faiss.downcast_index(self._index.index)
         if not flat.codes.size():
             return np.empty((0, self.dimension), np.float32)
-        codes = faiss.rev_swig_ptr(flat.codes.data(), flat.codes.size())
-        return codes.view(np.float32).reshape(-1, self.dimension)
-
-    def _contents(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every live face id and a copy of its vector, in storage order."""
-        id_map = self._id_map()
-        live = id_map >= 0
-        return id_map[live].astype(np.int64), self._stored_vectors()[live].copy()
-
-    def _rebuild(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Replace the faiss index by one of the kind ``len(ids)`` faces call for, without ghosts."""
-        faiss = _faiss()
-        if self.policy.kind_for(len(ids), self.kind) == "exact":
-            index, graph = _exact_index(self.dimension), None
-        else:
-            graph = faiss.IndexHNSWFlat(self.dimension, self.policy.m)
-            graph.hnsw.efConstruction = self.policy.ef_construction
-            index = faiss.IndexIDMap2(graph)
-            if len(ids) > 1 and not (ids[1:] > ids[:-1]).all():
-                order = np.argsort(ids, kind="stable")  # the same faces give the same insertion order
-                ids, vectors = ids[order], vectors[order]
-        if len(ids):
-            index.add_with_ids(np.ascontiguousarray(vectors), np.ascontiguousarray(ids))
-        self._index, self._graph, self._ghosts = index, graph, 0
+        return faiss.rev_swig_ptr(flat.codes.data(), flat.codes.size()).view(np.float32).reshape(-1, self.dimension)
 
     def _as_vectors(self, embeddings: np.ndarray) -> np.ndarray:
         vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
@@ -384,7 +368,12 @@ class FaceIndex:
                 length += len(chunk)
                 file.write(chunk)
 
-            faiss.write_index(self._index, faiss.PyCallbackIOWriter(write_chunk, _IO_CHUNK))
+            writer = faiss.PyCallbackIOWriter(write_chunk, _IO_CHUNK)
+            faiss.write_index(self._index, writer)
+            vectors_length = length
+            if self._coarse is not None:
+                faiss.write_index(self._coarse, writer)
+            del writer  # flushes its buffer
             header = IndexFileHeader(
                 model=self.model,
                 dimension=self.dimension,
@@ -394,6 +383,7 @@ class FaceIndex:
                 generation=generation,
                 payload_sha256=digest.hexdigest(),
                 payload_length=length,
+                codes_length=length - vectors_length,
             )
             header_bytes = json.dumps(asdict(header), sort_keys=True).encode()
             if len(header_bytes) > _RESERVED_HEADER_BYTES:
@@ -426,7 +416,11 @@ class FaceIndex:
             file.seek(start)
             try:
                 faiss_index = faiss.read_index(faiss.PyCallbackIOReader(file.read, _IO_CHUNK))
-                index = cls(header.model, header.dimension, faiss_index, policy=policy)
+                coarse = None
+                if header.codes_length:
+                    file.seek(start + header.payload_length - header.codes_length)
+                    coarse = faiss.read_index(faiss.PyCallbackIOReader(file.read, _IO_CHUNK))
+                index = cls(header.model, header.dimension, faiss_index, coarse, policy=policy)
             except (RuntimeError, ValueError) as error:
                 raise IndexFileInvalid(f"{path}: FAISS cannot read the index: {error}") from error
         if len(index) != header.count or ids_digest(index.ids()) != header.ids_sha256:
