@@ -1,17 +1,17 @@
 """Search latency and recall@1 of the gallery's index at several sizes, on synthetic faces.
 
-    python -m benchmarks.bench_search [--sizes 1000,100000,1000000] [--queries 500] [--ivf]
+    python -m benchmarks.bench_search [--sizes 1000,100000,1000000] [--queries 500] [--alternatives]
     python -m benchmarks.bench_search --home /tmp/gallery-bench/size-1000000   # reuse bench_identify's
 
 For each size: a gallery of that many people (one dlib-like descriptor each, from
-``benchmarks/synthetic.py``), ``FaceIndex.build`` (exact up to ``EXACT_UP_TO``, an HNSW graph
-beyond), then single-query searches as the store runs them (one thread, k=8): median and
-p95 latency, and recall@1 against exact search, for genuine probes (another photo of an
-enrolled person) and strangers, reported separately. Also: exact search's own latency at
-that size, build time, resident memory, and on a graph the cost of a removal (the
-copy-on-write copy, then the ghosting) and of saving the index file. ``--ef 128,256``
-sweeps the graph's efSearch; ``--ivf`` adds FAISS's IVF-Flat (the rejected alternative) at
-several nprobe values.
+``benchmarks/synthetic.py``), ``FaceIndex.build`` (exact up to ``EXACT_UP_TO``, PQ codes for
+candidates beyond), then single-query searches as the store runs them (one thread, k=8):
+median and p95 latency, and recall@1 against exact search, for genuine probes (another
+photo of an enrolled person) and strangers, reported separately. Also: exact search's own
+latency at that size, resident memory, and what a write costs (the copy-on-write copy,
+removing a face, saving the file). ``--candidates 4,16`` compares how many candidates per
+neighbour are ranked exactly; ``--alternatives`` adds FAISS's HNSW graph and IVF-Flat
+lists, measured and rejected.
 """
 
 from __future__ import annotations
@@ -68,7 +68,9 @@ def gallery_home_faces(home: Path, queries: int) -> tuple[np.ndarray, np.ndarray
     return np.arange(1, count + 1, dtype=np.int64), photos, np.load(home / "probes.npz")["probes"][:queries]
 
 
-def measure(size: int, queries: int, efs: list[int], ivf: bool, model: FaceModel, home: Path | None) -> None:
+def measure(
+    size: int, queries: int, candidates: list[int], alternatives: bool, model: FaceModel, home: Path | None
+) -> None:
     rng = np.random.default_rng(size)
     if home is None:
         photos, _, genuine = model.gallery(size, queries, rng)
@@ -95,31 +97,45 @@ def measure(size: int, queries: int, efs: list[int], ivf: bool, model: FaceModel
     index_mb = rss_mb()[0] - before
     faiss.omp_set_num_threads(1)
     print(f"FaceIndex: {index.kind}, {how}, ~{index_mb:.0f} MB resident")
-    for ef in efs if index.kind == "hnsw" else [None]:
-        if ef is not None:
-            index.policy = IndexPolicy(ef_search=ef)
-        label = f"ef {ef}" if ef is not None else "exact"
+    for per_result in candidates if index.kind == "pq" else [None]:
+        if per_result is not None:
+            index.policy = IndexPolicy(candidates_per_result=per_result)
+        label = f"{index.policy.candidates(K)} cand." if per_result is not None else "exact"
         for kind, q in (("genuine", genuine), ("stranger", strangers)):
             times, top = latencies_ms(lambda x: int(index.search(x, K)[0][1][0]), q)
-            print(f"  {label:>9} {kind:>8}: {summary(times)}, recall@1 {recall(top, truth[kind]):.4f}")
+            print(f"  {label:>10} {kind:>8}: {summary(times)}, recall@1 {recall(top, truth[kind]):.4f}")
     index.policy = DEFAULT_POLICY
-    if index.kind == "hnsw":
-        with tempfile.TemporaryDirectory() as folder:
-            start = time.perf_counter()
-            index.save(Path(folder) / "faces.faiss", gallery_id="bench", generation=1)
-            save_s = time.perf_counter() - start
-            size_mb = (Path(folder) / "faces.faiss").stat().st_size / 2**20
+    with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
-        changed = index.copy()
-        copy_s = time.perf_counter() - start
-        start = time.perf_counter()
-        changed.remove_ids(ids[:1])
-        remove_s = time.perf_counter() - start
-        del changed
-        print(f"  removal: copy-on-write copy {copy_s:.2f} s + ghosting {1000 * remove_s:.1f} ms; "
-              f"index file save {save_s:.2f} s ({size_mb:.0f} MB); a rebuild costs the build time")
+        index.save(Path(folder) / "faces.faiss", gallery_id="bench", generation=1)
+        save_s = time.perf_counter() - start
+        size_mb = (Path(folder) / "faces.faiss").stat().st_size / 2**20
+    start = time.perf_counter()
+    changed = index.copy()
+    copy_s = time.perf_counter() - start
+    start = time.perf_counter()
+    changed.remove_ids(ids[:1])
+    remove_s = time.perf_counter() - start
+    del changed
+    print(f"  a write: copy-on-write copy {copy_s:.2f} s, removing a face {remove_s:.2f} s, "
+          f"saving the index file {save_s:.2f} s ({size_mb:.0f} MB)")
     del index
-    if ivf:
+    if alternatives:
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
+        graph = faiss.IndexHNSWFlat(photos.shape[1], 32)
+        graph.hnsw.efConstruction = 80
+        start = time.perf_counter()
+        graph.add(photos)
+        print(f"HNSW (M=32, efConstruction 80): built in {time.perf_counter() - start:.1f} s; cannot remove a face")
+        faiss.omp_set_num_threads(1)
+        for ef in (128, 256, 384):
+            params = faiss.SearchParametersHNSW(efSearch=ef)
+            for kind, q in (("genuine", genuine), ("stranger", strangers)):
+                times, top = latencies_ms(lambda x: int(graph.search(x[None], K, params=params)[1][0, 0]), q)
+                # faiss numbers rows from 0; face ids here are row + 1.
+                print(f"  efSearch {ef:>3} {kind:>8}: {summary(times)}, recall@1 {recall(top, truth[kind] - 1):.4f}")
+        del graph
+    if alternatives:
         faiss.omp_set_num_threads(os.cpu_count() or 1)
         nlist = int(4 * np.sqrt(size))
         lists = faiss.IndexIVFFlat(faiss.IndexFlatL2(photos.shape[1]), photos.shape[1], nlist)
@@ -142,19 +158,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,100000,1000000")
     parser.add_argument("--queries", type=int, default=500, help="genuine probes, and as many strangers")
-    parser.add_argument("--ef", default=str(DEFAULT_POLICY.ef_search), help="graph efSearch values, comma-separated")
-    parser.add_argument("--ivf", action="store_true", help="also measure FAISS IVF-Flat (the rejected alternative)")
+    parser.add_argument("--candidates", default=str(DEFAULT_POLICY.candidates_per_result),
+                        help="candidates ranked exactly per neighbour (comma-separated values to compare)")
+    parser.add_argument("--alternatives", action="store_true",
+                        help="also measure FAISS HNSW and IVF-Flat, the rejected alternatives (HNSW builds for minutes)")
     parser.add_argument("--home", type=Path, action="append", help="a bench_identify gallery home to measure instead")
     args = parser.parse_args()
     print(f"faiss {faiss.__version__}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
-          f"EXACT_UP_TO {DEFAULT_POLICY.exact_up_to:,}, HNSW M {DEFAULT_POLICY.m}, efConstruction "
-          f"{DEFAULT_POLICY.ef_construction}, efSearch {DEFAULT_POLICY.ef_search}, k={K}")
+          f"EXACT_UP_TO {DEFAULT_POLICY.exact_up_to:,}, PQ {DEFAULT_POLICY.subquantizers}x4 bits, "
+          f"{DEFAULT_POLICY.candidates(K)} candidates for k={K}")
     model = FaceModel.load()
-    efs = [int(n) for n in args.ef.split(",")]
+    candidates = [int(n) for n in args.candidates.split(",")]
     for home in args.home or []:
-        measure(0, args.queries, efs, args.ivf, model, home)
+        measure(0, args.queries, candidates, args.alternatives, model, home)
     for size in [] if args.home else (int(s) for s in args.sizes.split(",")):
-        measure(size, args.queries, efs, args.ivf, model, None)
+        measure(size, args.queries, candidates, args.alternatives, model, None)
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
 
 
