@@ -26,9 +26,10 @@ process dies first, the next removal or open empties it. Not covered: copies out
 files (backups, file-system journals and freed blocks, SSD wear levelling, swap) - use
 full-disk encryption where that matters. The audit log keeps the event, not the biometrics.
 
-Cost: a write saves the whole index (about 0.5 KB per face) and a sync after another
-process's write reads every face id of the model; both are linear in the gallery's size,
-which suits galleries up to some hundred thousand faces.
+Cost: a write copies the index (copy-on-write) and saves it whole (about 0.55 KB per face),
+and a sync after another process's write reads every face id of the model; all linear in the
+gallery's size. At a million faces that is about 0.5 s + 1.3 s per write (so bulk enrolment
+writes in batches) and 1 GB peak in the writing process; searches are unaffected.
 """
 
 from __future__ import annotations
