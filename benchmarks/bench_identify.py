@@ -11,7 +11,8 @@ then ``Store.open`` rebuilds and saves the index as it would after losing the fi
 gives the rebuild time at that size. Then a fresh process opens the gallery, identifies a
 640x480 photo with one face once to warm up, and ``--runs`` more times: median and p95
 wall time per call, and the process's peak resident memory (everything: Python, torch, the
-models and the index).
+models and the index). Then one write each way: enrolling a person (the copy-on-write copy
+of the index, the commit, the index file's save) and removing them, and the peak again.
 
 With ``--face-recognition PYTHON`` (a separate venv with face_recognition installed) the
 same photo goes through its API in a fresh process: ``face_encodings`` (its default HOG
@@ -148,9 +149,18 @@ def measure_ours(home: Path, runs: int, threads: int) -> dict[str, float | str]:
         (face,) = gallery.identify(photo)
         times.append(1000 * (time.perf_counter() - start))
     kind = gallery._store._snapshot.index.kind
+    result = {"open_s": open_s, "first_identify_s": first_s, "median_ms": statistics.median(times),
+              "p95_ms": float(np.percentile(times, 95)), "peak_mb": peak_rss_mb(), "index": kind}
+    # A write: enrol one person (copy-on-write copy of the index, database commit, index save), remove them.
+    start = time.perf_counter()
+    gallery.enroll("Benchmark Visitor", ROOT / "data" / "obama.jpg", allow_similar=True)
+    result["enroll_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    gallery.remove("Benchmark Visitor")
+    result["remove_s"] = time.perf_counter() - start
+    result["peak_with_writes_mb"] = peak_rss_mb()
     gallery.close()
-    return {"open_s": open_s, "first_identify_s": first_s, "median_ms": statistics.median(times),
-            "p95_ms": float(np.percentile(times, 95)), "peak_mb": peak_rss_mb(), "index": kind}
+    return result
 
 
 FACE_RECOGNITION_SCRIPT = """
@@ -211,9 +221,10 @@ def main() -> None:
         return
     print(f"{os.cpu_count()} cores, {args.threads} threads, load average {os.getloadavg()[0]:.1f}; "
           f"warm identify of a 640x480 photo with one face, {args.runs} runs")
-    print("| enrolled | index | rebuild s | open s | identify median ms | p95 ms | peak MB |"
+    print("| enrolled | index | rebuild s | open s | identify median ms | p95 ms | peak MB | enroll s | remove s "
+          "| peak with writes MB |"
           + (" face_recognition hog / cnn ms | its face_distance ms | its peak MB |" if args.face_recognition else ""))
-    print("|---|---|---|---|---|---|---|" + ("---|---|---|" if args.face_recognition else ""))
+    print("|---|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if args.face_recognition else ""))
     for size in (int(s) for s in args.sizes.split(",")):
         home = args.work / f"size-{size}"
         if not (home / "complete").exists():
@@ -227,7 +238,8 @@ def main() -> None:
                              capture_output=True, text=True, check=True, cwd=ROOT)
         ours = json.loads(out.stdout.strip().splitlines()[-1])
         row = (f"| {size:,} | {ours['index']} | {rebuild_s:.1f} | {ours['open_s']:.2f} | {ours['median_ms']:.1f} | "
-               f"{ours['p95_ms']:.1f} | {ours['peak_mb']:.0f} |")
+               f"{ours['p95_ms']:.1f} | {ours['peak_mb']:.0f} | {ours['enroll_s']:.2f} | {ours['remove_s']:.2f} | "
+               f"{ours['peak_with_writes_mb']:.0f} |")
         if args.face_recognition:
             theirs = measure_face_recognition(args.face_recognition, size, args.runs, args.threads)
             row += (f" {theirs['hog_median_ms']:.0f} / {theirs['cnn_median_ms']:.0f} | "

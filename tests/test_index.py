@@ -212,3 +212,22 @@ def test_a_compressed_index_survives_save_and_load(tmp_path: Path) -> None:
     assert loaded.ids().tolist() == index.ids().tolist()
     probes = clustered_embeddings(10, seed=4)
     assert [i.tolist() for _, i in loaded.search(probes, 3)] == [i.tolist() for _, i in index.search(probes, 3)]
+
+
+@pytest.mark.parametrize("policy", [IndexPolicy(), SMALL_THRESHOLD], ids=["exact", "pq"])
+def test_updated_equals_copy_remove_add_and_leaves_the_original_alone(policy: IndexPolicy) -> None:
+    vectors = clustered_embeddings(700)
+    index = FaceIndex.build("m", DIMENSION, np.arange(700), vectors, policy=policy)
+    new = clustered_embeddings(5, seed=8)
+    updated = index.updated(np.array([3, 400, 9999]), np.arange(1000, 1005), new)
+    expected = index.copy()
+    expected.remove_ids(np.array([3, 400]))
+    expected.add(np.arange(1000, 1005), new)
+    assert updated.kind == expected.kind == index.kind
+    assert updated.ids().tolist() == expected.ids().tolist()
+    assert np.array_equal(updated.vector(1002), new[2]) and np.array_equal(updated.vector(699), vectors[699])
+    probes = clustered_embeddings(20, seed=4)
+    assert [i.tolist() for _, i in updated.search(probes, 4)] == [i.tolist() for _, i in expected.search(probes, 4)]
+    assert len(index) == 700 and 3 in index.ids()
+    with pytest.raises(ValueError):
+        index.updated(np.array([], np.int64), np.array([5]), new[:1])  # face 5 is held

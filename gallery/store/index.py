@@ -227,6 +227,50 @@ class FaceIndex:
         coarse = faiss.clone_index(self._coarse) if self._coarse is not None else None
         return FaceIndex(self.model, self.dimension, faiss.clone_index(self._index), coarse, policy=self.policy)
 
+    def updated(self, gone: np.ndarray, ids: np.ndarray, embeddings: np.ndarray) -> FaceIndex:
+        """A new index holding this one's faces but ``gone``, plus ``embeddings`` under ``ids``.
+
+        This one is left untouched (copy-on-write). Equivalent to ``copy()``, ``remove_ids``,
+        ``add``, but the vectors are written once into storage of the final size: appending to
+        a copy would grow it by doubling, briefly holding three copies of a million faces.
+        """
+        faiss = _faiss()
+        gone = np.ascontiguousarray(gone, dtype=np.int64).reshape(-1)
+        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+        vectors = self._as_vectors(embeddings)
+        held = self._id_map()
+        keep = ~np.isin(held, gone)
+        if len(ids) != len(vectors):
+            raise ValueError(f"{len(ids)} ids for {len(vectors)} embeddings")
+        if len(np.unique(ids)) != len(ids) or np.isin(ids, held[keep]).any():
+            raise ValueError("face ids must be unique and not already in the index")
+        kept = int(keep.sum())
+        count = kept + len(ids)
+        flat = faiss.IndexFlatL2(self.dimension)
+        index = faiss.IndexIDMap2(flat)  # (it must wrap an empty index)
+        flat.codes.resize(count * self.dimension * 4)
+        if count:
+            stored = faiss.rev_swig_ptr(flat.codes.data(), flat.codes.size()).view(np.float32)
+            stored = stored.reshape(count, self.dimension)
+            np.compress(keep, self._stored_vectors(), axis=0, out=stored[:kept])
+            stored[kept:] = vectors
+            index.id_map.resize(count)
+            id_map = faiss.rev_swig_ptr(index.id_map.data(), count)
+            id_map[:kept] = held[keep]
+            id_map[kept:] = ids
+        flat.ntotal = index.ntotal = count
+        index.construct_rev_map()
+        coarse = None
+        if self._coarse is not None:
+            coarse = faiss.clone_index(self._coarse)  # 32 bytes a face: growing it is cheap
+            if kept < len(held):
+                coarse.remove_ids(np.flatnonzero(~keep).astype(np.int64))
+            if len(ids):
+                coarse.add(vectors)
+        result = FaceIndex(self.model, self.dimension, index, coarse, policy=self.policy)
+        result._rekind()
+        return result
+
     def add(self, ids: np.ndarray, embeddings: np.ndarray) -> None:
         """Add ``embeddings`` (n, dimension) under ``ids`` (n,), which must be new.
 

@@ -354,9 +354,7 @@ class Store:
             else:
                 gone = np.setdiff1d(held, wanted, assume_unique=True)
                 new_ids, vectors, new_owners = self._fetch_faces(session, new)
-                index = current.index.copy()
-                index.remove_ids(gone)
-                index.add(new_ids, vectors)
+                index = current.index.updated(gone, new_ids, vectors)
                 owners = current.owners.changed(gone, new_owners)
             self._snapshot = _Snapshot(generation, index, owners, self._count_people(session))
             return self._snapshot
