@@ -252,7 +252,10 @@ class FaceIndex:
         if count:
             stored = faiss.rev_swig_ptr(flat.codes.data(), flat.codes.size()).view(np.float32)
             stored = stored.reshape(count, self.dimension)
-            np.compress(keep, self._stored_vectors(), axis=0, out=stored[:kept])
+            if kept == len(held):
+                stored[:kept] = self._stored_vectors()
+            else:  # mode="clip": numpy would otherwise buffer the whole output before writing it
+                np.take(self._stored_vectors(), np.flatnonzero(keep), axis=0, out=stored[:kept], mode="clip")
             stored[kept:] = vectors
             index.id_map.resize(count)
             id_map = faiss.rev_swig_ptr(index.id_map.data(), count)
