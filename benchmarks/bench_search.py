@@ -119,7 +119,7 @@ def measure(
     del changed
     print(f"  a write: copy-on-write copy {copy_s:.2f} s, removing a face {remove_s:.2f} s, "
           f"saving the index file {save_s:.2f} s ({size_mb:.0f} MB)")
-    del index
+    index = None  # free it before the alternatives are built
     if alternatives:
         faiss.omp_set_num_threads(os.cpu_count() or 1)
         graph = faiss.IndexHNSWFlat(photos.shape[1], 32)
