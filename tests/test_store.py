@@ -331,6 +331,21 @@ def test_another_store_in_the_same_process_sees_writes_once_committed(tmp_path: 
         assert reader.consistency_problems() == [] and writer.consistency_problems() == []
 
 
+def test_the_generation_moves_with_every_faces_write_of_any_store_and_only_then(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with Store.open(home, model=MODEL) as writer, Store.open(home, model=MODEL) as reader:
+        seen = [reader.generation()]
+        writer.add_person_with_face("Ada", face(embedding(1)))
+        seen.append(reader.generation())
+        writer.set_setting("unrelated", 1)
+        seen.append(reader.generation())
+        writer.add_face(writer.find_person("Ada").id, face(embedding(2)))
+        seen.append(reader.generation())
+        writer.remove_person("Ada")
+        seen.append(reader.generation())
+        assert seen[0] < seen[1] == seen[2] < seen[3] < seen[4]
+
+
 def test_concurrent_searches_during_writes_never_fail_and_stay_consistent(store: Store) -> None:
     people = enroll_many(store, 10)
     errors: list[BaseException] = []

@@ -705,6 +705,10 @@ class Store:
         self._check_open()
         return self._one_person(Person.id == person_id)
 
+    def generation(self) -> int:
+        """A number that changes whenever faces are added or removed (by any process): keys caches of search results."""
+        return self._fresh_snapshot().generation
+
     def people_count(self) -> int:
         """How many people are enrolled (counted when the faces last changed: free per call)."""
         return self._fresh_snapshot().people
