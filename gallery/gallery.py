@@ -54,8 +54,7 @@ from gallery.vision.quality import assess
 HOME_ENV = "GALLERY_HOME"
 RULE_SETTING = "decision_rule"
 VERIFY_SETTING = "verify_rule"
-CHIP_JPEG_QUALITY = 95
-UPSAMPLE_RETRY_MAX_PIXELS = 1_000_000  # upsampling quadruples the detector's cost: small photos only  # the stored chip is what `reembed` works from: keep it near-lossless
+CHIP_JPEG_QUALITY = 95  # the stored chip is what `reembed` works from: keep it near-lossless
 
 log = logging.getLogger(__name__)
 
@@ -389,11 +388,7 @@ class Gallery:
 
     def _single_face(self, image: ImageInput, *, largest: bool) -> Face:
         rgb = load_rgb(image)
-        found = self._pipeline.faces(rgb)
-        if not found and rgb.shape[0] * rgb.shape[1] <= UPSAMPLE_RETRY_MAX_PIXELS:
-            # The detector needs ~80 px faces; look closer so that a small face is refused
-            # as too small (which the user can fix) rather than reported as absent.
-            found = self._pipeline.faces(rgb, upsample=1)
+        found = self._pipeline.faces(rgb) or self._pipeline.look_closer(rgb, rgb.shape)
         return _enrolment_face(found, largest=largest)
 
     def _face_record(self, face: Face, sha256: str) -> FaceRecord:
@@ -444,15 +439,15 @@ class Gallery:
                 except ImageError as error:
                     run.fail(job.path, job.name, error, done=True)
                     continue
-                job.pixels = rgb.shape[0] * rgb.shape[1]
+                job.shape = rgb.shape
                 readable.append(job)
                 yield rgb
                 run.advance()  # the pipeline has finished with this photo's pixels
 
         for job, found in zip(readable, self._pipeline.faces_many(decoded()), strict=True):
             try:
-                if not found and job.pixels <= UPSAMPLE_RETRY_MAX_PIXELS:
-                    found = self._pipeline.faces(job.path, upsample=1)  # as _single_face does
+                if not found:
+                    found = self._pipeline.look_closer(job.path, job.shape)  # as _single_face does
                 job.face = _enrolment_face(found, largest=largest)
             except GalleryError as error:
                 run.fail(job.path, job.name, error)
@@ -545,7 +540,7 @@ class _PhotoJob:
     path: Path
     name: str
     sha256: str
-    pixels: int = 0
+    shape: tuple[int, ...] = (0, 0)
     face: Face | None = None
 
     @property
