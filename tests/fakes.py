@@ -81,6 +81,8 @@ class FakePipeline:
         return [Face(box=(0, 0, width - 1, height - 1), score=1.0, landmarks=landmarks,
                      embedding=fake_embedding(rgb), chip=fake_chip(rgb))]
 
+    def look_closer(self, image: ImageInput, shape: tuple[int, ...]) -> list[Face]:
+        return self.faces(image, upsample=1)
 
     def faces_many(self, images: Iterable[ImageInput], *, upsample: int = 0) -> list[list[Face]]:
         return [self.faces(image, upsample=upsample) for image in images]
