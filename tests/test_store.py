@@ -208,6 +208,13 @@ def test_settings_hold_json_values(store: Store) -> None:
     assert store.settings() == {"decision_rule": {**rule, "distance": 0.55}}
 
 
+def test_settings_written_together_are_all_or_nothing(store: Store) -> None:
+    store.set_settings({"decision_rule": {"v": 1}, "verify_rule": {"v": 1}})
+    with pytest.raises(TypeError):  # the second value is not JSON: the first must not land either
+        store.set_settings({"decision_rule": {"v": 2}, "verify_rule": {"v": object()}})
+    assert store.settings() == {"decision_rule": {"v": 1}, "verify_rule": {"v": 1}}
+
+
 def test_the_audit_log_survives_the_removal_it_records(store: Store) -> None:
     person_id, _ = store.add_person_with_face("Ada", face(embedding(1)))
     store.audit("enroll", outcome="enrolled", person_name="Ada", person_id=person_id, model=MODEL)

@@ -35,6 +35,7 @@ writes in batches) and 1 GB peak in the writing process; searches are unaffected
 from __future__ import annotations
 
 import logging
+import json
 import re
 import sqlite3
 import threading
@@ -811,14 +812,26 @@ class Store:
 
     def set_setting(self, key: str, value: Any) -> None:
         """Store a JSON-serialisable ``value`` under ``key``, replacing any previous one."""
+        self.set_settings({key: value})
+
+    def set_settings(self, values: Mapping[str, Any]) -> None:
+        """Store several settings in one transaction: all of them or, on failure, none.
+
+        Raises:
+            TypeError: a value is not JSON-serialisable.
+        """
         self._check_open()
+        for key, value in values.items():
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError) as error:
+                raise TypeError(f"setting {key!r} is not JSON-serialisable: {error}") from None
         now = utcnow()
-        statement = sqlite_insert(Setting).values(key=key, value=value, updated_at=now)
-        statement = statement.on_conflict_do_update(
-            index_elements=[Setting.key], set_={"value": statement.excluded.value, "updated_at": now}
-        )
         with self._db.write() as session:
-            session.execute(statement)
+            for key, value in values.items():
+                statement = sqlite_insert(Setting).values(key=key, value=value, updated_at=now)
+                session.execute(statement.on_conflict_do_update(
+                    index_elements=[Setting.key], set_={"value": statement.excluded.value, "updated_at": now}))
 
     def audit(
         self,
