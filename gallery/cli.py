@@ -55,6 +55,32 @@ class _Context:
 pass_context = click.make_pass_decorator(_Context)
 
 
+class _ProgressBars(contextlib.AbstractContextManager):
+    """Progress bars on stderr for a long run, one per phase; called as ``bars(phase, done, total)``."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self._enabled = enabled
+        self._phase: str | None = None
+        self._bar: Any = None
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if not self._enabled:
+            return
+        if phase != self._phase:
+            self._finish()
+            self._phase = phase
+            self._bar = click.progressbar(length=total, label=phase.capitalize(), file=sys.stderr).__enter__()
+        self._bar.update(done - self._bar.pos)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+
 def _available_cores() -> int:
     """Cores this process may run on (a container's CPU set, not the host's count)."""
     try:
@@ -126,19 +152,9 @@ def enroll_dir(ctx: _Context, folder: Path, largest: bool, allow_similar: bool, 
         gallery enroll-dir staff/        # staff/Ada Lovelace/1.jpg, staff/Alan Turing.jpg, ...
         gallery enroll-dir --json staff/ > report.json
     """
-    with contextlib.ExitStack() as stack:
-        bar: Any = None
-
-        def progress(done: int, total: int) -> None:
-            nonlocal bar
-            if as_json:
-                return
-            if bar is None:
-                bar = stack.enter_context(click.progressbar(length=total, label="Enrolling", file=sys.stderr))
-            bar.update(done - bar.pos)
-
+    with _ProgressBars(enabled=not as_json) as bars:
         result = ctx.run(lambda g: g.enroll_dir(folder, largest=largest, allow_similar=allow_similar,
-                                                progress=progress))
+                                                progress=lambda done, total: bars("Enrolling", done, total)))
     if as_json:
         _print_json(result.to_dict())
     else:
@@ -259,6 +275,95 @@ def reembed(ctx: _Context, as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--fpir", default=0.01, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Target false positive identification rate: share of strangers `identify` may accept.")
+@click.option("--fmr", default=0.001, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Target false match rate: share of other people's photos `verify` may accept.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (no progress bar).")
+@pass_context
+def calibrate(ctx: _Context, folder: Path, fpir: float, fmr: float, as_json: bool) -> None:
+    """Learn the decision rules from labelled photos in FOLDER (one sub-folder per person) and put them in force.
+
+    Simulates one-shot enrolment on the photos (one photo of half the people enrolled, all
+    other photos searched) and stores the identify rule that accepts FPIR of the strangers
+    while missing fewest, and the verify threshold for FMR, with where they were learned.
+    Needs at least two people with two photos and about 2/FPIR photos in all. Nothing is
+    enrolled. `gallery info` shows the rules in force.
+
+    \b
+    Example:
+        gallery calibrate labelled-staff-photos/ --fpir 0.01
+        gallery calibrate --json --fpir 0.003 --fmr 0.0001 photos/ > calibration.json
+    """
+    with _ProgressBars(enabled=not as_json) as bars:
+        learned = ctx.run(lambda g: g.calibrate(folder, target_fpir=fpir, target_fmr=fmr, progress=bars))
+    if as_json:
+        _print_json({"identify": learned.identify, "verify": learned.verify, "description": learned.description})
+        return
+    found, verify = learned.identify["provenance"], learned.verify["provenance"]
+    click.echo(f"Calibrated on {found['photos_with_face']} faces of {found['identities']} people "
+               f"({found['failures_to_acquire']} photo(s) without a face).")
+    click.echo(f"identify: {learned.description}")
+    click.echo(f"  simulated galleries of {found['gallery_size']} people: FPIR {found['fpir']:.4f} "
+               f"(target {fpir:g}), FNIR {found['fnir']:.4f}; a single distance threshold would miss "
+               f"{found['distance_threshold_fnir']:.4f}")
+    click.echo(f"verify: distance <= {learned.verify['threshold']:.4f}: FMR {verify['fmr']:.5f} (target {fmr:g}), "
+               f"FNMR {verify['fnmr']:.4f}")
+
+
+@cli.command(name="eval")
+@click.argument("folder", required=False, type=click.Path(path_type=Path))
+@click.option("--pairs", type=click.Path(path_type=Path),
+              help="Report verification accuracy on an LFW-format pairs file instead.")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path),
+              help="With --pairs: the folder holding Name/Name_0001.jpg (default: the pairs file's folder).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (no progress bar).")
+@pass_context
+def evaluate(ctx: _Context, folder: Path | None, pairs: Path | None, root: Path | None, as_json: bool) -> None:
+    """Measure the rules in force on labelled photos in FOLDER (one sub-folder per person), or on --pairs.
+
+    FOLDER: simulates one-shot galleries (nothing is enrolled) and reports the rule in force
+    (FPIR: strangers accepted, FNIR: enrolled people missed), rank-1, failures to enrol and
+    to acquire, and the lowest FNIR possible at FPIR 1% and 0.3% on this very data.
+    --pairs: LFW pair verification accuracy, 10-fold when the file has folds, and at the
+    verify threshold in force.
+
+    \b
+    Example:
+        gallery eval labelled-photos/
+        gallery eval --pairs lfw/pairsDevTest.txt --json
+    """
+    if (folder is None) == (pairs is None):
+        raise click.UsageError("give either FOLDER or --pairs FILE")
+    with _ProgressBars(enabled=not as_json) as bars:
+        if pairs is not None:
+            report = ctx.run(lambda g: g.evaluate_pairs(pairs, root=root, progress=bars))
+        else:
+            report = ctx.run(lambda g: g.evaluate(folder, progress=bars))
+    if as_json:
+        _print_json(asdict(report))
+    elif pairs is not None:
+        click.echo(f"{report.pairs} pairs ({report.missing} skipped: no face): accuracy {report.accuracy:.4f} "
+                   f"± {report.std:.4f} over {report.folds} folds (mean learned threshold {report.threshold:.4f}); "
+                   f"at the verify threshold in force: {report.accuracy_at:.4f}")
+    else:
+        _echo_evaluation(report)
+
+
+def _echo_evaluation(report: Any) -> None:
+    click.echo(f"rule in force: {report.rule}")
+    click.echo(f"simulated galleries of {report.gallery_size} people ({report.mated_searches} searches of enrolled "
+               f"people, {report.stranger_searches} of strangers): FPIR {report.fpir:.4f}, FNIR {report.fnir:.4f}, "
+               f"ambiguous {report.ambiguous_rate:.4f}, rank-1 {report.rank_one:.4f}")
+    click.echo(f"failure to enrol {report.fte:.4f}, to acquire {report.fta:.4f} ({report.photos} photos of "
+               f"{report.identities} people)")
+    for target in report.targets:
+        click.echo(f"best possible at FPIR {target.target_fpir:g}: FNIR {target.normalised_fnir:.4f} (normalised "
+                   f"rule), {target.distance_fnir:.4f} (single distance {target.distance_threshold:.4f})")
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
 def info(ctx: _Context, as_json: bool) -> None:
@@ -271,9 +376,17 @@ def info(ctx: _Context, as_json: bool) -> None:
     result = ctx.run(lambda g: g.info())
     if as_json:
         _print_json(asdict(result))
-    else:
-        for key, value in asdict(result).items():
-            click.echo(f"{key}: {json.dumps(value, default=str) if isinstance(value, dict) else value}")
+        return
+    click.echo(f"home: {result.home}\npeople: {result.people}\nfaces: {result.faces}\nmodel: {result.model}\n"
+               f"schema: {result.schema_revision}")
+    click.echo(f"identify rule: {result.rule_description}")
+    click.echo(f"  learned: {_summary(result.rule['provenance'])}")
+    click.echo(f"verify threshold: {result.verify_rule['threshold']:.4f}")
+    click.echo(f"  learned: {_summary(result.verify_rule['provenance'])}")
+
+
+def _summary(provenance: dict[str, Any]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in provenance.items() if key != "command")
 
 
 def main() -> None:

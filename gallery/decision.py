@@ -1,7 +1,8 @@
 """The decision rule: from a probe's nearest identities to match, unknown or ambiguous.
 
 This module is the one replaceable place where gallery decides; the facade gathers
-evidence and asks the rule in force (stored in the gallery's settings) to decide.
+evidence and asks the rule in force (stored in the gallery's settings by ``calibrate``, else
+the learned default of ``gallery.calibration.default_rule``) to decide.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ class Decision:
 
 class DecisionRule(Protocol):
     kind: str
+    # The rule reads ``Evidence.cohort_distance`` of the two nearest identities (the facade
+    # computes it only for rules that do: a few extra searches per probe, cached per gallery state).
+    uses_cohort: bool
 
     def decide(self, evidence: Sequence[Evidence], gallery_size: int) -> Decision: ...
 
@@ -51,6 +55,7 @@ class DistanceThreshold:
 
     threshold: float = DLIB_DISTANCE_THRESHOLD
     kind: str = "distance_threshold"
+    uses_cohort = False
 
     def decide(self, evidence: Sequence[Evidence], gallery_size: int) -> Decision:
         if not evidence or evidence[0].distance > self.threshold:
@@ -74,5 +79,3 @@ def rule_from_dict(data: dict[str, Any]) -> DecisionRule:
         return NormalisedDistance.from_dict(data)
     raise ValueError(f"unknown decision rule kind {data.get('kind')!r}")
 
-
-DEFAULT_RULE: DecisionRule = DistanceThreshold()

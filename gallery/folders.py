@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gallery.errors import ImageNotFound
 
-PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm"})
 
 
 @dataclass(frozen=True)

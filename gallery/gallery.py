@@ -22,7 +22,11 @@ import numpy as np
 import platformdirs
 from PIL import Image
 
-from gallery.decision import DEFAULT_RULE, DLIB_DISTANCE_THRESHOLD, DecisionRule, Evidence, rule_from_dict
+from gallery.calibrating import LearnedRules, PhaseProgress, embed_folder, learn_rules, score_pairs, score_rule
+from gallery.calibration import Evaluation, PairReport
+from gallery.calibration.defaults import default_rule, default_rule_record, default_verify_threshold
+from gallery.cohorts import CohortDistances
+from gallery.decision import DecisionRule, Evidence, rule_from_dict
 from gallery.errors import (
     AlreadyEnrolled,
     GalleryError,
@@ -54,6 +58,9 @@ from gallery.vision.quality import assess
 HOME_ENV = "GALLERY_HOME"
 RULE_SETTING = "decision_rule"
 VERIFY_SETTING = "verify_rule"
+# Identities searched per face at least: a learned rule reads the nearest three (runner-up, and the
+# third to tell whether the top two are rivals; see gallery.calibration.rules).
+EVIDENCE_DEPTH = 3
 CHIP_JPEG_QUALITY = 95  # the stored chip is what `reembed` works from: keep it near-lossless
 
 log = logging.getLogger(__name__)
@@ -125,6 +132,7 @@ class Gallery:
         except BaseException:
             self._store.close()
             raise
+        self._cohorts = CohortDistances(self._store)
         self._audit = _AuditWriter(self._store)
 
     def __enter__(self) -> Gallery:
@@ -268,6 +276,64 @@ class Gallery:
                             detail={"faces": len(tasks), "from_models": models})
         return len(tasks)
 
+    def calibrate(
+        self,
+        folder: str | os.PathLike,
+        *,
+        target_fpir: float = 0.01,
+        target_fmr: float = 0.001,
+        progress: PhaseProgress | None = None,
+    ) -> LearnedRules:
+        """Learn this gallery's identify rule and verify threshold from labelled photos, and put them in force.
+
+        ``folder`` holds one sub-folder of photos per identity (``gallery.labelled``). The
+        one-shot open-set task is simulated on it: one photo of part of the identities
+        enrolled, their other photos and the remaining identities' photos searched. The rule
+        accepting ``target_fpir`` of the strangers while missing fewest is stored with its
+        provenance, and so is the 1:1 threshold for ``target_fmr``. Both replace the defaults
+        (or an earlier calibration) together; on any error nothing is stored.
+
+        Args:
+            folder: the labelled photos (at least two people with two photos, and about
+                2 / target_fpir photos in all).
+            target_fpir: share of strangers identify may accept as someone.
+            target_fmr: share of different-person pairs verify may accept.
+            progress: called as ``progress(phase, done, total)``.
+
+        Raises:
+            CalibrationError: the photos cannot support the targets. ImageNotFound: not a folder.
+            ModelMismatch: the gallery holds faces of another model; run ``reembed`` first.
+        """
+        self._require_one_model()
+        faces = embed_folder(folder, self._pipeline, progress)
+        learned = learn_rules(faces, target_fpir=target_fpir, target_fmr=target_fmr, progress=progress)
+        self._store.set_settings({RULE_SETTING: learned.identify, VERIFY_SETTING: learned.verify})
+        self._audit.put("calibrate", outcome="calibrated", model=self._pipeline.model_id,
+                        rule=learned.identify["rule"], detail={"identify": learned.identify["provenance"],
+                                                               "verify": learned.verify})
+        return learned
+
+    def evaluate(self, folder: str | os.PathLike, *, progress: PhaseProgress | None = None) -> Evaluation:
+        """How the identify rule in force does on labelled photos, beside the best rules possible on them.
+
+        Simulates one-shot galleries on ``folder`` (as ``calibrate`` does; nothing is enrolled):
+        FPIR and FNIR of the rule in force, rank-1, failures to enrol and acquire, and the
+        lowest FNIR a single distance threshold and a normalised rule could reach at FPIR 1%
+        and 0.3% with thresholds set on this very data.
+        """
+        self._require_one_model()
+        return score_rule(embed_folder(folder, self._pipeline, progress), self.rule(), progress=progress)
+
+    def evaluate_pairs(self, pairs_file: str | os.PathLike, *, root: str | os.PathLike | None = None,
+                       progress: PhaseProgress | None = None) -> PairReport:
+        """Verification accuracy on an LFW-format pairs file (10-fold when it has folds), and at the threshold in force.
+
+        Args:
+            pairs_file: ``name i j`` / ``name1 i name2 j`` lines, optionally under a header.
+            root: the folder holding ``name/name_000i.jpg``; defaults to the pairs file's folder.
+        """
+        return score_pairs(pairs_file, root, self._pipeline, threshold=self.verify_threshold(), progress=progress)
+
     # ---- reads -----------------------------------------------------------------------
 
     def identify(self, image: ImageInput, *, top_k: int = 5, upsample: int = 0) -> list[IdentifiedFace]:
@@ -293,7 +359,7 @@ class Gallery:
         rule = self.rule()
         live = [self._is_live(rgb, face) for face in found]
         searched = [face.embedding for face, is_live in zip(found, live, strict=True) if is_live]
-        hits = iter(self._store.search(np.stack(searched), k=max(top_k, 2)) if searched else [])
+        hits = iter(self._store.search(np.stack(searched), k=max(top_k, EVIDENCE_DEPTH)) if searched else [])
         gallery_size = self._store.people_count()
         results = []
         for face, is_live in zip(found, live, strict=True):
@@ -301,8 +367,7 @@ class Gallery:
                 results.append(IdentifiedFace(face.box, (), None, "not_live", 1.0, rule.describe()))
                 continue
             candidates = tuple(Candidate(h.name, h.person_id, h.distance) for h in next(hits))
-            evidence = [Evidence(person_id=c.person_id, distance=c.distance) for c in candidates]
-            decision = rule.decide(evidence, gallery_size)
+            decision = rule.decide(self._evidence(candidates, rule), gallery_size)
             match = candidates[decision.index] if decision.index is not None else None
             results.append(
                 IdentifiedFace(face.box, candidates[:top_k], match, decision.outcome, decision.confidence, rule.describe())
@@ -339,7 +404,7 @@ class Gallery:
             raise NotLive("the liveness check rejected the face (a photo, a screen or a mask?)")
         _, embeddings = self._store.embeddings_for(person.id)
         distance = float(np.min(np.linalg.norm(embeddings - face.embedding, axis=1)))
-        threshold = float(self._store.get_setting(VERIFY_SETTING, {}).get("threshold", DLIB_DISTANCE_THRESHOLD))
+        threshold = self.verify_threshold()
         verified = distance <= threshold
         self._audit.put("verify", outcome="verified" if verified else "rejected", person_name=person.name,
                         person_id=person.id, model=self._pipeline.model_id,
@@ -351,20 +416,34 @@ class Gallery:
         return self._store.people()
 
     def rule(self) -> DecisionRule:
-        """The decision rule in force: the calibrated one stored in the gallery, else the default."""
+        """The identify rule in force: the one ``calibrate`` stored in the gallery, else the shipped default."""
         stored = self._store.get_setting(RULE_SETTING)
-        return rule_from_dict(stored["rule"]) if stored else DEFAULT_RULE
+        return rule_from_dict(stored["rule"]) if stored else default_rule()
+
+    def verify_threshold(self) -> float:
+        """The 1:1 distance threshold in force: the one ``calibrate`` stored, else the shipped default."""
+        stored = self._store.get_setting(VERIFY_SETTING)
+        return float(stored["threshold"]) if stored else default_verify_threshold()
 
     def info(self) -> GalleryInfo:
-        """Where the gallery lives, what it holds and which rules decide."""
+        """Where the gallery lives, what it holds and which rules decide (with where they were learned)."""
         stats = self._store.stats()
-        stored = self._store.get_setting(RULE_SETTING)
-        rule = stored if stored else {"rule": DEFAULT_RULE.to_dict(), "provenance": "built-in default"}
+        shipped = default_rule_record()
+        rule = self._store.get_setting(RULE_SETTING) or {
+            "rule": shipped["rule"], "provenance": {"source": "shipped default", **shipped["provenance"]}}
         verify = self._store.get_setting(VERIFY_SETTING) or {
-            "threshold": DLIB_DISTANCE_THRESHOLD, "provenance": "dlib's documented threshold"}
-        return GalleryInfo(stats.home, stats.people, stats.faces, stats.model, rule, verify, stats.schema_revision)
+            "threshold": shipped["verify"]["threshold"],
+            "provenance": {"source": "shipped default", **shipped["verify"]["provenance"]}}
+        return GalleryInfo(stats.home, stats.people, stats.faces, stats.model, rule,
+                           rule_from_dict(rule["rule"]).describe(), verify, stats.schema_revision)
 
     # ---- helpers ---------------------------------------------------------------------
+
+    def _evidence(self, candidates: tuple[Candidate, ...], rule: DecisionRule) -> list[Evidence]:
+        """What the rule reads: each candidate's distance, and the nearest two's cohort distances if it uses them."""
+        return [Evidence(c.person_id, c.distance,
+                         self._cohorts.of(c.person_id) if rule.uses_cohort and rank < 2 else None)
+                for rank, c in enumerate(candidates)]
 
     def _is_live(self, rgb: np.ndarray, face: Face) -> bool:
         return self._liveness is None or bool(self._liveness(rgb, face))
@@ -459,6 +538,7 @@ class Gallery:
         for job in jobs:
             by_name.setdefault(job.name, []).append(job)
         accepted: dict[str, list[_PhotoJob]] = {}
+        threshold = self.verify_threshold()
         # One hold of the lock for the checks and the write, as in ``enroll``.
         with self._store.write_lock():
             existing = {name: self._store.find_person(name) for name in by_name}
@@ -472,7 +552,7 @@ class Gallery:
                     try:
                         if not allow_similar:
                             self._refuse_lookalike(job.enrolled_face, existing[name])
-                            _refuse_lookalike_in_batch(job.enrolled_face, name, accepted)
+                            _refuse_lookalike_in_batch(job.enrolled_face, name, accepted, threshold)
                     except LooksLikeSomeoneElse as error:
                         run.fail(job.path, name, error)
                         continue
@@ -495,9 +575,11 @@ class Gallery:
         return found[0]
 
     def _refuse_lookalike(self, face: Face, person: Person | None) -> None:
+        # "Is this someone else?" is a 1:1 question: the verify threshold answers it.
+        threshold = self.verify_threshold()
         (hits,) = self._store.search(face.embedding[None, :], k=2)
         for hit in hits:
-            if hit.distance <= DLIB_DISTANCE_THRESHOLD and (person is None or hit.person_id != person.id):
+            if hit.distance <= threshold and (person is None or hit.person_id != person.id):
                 raise LooksLikeSomeoneElse(
                     f"this face matches {hit.name!r} (distance {hit.distance:.3f}); "
                     "pass allow_similar=True (--allow-similar) if they really are different people",
@@ -518,14 +600,14 @@ def _enrolment_face(found: list[Face], *, largest: bool) -> Face:
     return face
 
 
-def _refuse_lookalike_in_batch(face: Face, name: str, accepted: dict[str, list[_PhotoJob]]) -> None:
+def _refuse_lookalike_in_batch(face: Face, name: str, accepted: dict[str, list[_PhotoJob]], threshold: float) -> None:
     """The lookalike check against faces accepted earlier in the same batch (not in the index yet)."""
     for other, jobs in accepted.items():
         if other == name:
             continue
         for job in jobs:
             distance = float(np.linalg.norm(job.enrolled_face.embedding.astype(np.float64) - face.embedding))
-            if distance <= DLIB_DISTANCE_THRESHOLD:
+            if distance <= threshold:
                 raise LooksLikeSomeoneElse(
                     f"this face matches {other!r} (distance {distance:.3f}, photo {job.path.name}) in the same "
                     "folder; pass allow_similar=True (--allow-similar) if they really are different people",

@@ -136,6 +136,7 @@ class GalleryInfo:
     people: int
     faces: int
     model: str
-    rule: dict[str, Any]
-    verify_rule: dict[str, Any]
+    rule: dict[str, Any]  # {"rule": parameters, "provenance": where it was learned}
+    rule_description: str
+    verify_rule: dict[str, Any]  # {"threshold": distance, "provenance": where it was learned}
     schema_revision: str | None

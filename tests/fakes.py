@@ -63,11 +63,20 @@ class FakePipeline:
 
     Args:
         model_id: the embedding model id it claims (open a gallery "made by another model" with it).
+
+    ``pipeline.give(photo, embedding)`` makes ``photo``'s face embed to ``embedding``: tests of
+    the decision layer place faces exactly where they need them (near-ties, labelled sets).
     """
 
     def __init__(self, model_id: str = FAKE_MODEL) -> None:
         self.model_id = model_id
         self.embedder = FakeEmbedder()
+        self._given: dict[bytes, np.ndarray] = {}
+
+    def give(self, photo: bytes, embedding: np.ndarray) -> bytes:
+        """Make the face of ``photo`` (encoded bytes) embed to ``embedding``; returns ``photo``."""
+        self._given[_pixels_key(load_rgb(photo))] = np.asarray(embedding, np.float32)
+        return photo
 
     def faces(self, image: ImageInput, *, upsample: int = 0) -> list[Face]:
         """One face filling the photo, or none if the photo is a single colour."""
@@ -79,13 +88,17 @@ class FakePipeline:
             [[0.7, 0.4], [0.6, 0.4], [0.3, 0.4], [0.4, 0.4], [0.5, 0.7]], dtype=np.float64
         ) * [width, height]
         return [Face(box=(0, 0, width - 1, height - 1), score=1.0, landmarks=landmarks,
-                     embedding=fake_embedding(rgb), chip=fake_chip(rgb))]
+                     embedding=self._given.get(_pixels_key(rgb), fake_embedding(rgb)), chip=fake_chip(rgb))]
 
     def look_closer(self, image: ImageInput, shape: tuple[int, ...]) -> list[Face]:
         return self.faces(image, upsample=1)
 
     def faces_many(self, images: Iterable[ImageInput], *, upsample: int = 0) -> list[list[Face]]:
         return [self.faces(image, upsample=upsample) for image in images]
+
+
+def _pixels_key(rgb: np.ndarray) -> bytes:
+    return hashlib.sha256(rgb.tobytes()).digest()
 
 
 def _rng(data: bytes) -> np.random.Generator:

@@ -18,6 +18,7 @@ def default_rule_record() -> dict[str, Any]:
     return json.loads(resources.files("gallery").joinpath("data", DEFAULT_RULE_FILE).read_text())
 
 
+@functools.cache
 def default_rule() -> NormalisedDistance:
     """The decision rule in force until the operator calibrates on their own photos."""
     return NormalisedDistance.from_dict(default_rule_record()["rule"])

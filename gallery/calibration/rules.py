@@ -71,6 +71,7 @@ class NormalisedDistance:
     target_fpir: float = 0.01
     tie_ratio: float = 1.0
     kind: str = KIND
+    uses_cohort = True
 
     def __post_init__(self) -> None:
         if not self.sizes or not len(self.sizes) == len(self.thresholds) == len(self.strengths):

@@ -1,0 +1,109 @@
+"""Learning and scoring a gallery's decision rules on the operator's labelled photos.
+
+Joins ``gallery.labelled`` (photos -> embeddings) and ``gallery.calibration`` (embeddings ->
+rules and rates); the facade stores what is learned. Nothing here writes anything.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gallery.calibration import (
+    Evaluation,
+    PairReport,
+    calibrate,
+    calibrate_verify,
+    evaluate,
+    pair_report,
+    read_pairs,
+)
+from gallery.decision import DecisionRule
+from gallery.labelled import LabelledFaces, embed_labelled
+from gallery.vision.pipeline import FacePipeline
+
+PhaseProgress = Callable[[str, int, int], None]
+"""``progress(phase, done, total)``; phases: "embedding" (photos), "calibrating" (gallery sizes), "simulating" (trials)."""
+
+
+@dataclass(frozen=True)
+class LearnedRules:
+    """What ``calibrate`` learned: the settings to store, each a dict with its provenance.
+
+    Attributes:
+        identify: ``{"rule": NormalisedDistance as a dict, "provenance": {...}}``.
+        verify: ``{"threshold": float, "provenance": {...}}``.
+        description: the identify rule, in words.
+    """
+
+    identify: dict[str, Any]
+    verify: dict[str, Any]
+    description: str
+
+
+def embed_folder(folder: str | os.PathLike, pipeline: FacePipeline, progress: PhaseProgress | None) -> LabelledFaces:
+    """The labelled folder's faces (``gallery.labelled.embed_labelled``), reporting the "embedding" phase."""
+    return embed_labelled(folder, pipeline, progress=_phase("embedding", progress))
+
+
+def learn_rules(faces: LabelledFaces, *, target_fpir: float, target_fmr: float,
+                progress: PhaseProgress | None = None) -> LearnedRules:
+    """Calibrate the identify rule for ``target_fpir`` and the verify threshold for ``target_fmr``.
+
+    Raises:
+        CalibrationError: the photos cannot support a target (too few people, photos or strangers).
+    """
+    identify = calibrate(faces.embeddings, faces.labels, target_fpir=target_fpir,
+                         progress=_phase("calibrating", progress))
+    verify = calibrate_verify(faces.embeddings, faces.labels, target_fmr=target_fmr)
+    source = _source(faces)
+    return LearnedRules(
+        identify={"rule": identify.rule.to_dict(), "provenance": {**source, **identify.provenance()}},
+        verify={"threshold": verify.threshold, "provenance": {**source, **verify.provenance()}},
+        description=identify.rule.describe(),
+    )
+
+
+def score_rule(faces: LabelledFaces, rule: DecisionRule, *, progress: PhaseProgress | None = None) -> Evaluation:
+    """How ``rule`` does on the folder by the one-shot open-set simulation (``gallery.calibration.evaluate``)."""
+    return evaluate(faces.embeddings, faces.labels, rule, failures=faces.failure_labels.tolist(),
+                    progress=_phase("simulating", progress))
+
+
+def score_pairs(pairs_file: str | os.PathLike, root: str | os.PathLike | None, pipeline: FacePipeline, *,
+                threshold: float, progress: PhaseProgress | None = None) -> PairReport:
+    """Verification accuracy on an LFW-format pairs file; photos are found under ``root`` (default: the file's folder).
+
+    Raises:
+        PairsFormatError: the file is not an LFW pairs list. ValueError: no pair has a face in both photos.
+    """
+    pairs = read_pairs(pairs_file)
+    root = Path(root) if root is not None else Path(pairs_file).parent
+    wanted = sorted({p.first for p in pairs} | {p.second for p in pairs})
+    photos = [(root / relative, relative.split("/")[0]) for relative in wanted]
+    faces = embed_labelled(root, pipeline, photos=photos, progress=_phase("embedding", progress))
+    return pair_report(pairs, faces.embedding_of(), threshold=threshold)
+
+
+def _source(faces: LabelledFaces) -> dict[str, Any]:
+    """Where a calibration's photos came from, for its provenance."""
+    return {
+        "source": "calibrated",
+        "folder": str(faces.root.resolve()),
+        "photos_with_face": len(faces.labels),
+        "failures_to_acquire": len(faces.failure_paths),
+        "unreadable": len(faces.unreadable),
+        "identities": faces.identities,
+        "model": faces.model,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _phase(name: str, progress: PhaseProgress | None) -> Callable[[int, int], None] | None:
+    if progress is None:
+        return None
+    return lambda done, total: progress(name, done, total)
