@@ -83,7 +83,8 @@ def test_list_remove_and_info_json(enrolled):
 
 def test_every_command_help_has_an_example():
     runner = CliRunner()
-    for command in ("enroll", "identify", "verify", "list", "remove", "info"):
+    for command in ("enroll", "enroll-dir", "identify", "verify", "list", "remove", "reembed", "info", "calibrate",
+                    "eval"):
         text = runner.invoke(cli, [command, "--help"]).stdout
         assert "Example:" in text and f"gallery {command}" in text.replace("gallery --home ./my-gallery", "gallery")
 
@@ -92,3 +93,65 @@ def test_python_dash_m_gallery_runs_the_cli(tmp_path: Path):
     done = subprocess.run([sys.executable, "-m", "gallery", "--home", str(tmp_path), "list"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == EXIT_OK, done.stderr
+
+
+def mirrored(photo: Path, to: Path) -> None:
+    Image.open(photo).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(to)
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """data/'s four people in LFW's layout (its group photos are made of the same faces): 10 photos."""
+    root = tmp_path_factory.mktemp("labelled")
+    photos = {
+        "Barack_Obama": ["obama.jpg", "obama2.jpg", "obama3.jpg", "obama_partial_face.jpg"],
+        "Joe_Biden": ["biden.jpg"], "Grace_Hopper": ["grace_hopper.jpg"], "Astronaut": ["astronaut.jpg"],
+    }
+    for person, files in photos.items():
+        (root / person).mkdir()
+        for number, name in enumerate(files, start=1):
+            (root / person / f"{person}_{number:04d}.jpg").write_bytes((DATA / name).read_bytes())
+        if len(files) == 1:  # a second photo: the first mirrored
+            mirrored(DATA / files[0], root / person / f"{person}_0002.jpg")
+    (root / "pairs.txt").write_text("6\nBarack_Obama 1 2\nBarack_Obama 2 3\nJoe_Biden 1 2\n"
+                                    "Barack_Obama 1 Joe_Biden 1\nGrace_Hopper 1 Barack_Obama 2\nJoe_Biden 2 Astronaut 1\n")
+    return root
+
+
+def test_calibrate_puts_the_learned_rules_in_force_and_eval_measures_them(run, labelled: Path):
+    result = run("calibrate", "--json", "--fpir", "0.2", "--fmr", "0.05", labelled)
+    assert result.exit_code == EXIT_OK, result.stderr
+    learned = json.loads(result.stdout)
+    assert set(learned) == {"identify", "verify", "description"}
+    provenance = learned["identify"]["provenance"]
+    assert provenance["photos_with_face"] == 10 and provenance["identities"] == 4
+    assert provenance["target_fpir"] == 0.2 and provenance["model"] == "dlib_resnet_v1+flip"
+    assert learned["verify"]["provenance"]["target_fmr"] == 0.05
+    info = json.loads(run("info", "--json").stdout)
+    assert info["rule"] == learned["identify"] and info["verify_rule"] == learned["verify"]
+    assert info["rule_description"] == learned["description"]
+    assert "source calibrated" in run("info").stdout
+
+    evaluation = json.loads(run("eval", "--json", labelled).stdout)
+    assert evaluation["rule"] == learned["description"]
+    assert evaluation["photos"] == 10 and evaluation["identities"] == 4 and evaluation["fta"] == 0.0
+    assert evaluation["rank_one"] == 1.0  # these people are easy to tell apart
+    assert [t["target_fpir"] for t in evaluation["targets"]] == [0.01, 0.003]
+    assert "best possible at FPIR 0.01" in run("eval", labelled).stdout
+
+    pairs = json.loads(run("eval", "--json", "--pairs", labelled / "pairs.txt").stdout)
+    assert pairs["pairs"] == 6 and pairs["missing"] == 0
+    assert pairs["accuracy_at"] == 1.0  # Obama's photos within the learned threshold, different people outside
+    assert 0.0 <= pairs["accuracy"] <= 1.0
+
+
+def test_calibrate_on_too_few_photos_fails_and_keeps_the_rules(run, labelled: Path, tmp_path: Path):
+    few = tmp_path / "few"
+    for person in ("Barack_Obama", "Joe_Biden"):
+        (few / person).mkdir(parents=True)
+        for photo in sorted((labelled / person).iterdir())[:2]:
+            (few / person / photo.name).write_bytes(photo.read_bytes())
+    result = run("calibrate", "--fpir", "0.01", few)
+    assert result.exit_code == EXIT_ERROR and "needs at least 100 stranger photos" in result.stderr
+    assert "source shipped default" in run("info").stdout
+    assert run("eval").exit_code == EXIT_USAGE
