@@ -1,12 +1,14 @@
-"""Embed every photo of a labelled folder (one sub-folder per identity) with gallery's pipeline.
+"""Embed a labelled photo folder (one sub-folder per identity, e.g. LFW) with gallery's own pipeline.
 
-    python scripts/embed_dataset.py ../shared/datasets/lfw_view1 /tmp/lfw_view1_faces.npz
+    nice -n 10 python scripts/embed_dataset.py ../shared/datasets/lfw_view1 /tmp/lfw_view1_flip.npz --plain-too
 
-For each photo the face nearest the photo's centre is kept (LFW centres the labelled person;
-other faces in the frame are bystanders); a photo without a face at upsample 0 is retried at
-upsample 1 and otherwise recorded as a failure to acquire. Saves, per photo: relative path,
-identity label, box, score, the 150x150 chip, and the descriptor with and without the
-mirrored-chip average (test-time augmentation), so evaluations need no second pass.
+A thin wrapper over ``gallery.labelled.embed_labelled`` (which face is the labelled person's,
+the closer look at faceless photos). Writes an .npz with ``paths`` (relative to the folder),
+``labels``, ``embeddings`` (float32, the default pipeline's: descriptor averaged with the
+mirrored chip's), ``model`` (its id), ``failures`` and ``failure_labels`` (photos without a
+face); with ``--plain-too`` also ``embeddings_plain``, dlib's own descriptors of the same
+chips (``FacePipeline(flip=False)``). The input of scripts/learn_default_rule.py,
+scripts/calibration_study.py and scripts/lfw_view1_accuracy.py.
 """
 
 from __future__ import annotations
@@ -18,55 +20,58 @@ from pathlib import Path
 
 import numpy as np
 
+from gallery.labelled import embed_labelled
+from gallery.models.resnet import DESCRIPTOR_SIZE
 from gallery.vision.embedding import Embedder
-from gallery.vision.image import load_rgb
 from gallery.vision.pipeline import FacePipeline
+from gallery.vision.threads import set_torch_threads
 
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".bmp"}
 
+class FlipAndPlainEmbedder(Embedder):
+    """The flip descriptor with dlib's plain one appended (256 values): the flip average computes both anyway."""
 
-def centre_face(found, shape):
-    cy, cx = shape[0] / 2, shape[1] / 2
-    return min(found, key=lambda f: ((f.box[0] + f.box[2]) / 2 - cx) ** 2 + ((f.box[1] + f.box[3]) / 2 - cy) ** 2)
+    def __init__(self) -> None:
+        super().__init__(flip=True)
+
+    def embed(self, chips: np.ndarray) -> np.ndarray:
+        plain = Embedder(self.batch_size).embed(chips)
+        mirrored = Embedder(self.batch_size).embed(chips[:, :, ::-1])
+        # The same float32 arithmetic as Embedder(flip=True), so the flip half is that embedder's output.
+        return np.hstack([(plain + mirrored) * np.float32(0.5), plain])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("root", type=Path)
-    parser.add_argument("out", type=Path)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("root", type=Path, help="labelled folder: one sub-folder of photos per identity")
+    parser.add_argument("out", type=Path, help="the .npz to write")
+    parser.add_argument("--plain-too", action="store_true", help="also save dlib's plain descriptors")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     args = parser.parse_args()
-    photos = sorted(p for p in args.root.glob("*/*") if p.suffix.lower() in PHOTO_SUFFIXES and not p.parent.name.startswith("_"))
+    set_torch_threads(args.threads)
     pipeline = FacePipeline()
-    flipped = Embedder(flip=True)
-    paths, labels, boxes, scores, chips, failures = [], [], [], [], [], []
-    start = time.perf_counter()
-    for i, path in enumerate(photos):
-        rgb = load_rgb(path)
-        found = pipeline.faces(rgb) or pipeline.faces(rgb, upsample=1)
-        if not found:
-            failures.append(str(path.relative_to(args.root)))
-            continue
-        face = centre_face(found, rgb.shape)
-        paths.append(str(path.relative_to(args.root)))
-        labels.append(path.parent.name)
-        boxes.append(face.box)
-        scores.append(face.score)
-        chips.append(face.chip)
-        if i % 250 == 0:
-            print(f"{i}/{len(photos)} photos, {time.perf_counter() - start:.0f} s", file=sys.stderr)
-    chip_array = np.stack(chips)
-    np.savez(
-        args.out,
-        paths=np.array(paths),
-        labels=np.array(labels),
-        boxes=np.array(boxes),
-        scores=np.array(scores),
-        chips=chip_array,
-        embeddings=pipeline.embedder.embed(chip_array),
-        embeddings_flip=flipped.embed(chip_array),
-        failures=np.array(failures),
-    )
-    print(f"{len(paths)} faces, {len(failures)} failures to acquire, {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    if args.plain_too:
+        pipeline.embedder = FlipAndPlainEmbedder()
+    started = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        elapsed = time.perf_counter() - started
+        print(f"\r{done}/{total} photos, {done / elapsed:.1f} photos/s", end="", file=sys.stderr, flush=True)
+
+    faces = embed_labelled(args.root, pipeline, progress=progress)
+    print(file=sys.stderr)
+    embeddings = faces.embeddings
+    extra = {}
+    if args.plain_too:
+        if len(embeddings) == 0:  # embed_labelled's empty array has one descriptor's width
+            embeddings = np.empty((0, 2 * DESCRIPTOR_SIZE), np.float32)
+        embeddings, extra["embeddings_plain"] = embeddings[:, :DESCRIPTOR_SIZE], embeddings[:, DESCRIPTOR_SIZE:]
+    np.savez(args.out, paths=faces.paths, labels=faces.labels, embeddings=embeddings, model=np.array(faces.model),
+             failures=faces.failure_paths, failure_labels=faces.failure_labels, **extra)
+    for path, reason in faces.unreadable:
+        print(f"unreadable, skipped: {path}: {reason}", file=sys.stderr)
+    print(f"{len(faces.paths)} photos with a face, {len(faces.failure_paths)} without, {len(faces.unreadable)} "
+          f"unreadable; {faces.identities} identities; model {faces.model}; {time.perf_counter() - started:.0f} s; "
+          f"wrote {args.out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """Learn the decision rule shipped in gallery/data/default_rule.json from labelled embeddings.
 
-    python scripts/lfw_embeddings.py ../shared/datasets/lfw_view1 /tmp/lfw_view1_gallery.npz
-    python scripts/learn_default_rule.py /tmp/lfw_view1_gallery.npz
+    nice -n 10 python scripts/embed_dataset.py ../shared/datasets/lfw_view1 /tmp/lfw_view1_flip.npz
+    python scripts/learn_default_rule.py /tmp/lfw_view1_flip.npz
 
 Calibrates a NormalisedDistance rule for FPIR 1% on every identity of the file (galleries of
 up to half of them, the other half strangers) and a 1:1 verify threshold for FMR 0.1%, and
-writes both with their provenance.
+writes both with their provenance. The embeddings must be the default pipeline's (the rule
+ships for that model); scripts/calibration_study.py measures such a rule on held-out people.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gallery.calibration.fit import calibrate, calibrate_verify  # noqa: E402
+from gallery.vision.pipeline import FacePipeline  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "gallery" / "data" / "default_rule.json"
 
@@ -35,11 +37,14 @@ def main() -> None:
     args = parser.parse_args()
     data = np.load(args.embeddings)
     embeddings, labels = data["embeddings"], data["labels"]
-    model = str(data["model"]) if "model" in data else "dlib_resnet_v1"
+    model = str(data["model"]) if "model" in data else "(not recorded)"
+    if model != FacePipeline().model_id:  # the shipped rule is read against the default pipeline's distances
+        sys.exit(f"{args.embeddings} holds embeddings of model {model}, not the default pipeline's "
+                 f"{FacePipeline().model_id}: embed again with scripts/embed_dataset.py")
     calibration = calibrate(embeddings, labels, target_fpir=args.fpir,
                             progress=lambda done, total: print(f"gallery size {done}/{total}", file=sys.stderr))
     verify = calibrate_verify(embeddings, labels, target_fmr=args.fmr)
-    command = (f"python scripts/lfw_embeddings.py ../shared/datasets/lfw_view1 {args.embeddings} && "
+    command = (f"python scripts/embed_dataset.py ../shared/datasets/lfw_view1 {args.embeddings} && "
                f"python scripts/learn_default_rule.py {args.embeddings} --fpir {args.fpir:g} --fmr {args.fmr:g}")
     record = {
         "rule": calibration.rule.to_dict(),

@@ -1,7 +1,7 @@
 """LFW View 1 pair verification accuracy of gallery's descriptors, with and without the mirrored chip.
 
-    python scripts/embed_dataset.py ../shared/datasets/lfw_view1 /tmp/lfw_view1_faces.npz
-    python scripts/lfw_view1_accuracy.py /tmp/lfw_view1_faces.npz ../shared/datasets/lfw_view1
+    python scripts/embed_dataset.py ../shared/datasets/lfw_view1 /tmp/lfw_view1_flip.npz --plain-too
+    python scripts/lfw_view1_accuracy.py /tmp/lfw_view1_flip.npz ../shared/datasets/lfw_view1
 
 Reports accuracy on pairsDevTest (a) at dlib's fixed threshold 0.6, (b) at the threshold of best
 accuracy on pairsDevTrain (View 1's protocol: choose on train, report on test) and (c) 10-fold
@@ -33,7 +33,7 @@ def main(faces_npz: Path, lfw: Path) -> None:
     train, test = read_pairs(lfw / "pairsDevTrain.txt"), read_pairs(lfw / "pairsDevTest.txt")
     missing = [p for p in train + test if p.first not in row or p.second not in row]
     print(f"pairs: train {len(train)}, test {len(test)}; pairs with a photo lacking a face: {len(missing)}")
-    for label, key in (("plain", "embeddings"), ("mirrored chip averaged in", "embeddings_flip")):
+    for label, key in (("plain", "embeddings_plain"), ("mirrored chip averaged in", "embeddings")):
         d_train, same_train = distances(train, row, faces[key])
         d_test, same_test = distances(test, row, faces[key])
         fixed = float(np.mean((d_test <= DLIB_DISTANCE_THRESHOLD) == same_test))
