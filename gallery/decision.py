@@ -7,6 +7,8 @@ the learned default of ``gallery.calibration.default_rule``) to decide.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -67,6 +69,12 @@ class DistanceThreshold:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "threshold": self.threshold}
+
+
+def rule_fingerprint(rule: DecisionRule) -> str:
+    """A short stable id of a rule's parameters: the audit log records it instead of the whole rule."""
+    canonical = json.dumps(rule.to_dict(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def rule_from_dict(data: dict[str, Any]) -> DecisionRule:

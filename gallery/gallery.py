@@ -26,7 +26,7 @@ from gallery.calibrating import LearnedRules, PhaseProgress, embed_folder, learn
 from gallery.calibration import Evaluation, PairReport
 from gallery.calibration.defaults import default_rule, default_rule_record, default_verify_threshold
 from gallery.cohorts import CohortDistances
-from gallery.decision import DecisionRule, Evidence, rule_from_dict
+from gallery.decision import DecisionRule, Evidence, rule_fingerprint, rule_from_dict
 from gallery.errors import (
     AlreadyEnrolled,
     GalleryError,
@@ -309,8 +309,8 @@ class Gallery:
         learned = learn_rules(faces, target_fpir=target_fpir, target_fmr=target_fmr, progress=progress)
         self._store.set_settings({RULE_SETTING: learned.identify, VERIFY_SETTING: learned.verify})
         self._audit.put("calibrate", outcome="calibrated", model=self._pipeline.model_id,
-                        rule=learned.identify["rule"], detail={"identify": learned.identify["provenance"],
-                                                               "verify": learned.verify})
+                        rule={"kind": self.rule().kind, "fingerprint": rule_fingerprint(self.rule())},
+                        detail={"identify": learned.identify["provenance"], "verify_threshold": learned.verify["threshold"]})
         return learned
 
     def evaluate(self, folder: str | os.PathLike, *, progress: PhaseProgress | None = None) -> Evaluation:
@@ -378,7 +378,7 @@ class Gallery:
             person_name=results[0].match.name if results[0].match else None,
             person_id=results[0].match.person_id if results[0].match else None,
             model=self._pipeline.model_id,
-            rule=rule.to_dict(),
+            rule={"kind": rule.kind, "fingerprint": rule_fingerprint(rule)},
             detail={"faces": [{"outcome": r.outcome, "person_id": r.match.person_id if r.match else None,
                                "distance": r.candidates[0].distance if r.candidates else None} for r in results]},
         )
@@ -434,8 +434,9 @@ class Gallery:
         verify = self._store.get_setting(VERIFY_SETTING) or {
             "threshold": shipped["verify"]["threshold"],
             "provenance": {"source": "shipped default", **shipped["verify"]["provenance"]}}
-        return GalleryInfo(stats.home, stats.people, stats.faces, stats.model, rule,
-                           rule_from_dict(rule["rule"]).describe(), verify, stats.schema_revision)
+        in_force = rule_from_dict(rule["rule"])
+        return GalleryInfo(stats.home, stats.people, stats.faces, stats.model, rule, in_force.describe(),
+                           rule_fingerprint(in_force), verify, stats.schema_revision)
 
     # ---- helpers ---------------------------------------------------------------------
 

@@ -138,5 +138,6 @@ class GalleryInfo:
     model: str
     rule: dict[str, Any]  # {"rule": parameters, "provenance": where it was learned}
     rule_description: str
+    rule_fingerprint: str  # what the audit log records of the rule each identify used
     verify_rule: dict[str, Any]  # {"threshold": distance, "provenance": where it was learned}
     schema_revision: str | None

@@ -15,6 +15,7 @@ import pytest
 from gallery import Gallery
 from gallery.calibration import COHORT_SIZE, CalibrationError, default_rule
 from gallery.decision import Evidence
+from gallery.store import Store
 from fakes import FakePipeline, fake_photo
 from labelled_sets import labelled_faces
 
@@ -87,6 +88,12 @@ def test_calibrate_stores_a_rule_that_identify_then_applies(calibration_folder, 
         assert provenance["source"] == "calibrated" and provenance["target_fpir"] == TARGET_FPIR
         assert provenance["photos_with_face"] == len(list(folder.glob("*/*.png")))
         assert provenance["model"] == pipeline.model_id and provenance["date"]
+    with Store.open(tmp_path / "home", model=pipeline.model_id) as store:
+        (calibration,) = store.audit_log(action="calibrate")
+        identified = store.audit_log(action="identify", limit=1000)
+    # The log names the rule each answer was decided by (a fingerprint, not the whole rule).
+    assert calibration.rule["fingerprint"] == info.rule_fingerprint
+    assert len(identified) == len(probes) and {e.rule["fingerprint"] for e in identified} == {info.rule_fingerprint}
 
 
 def test_a_calibration_the_photos_cannot_support_changes_nothing(tmp_path: Path) -> None:
