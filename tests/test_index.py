@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -173,7 +175,7 @@ def test_removal_from_a_compressed_index_deletes_vectors_and_codes_and_shrinking
     assert index.remove_ids(np.array([3, 4, 5000])) == 2
     assert index.kind == "pq" and len(index) == 998 and index._coarse.ntotal == 998
     assert 3 not in index.ids() and 4 not in index.ids()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(KeyError):
         index.vector(3)
     ((_, ids),) = index.search(vectors[3], 5)
     assert not {3, 4} & set(ids.tolist())
@@ -231,3 +233,152 @@ def test_updated_equals_copy_remove_add_and_leaves_the_original_alone(policy: In
     assert len(index) == 700 and 3 in index.ids()
     with pytest.raises(ValueError):
         index.updated(np.array([], np.int64), np.array([5]), new[:1])  # face 5 is held
+
+
+# ---- segments: a large index is kept in slices of faces that writes share instead of copying -----
+
+SEGMENTED = IndexPolicy(exact_up_to=400, training_sample=600, segment_rows=256)
+
+
+def segmented_index(count: int = 1000) -> tuple[FaceIndex, np.ndarray]:
+    vectors = clustered_embeddings(count)
+    return FaceIndex.build("m", DIMENSION, np.arange(count), vectors, policy=SEGMENTED), vectors
+
+
+def files_of(folder: Path) -> dict[str, tuple[int, int]]:
+    """File name -> (inode, modification time in ns): which files a save replaced."""
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+
+
+def test_a_segmented_index_answers_like_one_built_in_a_single_slice() -> None:
+    index, vectors = segmented_index()
+    whole = FaceIndex.build("m", DIMENSION, np.arange(1000), vectors, policy=SMALL_THRESHOLD)
+    probes = np.concatenate([vectors[::50] + 0.001, clustered_embeddings(20, seed=11)])
+    for (d1, i1), (d2, i2) in zip(index.search(probes, 6), whole.search(probes, 6), strict=True):
+        assert i1.tolist() == i2.tolist() and d1.tolist() == d2.tolist()
+    assert np.array_equal(index.vector(777), vectors[777])
+
+
+def test_a_small_index_is_one_file_and_a_large_one_a_main_file_plus_segment_files(tmp_path: Path) -> None:
+    small = FaceIndex.build("m", DIMENSION, np.arange(50), random_embeddings(50), policy=SEGMENTED)
+    (tmp_path / "small").mkdir()
+    small.save(tmp_path / "small" / "faces.faiss", gallery_id="g", generation=1)
+    assert [p.name for p in (tmp_path / "small").iterdir()] == ["faces.faiss"]
+    index, _ = segmented_index()
+    index.save(tmp_path / "faces.faiss", gallery_id="g", generation=1)
+    segments = sorted(p.name for p in tmp_path.glob("faces.faiss.*.seg"))
+    assert len(segments) == 3  # 1000 faces in slices of 256: three sealed, the last kept in the main file
+    loaded, header = FaceIndex.load(tmp_path / "faces.faiss", policy=SEGMENTED)
+    assert sorted(entry["file"] for entry in header.segments) == segments and header.count == 1000
+    assert loaded.ids().tolist() == list(range(1000))
+
+
+def test_adding_a_face_rewrites_only_the_main_file_and_keeps_the_old_index_answering(tmp_path: Path) -> None:
+    index, vectors = segmented_index()
+    path = tmp_path / "faces.faiss"
+    index.save(path, gallery_id="g", generation=1)
+    before = files_of(tmp_path)
+    newcomer = clustered_embeddings(1, seed=99)
+    grown = index.updated(np.empty(0, np.int64), np.array([5000]), newcomer)
+    grown.save(path, gallery_id="g", generation=2)
+    after = files_of(tmp_path)
+    assert {name: stamp for name, stamp in after.items() if name != "faces.faiss"} == {
+        name: stamp for name, stamp in before.items() if name != "faces.faiss"
+    }  # sealed segment files untouched
+    assert after["faces.faiss"] != before["faces.faiss"]
+    assert 5000 not in index.ids() and len(index) == 1000  # the old snapshot is unchanged
+    ((_, ids),) = index.search(newcomer[0], 1)
+    assert ids[0] != 5000
+    loaded, _ = FaceIndex.load(path, policy=SEGMENTED)
+    ((distances, ids),) = loaded.search(newcomer[0], 1)
+    assert ids[0] == 5000 and distances[0] == 0.0
+
+
+def test_removing_a_face_erases_its_vector_from_every_file_and_drops_the_old_segment(tmp_path: Path) -> None:
+    index, vectors = segmented_index()
+    path = tmp_path / "faces.faiss"
+    index.save(path, gallery_id="g", generation=1)
+    old_segments = {p.name for p in tmp_path.glob("faces.faiss.*.seg")}
+    shrunk = index.updated(np.array([300]), np.empty(0, np.int64), np.empty((0, DIMENSION), np.float32))
+    shrunk.save(path, gallery_id="g", generation=2)
+    secret = vectors[300].tobytes()
+    assert all(secret[:16] not in p.read_bytes() for p in tmp_path.iterdir())
+    assert len(old_segments - {p.name for p in tmp_path.glob("faces.faiss.*.seg")}) == 1  # only its segment
+    assert 300 in index.ids() and np.array_equal(index.vector(300), vectors[300])  # old snapshot intact
+    loaded, _ = FaceIndex.load(path, policy=SEGMENTED)
+    assert 300 not in loaded.ids() and len(loaded) == 999
+    probes = vectors[[10, 299, 301, 600, 999]] + 0.001  # codes and vectors still aligned around the gap
+    assert [int(i[0]) for _, i in loaded.search(probes, 1)] == [10, 299, 301, 600, 999]
+
+
+def test_many_removals_merge_thinned_segments() -> None:
+    index, vectors = segmented_index()
+    thinned = index.updated(np.arange(0, 1000, 2)[:400], np.empty(0, np.int64), np.empty((0, DIMENSION), np.float32))
+    assert len(thinned) == 600 and len(thinned._segments) <= 3  # not four half-empty slices
+    probes = vectors[[1, 799, 801, 998]] + 0.001
+    assert [int(i[0]) for _, i in thinned.search(probes, 1)] == [1, 799, 801, 998]
+
+
+@pytest.mark.parametrize("damage", ["missing", "bit-flip", "truncated"])
+def test_a_damaged_or_missing_segment_file_makes_the_index_invalid(tmp_path: Path, damage: str) -> None:
+    index, _ = segmented_index()
+    path = tmp_path / "faces.faiss"
+    index.save(path, gallery_id="g", generation=1)
+    segment = sorted(tmp_path.glob("faces.faiss.*.seg"))[1]
+    data = segment.read_bytes()
+    if damage == "missing":
+        segment.unlink()
+    elif damage == "bit-flip":
+        segment.write_bytes(data[:100] + bytes([data[100] ^ 1]) + data[101:])
+    else:
+        segment.write_bytes(data[:-4])
+    with pytest.raises(IndexFileInvalid):
+        FaceIndex.load(path, policy=SEGMENTED)
+
+
+def test_loading_deletes_segment_files_left_by_an_interrupted_save_but_not_a_save_in_progress(tmp_path: Path) -> None:
+    index, vectors = segmented_index()
+    path = tmp_path / "faces.faiss"
+    index.save(path, gallery_id="g", generation=1)
+    main_written = path.stat().st_mtime_ns
+    # An older segment the main file no longer names (a save killed before deleting it) ...
+    stale = tmp_path / "faces.faiss.00000000deadbeef.seg"
+    stale.write_bytes(vectors[300].tobytes())
+    os.utime(stale, ns=(main_written - 10**9, main_written - 10**9))
+    # ... and a newer one another writer may be about to name in its main file.
+    fresh = tmp_path / "faces.faiss.00000000cafef00d.seg"
+    fresh.write_bytes(b"segment of a save in progress")
+    os.utime(fresh, ns=(main_written + 10**9, main_written + 10**9))
+    FaceIndex.load(path, policy=SEGMENTED)
+    assert not stale.exists() and fresh.exists()
+    index.save(path, gallery_id="g", generation=2)  # a save (under the writers' lock) deletes every stray
+    assert not fresh.exists()
+
+
+def test_loads_never_fail_while_another_thread_keeps_saving(tmp_path: Path) -> None:
+    # A save replaces the main file, then deletes the segment files it no longer names: a load that
+    # read the old main file must then read the new one rather than report the index damaged.
+    index, _ = segmented_index()
+    path = tmp_path / "faces.faiss"
+    index.save(path, gallery_id="g", generation=0)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def load_repeatedly() -> None:
+        while not stop.is_set():
+            try:
+                FaceIndex.load(path, policy=SEGMENTED)
+            except BaseException as error:  # noqa: BLE001 - reported below
+                failures.append(error)
+                return
+
+    reader = threading.Thread(target=load_repeatedly)
+    reader.start()
+    try:
+        for generation in range(1, 25):  # each removal rewrites the first segment under a new name
+            index = index.updated(np.array([generation]), np.empty(0, np.int64), np.empty((0, DIMENSION), np.float32))
+            index.save(path, gallery_id="g", generation=generation)
+    finally:
+        stop.set()
+        reader.join()
+    assert failures == []
