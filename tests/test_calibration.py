@@ -15,25 +15,9 @@ from gallery.calibration.metrics import fnir_at_fpir, open_set_rates
 from gallery.calibration.protocol import cohort_distance, cohort_from_searches, simulate, split_identities
 from gallery.calibration.rules import NormalisedDistance
 from gallery.decision import Evidence, rule_from_dict
+from labelled_sets import labelled_faces
 
 TARGET = 0.05  # a coarse target keeps the labelled sets small and the tests fast
-
-
-def labelled_faces(identities: int, seed: int, dim: int = 24) -> tuple[np.ndarray, np.ndarray]:
-    """Synthetic descriptors: people around a dozen 'looks', some looks far more crowded than others.
-
-    The population (looks and how crowded each is) is fixed; ``seed`` draws the people and photos,
-    so two seeds give disjoint people from one population, like two halves of a dataset.
-    """
-    population = np.random.default_rng(1234)
-    looks = population.normal(size=(12, dim)) * 0.14
-    spread = population.uniform(0.03, 0.13, 12)
-    rng = np.random.default_rng(seed)
-    look = rng.integers(0, 12, identities)
-    people = looks[look] + rng.normal(size=(identities, dim)) * spread[look, None]
-    photos = rng.choice([1, 2, 3, 4], size=identities, p=[0.4, 0.3, 0.2, 0.1])
-    labels = np.repeat(np.arange(identities) + seed * 100_000, photos)
-    return people[labels - seed * 100_000] + rng.normal(size=(len(labels), dim)) * 0.05, labels
 
 
 @pytest.fixture(scope="module")
