@@ -26,10 +26,12 @@ process dies first, the next removal or open empties it. Not covered: copies out
 files (backups, file-system journals and freed blocks, SSD wear levelling, swap) - use
 full-disk encryption where that matters. The audit log keeps the event, not the biometrics.
 
-Cost: a write copies the index (copy-on-write) and saves it whole (about 0.55 KB per face),
-and a sync after another process's write reads every face id of the model; all linear in the
-gallery's size. At a million faces that is about 0.5 s + 1.3 s per write (so bulk enrolment
-writes in batches) and 1 GB peak in the writing process; searches are unaffected.
+Cost: a write makes a new index that shares every slice of faces it does not touch
+(``gallery.store.index``): it copies the PQ codes (32 bytes a face) and the slices it changes
+(at most 32,768 faces each), and saves the index's main file and any new slice file. A sync
+reads the ids of the faces added since; it reads every face id of the model only when faces
+were removed. At a million faces an enrolment takes about 0.2 s and a removal 0.5 s, and
+the writing process needs some 80 MB more than a reader; searches are unaffected.
 """
 
 from __future__ import annotations
@@ -287,11 +289,15 @@ class Store:
     def _generation(session: Session) -> int:
         return session.scalars(select(StoreState.faces_generation).where(StoreState.id == 1)).one()
 
-    def _face_ids(self, session: Session) -> np.ndarray:
-        """The ids of every face of this store's model, sorted (only integers: cheap)."""
+    def _face_ids(self, session: Session, *, above: int = -1) -> np.ndarray:
+        """The ids of the faces of this store's model (those above ``above``), sorted (only integers: cheap)."""
         # The raw cursor, inside the session's transaction: 10x faster than ORM rows here.
-        cursor = _raw(session).execute("SELECT id FROM faces WHERE model = ? ORDER BY id", (self.model,))
+        cursor = _raw(session).execute(
+            "SELECT id FROM faces WHERE model = ? AND id > ? ORDER BY id", (self.model, above))
         return np.fromiter((row[0] for row in cursor), dtype=np.int64)
+
+    def _face_count(self, session: Session) -> int:
+        return int(_raw(session).execute("SELECT count(*) FROM faces WHERE model = ?", (self.model,)).fetchone()[0])
 
     def _owners(self, session: Session) -> _Owners:
         """The owner of every face of this store's model."""
@@ -346,14 +352,21 @@ class Store:
             generation = self._generation(session)
             if generation == current.generation:
                 return current
-            wanted = self._face_ids(session)
             held = current.index.ids()
-            new = np.setdiff1d(wanted, held, assume_unique=True)
-            if len(new) > len(wanted) // 2:
+            count = self._face_count(session)
+            # Face ids only grow (AUTOINCREMENT, one writer at a time), so the faces added since are
+            # those above the newest held, and if the count adds up none is gone: an enrolment at a
+            # million faces reads its own face's id, not a million (0.45 s).
+            new = self._face_ids(session, above=int(held[-1]) if len(held) else -1)
+            gone = np.empty(0, np.int64)
+            if count != len(held) + len(new):
+                wanted = self._face_ids(session)
+                new = np.setdiff1d(wanted, held, assume_unique=True)
+                gone = np.setdiff1d(held, wanted, assume_unique=True)
+            if len(new) > count // 2:
                 ids, vectors, owners = self._fetch_faces(session, None)
                 index = FaceIndex.build(self.model, self.dimension, ids, vectors, policy=self.index_policy)
             else:
-                gone = np.setdiff1d(held, wanted, assume_unique=True)
                 new_ids, vectors, new_owners = self._fetch_faces(session, new)
                 index = current.index.updated(gone, new_ids, vectors)
                 owners = current.owners.changed(gone, new_owners)
