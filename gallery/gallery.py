@@ -8,36 +8,22 @@ cross-process lock), so bad input or a crash leaves no half-enrolled person.
 
 from __future__ import annotations
 
-import io
-import logging
 import os
-import queue
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import platformdirs
-from PIL import Image
 
+from gallery.audit import AuditWriter
+from gallery.bulk import FolderEnrolment
 from gallery.calibrating import LearnedRules, PhaseProgress, embed_folder, learn_rules, score_pairs, score_rule
 from gallery.calibration import Evaluation, PairReport
 from gallery.calibration.defaults import default_rule, default_rule_record, default_verify_threshold
 from gallery.cohorts import CohortDistances
 from gallery.decision import DecisionRule, Evidence, rule_fingerprint, rule_from_dict
-from gallery.errors import (
-    AlreadyEnrolled,
-    GalleryError,
-    ImageError,
-    LooksLikeSomeoneElse,
-    MultipleFaces,
-    NoFaceFound,
-    NotLive,
-    PoorQuality,
-)
-from gallery.folders import PersonPhotos, scan_people_folder
+from gallery.enrolment import enrolment_face, face_record, refuse_lookalike, stored_chip_pixels
+from gallery.errors import AlreadyEnrolled, NoFaceFound, NotLive
 from gallery.results import (
     Candidate,
     Enrollment,
@@ -45,15 +31,12 @@ from gallery.results import (
     GalleryInfo,
     IdentifiedFace,
     Person,
-    PhotoFailure,
     Removal,
     Verification,
 )
-from gallery.store import FaceRecord, ModelMismatch, PersonNotFound, Store
-from gallery.store.store import clean_name
+from gallery.store import ModelMismatch, PersonNotFound, Store
 from gallery.vision.image import ImageInput, load_rgb, photo_sha256, read_photo
 from gallery.vision.pipeline import Face, FacePipeline, default_pipeline
-from gallery.vision.quality import assess
 
 HOME_ENV = "GALLERY_HOME"
 RULE_SETTING = "decision_rule"
@@ -61,9 +44,6 @@ VERIFY_SETTING = "verify_rule"
 # Identities searched per face at least: a learned rule reads the nearest three (runner-up, and the
 # third to tell whether the top two are rivals; see gallery.calibration.rules).
 EVIDENCE_DEPTH = 3
-CHIP_JPEG_QUALITY = 95  # the stored chip is what `reembed` works from: keep it near-lossless
-
-log = logging.getLogger(__name__)
 
 LivenessCheck = Callable[[np.ndarray, Face], bool]
 """``check(photo, face) -> bool``: is this face a live person (not a print, screen or mask)?
@@ -133,7 +113,7 @@ class Gallery:
             self._store.close()
             raise
         self._cohorts = CohortDistances(self._store)
-        self._audit = _AuditWriter(self._store)
+        self._audit = AuditWriter(self._store)
 
     def __enter__(self) -> Gallery:
         return self
@@ -176,7 +156,7 @@ class Gallery:
         self._require_one_model()
         photo = read_photo(image) if isinstance(image, (str, os.PathLike)) else image
         face = self._single_face(photo, largest=largest)
-        record = self._face_record(face, photo_sha256(photo))
+        record = face_record(face, self._pipeline.model_id, photo_sha256(photo))
         # The checks and the write hold one lock, so another process cannot enrol the same
         # name or face in between.
         with self._store.write_lock():
@@ -186,7 +166,7 @@ class Gallery:
             if existing is None and add:
                 raise PersonNotFound(f"no person named {name!r} to add a photo to; enrol them first")
             if not allow_similar:
-                self._refuse_lookalike(face, existing)
+                refuse_lookalike(self._store, face, existing, self.verify_threshold())
             if existing is None:
                 person_id, face_id = self._store.add_person_with_face(name, record, external_id=external_id)
             else:
@@ -230,17 +210,9 @@ class Gallery:
             ImageNotFound: ``folder`` is not a folder. StoreError: the gallery itself failed.
         """
         self._require_one_model()
-        people = scan_people_folder(folder)
-        run = _FolderRun(total=sum(len(p.photos) for p in people), progress=progress)
-        batch: list[PersonPhotos] = []
-        for person in people:
-            batch.append(person)
-            if sum(len(p.photos) for p in batch) >= batch_photos:
-                self._enroll_people(batch, run, largest=largest, allow_similar=allow_similar)
-                batch = []
-        if batch:
-            self._enroll_people(batch, run, largest=largest, allow_similar=allow_similar)
-        return FolderEnrollment(run.total, tuple(run.enrolled), tuple(run.skipped), tuple(run.failures))
+        bulk = FolderEnrolment(self._store, self._pipeline, self._audit, largest=largest, allow_similar=allow_similar,
+                               lookalike_threshold=self.verify_threshold(), progress=progress)
+        return bulk.enrol(folder, batch_photos=batch_photos)
 
     def remove(self, name: str) -> Removal:
         """Erase a person: their rows, embeddings and chips, from database, WAL and index.
@@ -267,7 +239,7 @@ class Gallery:
         models = sorted({task.model for task in tasks})
         for start in range(0, len(tasks), batch_size):
             batch = tasks[start : start + batch_size]
-            chips = np.stack([_chip_pixels(task.face_id, task.chip_jpeg) for task in batch])
+            chips = np.stack([stored_chip_pixels(task.face_id, task.chip_jpeg) for task in batch])
             embeddings = self._pipeline.embedder.embed(chips)
             self._store.reembed({task.face_id: vector for task, vector in zip(batch, embeddings, strict=True)})
         self._other_models = self._faces_of_other_models()
@@ -469,248 +441,10 @@ class Gallery:
     def _single_face(self, image: ImageInput, *, largest: bool) -> Face:
         rgb = load_rgb(image)
         found = self._pipeline.faces(rgb) or self._pipeline.look_closer(rgb, rgb.shape)
-        return _enrolment_face(found, largest=largest)
-
-    def _face_record(self, face: Face, sha256: str) -> FaceRecord:
-        return FaceRecord(
-            embedding=face.embedding,
-            model=self._pipeline.model_id,
-            box=face.box,
-            landmarks=tuple((float(x), float(y)) for x, y in face.landmarks),
-            quality=face.score,
-            photo_sha256=sha256,
-            chip_jpeg=_jpeg(face.chip),
-        )
-
-    def _enroll_people(self, people: list[PersonPhotos], run: _FolderRun, *, largest: bool,
-                       allow_similar: bool) -> None:
-        """One batch of ``enroll_dir``: hash, skip known photos, detect, embed together, check, write once."""
-        photos: list[_PhotoJob] = []
-        seen: set[str] = set()
-        for person in people:
-            try:
-                name = clean_name(person.name)
-            except GalleryError as error:
-                for path in person.photos:
-                    run.fail(path, person.name, error, done=True)
-                continue
-            for path in person.photos:
-                try:
-                    sha256 = photo_sha256(read_photo(path))
-                except ImageError as error:
-                    run.fail(path, name, error, done=True)
-                    continue
-                if sha256 in seen:  # the same file twice in this batch
-                    run.skip(path)
-                    continue
-                seen.add(sha256)
-                photos.append(_PhotoJob(path, name, sha256))
-        known = self._store.photos_enrolled(job.sha256 for job in photos)
-        for job in photos:
-            if job.sha256 in known:
-                run.skip(job.path)
-        photos = [job for job in photos if job.sha256 not in known]
-        readable: list[_PhotoJob] = []
-
-        def decoded() -> Iterator[np.ndarray]:
-            for job in photos:
-                try:
-                    rgb = load_rgb(job.path)
-                except ImageError as error:
-                    run.fail(job.path, job.name, error, done=True)
-                    continue
-                job.shape = rgb.shape
-                readable.append(job)
-                yield rgb
-                run.advance()  # the pipeline has finished with this photo's pixels
-
-        for job, found in zip(readable, self._pipeline.faces_many(decoded()), strict=True):
-            try:
-                if not found:
-                    found = self._pipeline.look_closer(job.path, job.shape)  # as _single_face does
-                job.face = _enrolment_face(found, largest=largest)
-            except GalleryError as error:
-                run.fail(job.path, job.name, error)
-        self._write_people([job for job in readable if job.face is not None], run, allow_similar=allow_similar)
-
-    def _write_people(self, jobs: list[_PhotoJob], run: _FolderRun, *, allow_similar: bool) -> None:
-        """Check faces against the gallery and each other, then write every accepted person at once."""
-        by_name: dict[str, list[_PhotoJob]] = {}
-        for job in jobs:
-            by_name.setdefault(job.name, []).append(job)
-        accepted: dict[str, list[_PhotoJob]] = {}
-        threshold = self.verify_threshold()
-        # One hold of the lock for the checks and the write, as in ``enroll``.
-        with self._store.write_lock():
-            existing = {name: self._store.find_person(name) for name in by_name}
-            # Another process may have enrolled some of these photos since they were checked.
-            known = self._store.photos_enrolled(job.sha256 for job in jobs)
-            for name, person_jobs in by_name.items():
-                for job in person_jobs:
-                    if job.sha256 in known:
-                        run.skipped.append(job.path)  # already counted as processed
-                        continue
-                    try:
-                        if not allow_similar:
-                            self._refuse_lookalike(job.enrolled_face, existing[name])
-                            _refuse_lookalike_in_batch(job.enrolled_face, name, accepted, threshold)
-                    except LooksLikeSomeoneElse as error:
-                        run.fail(job.path, name, error)
-                        continue
-                    accepted.setdefault(name, []).append(job)
-            entries = [(name, [self._face_record(j.enrolled_face, j.sha256) for j in person_jobs])
-                       for name, person_jobs in accepted.items()]
-            written = self._store.add_many(entries) if entries else []
-        for (name, person_jobs), (person_id, face_ids) in zip(accepted.items(), written, strict=True):
-            is_new = existing[name] is None
-            for i, (job, face_id) in enumerate(zip(person_jobs, face_ids, strict=True)):
-                run.enrolled.append(Enrollment(name, person_id, face_id, job.enrolled_face.box, is_new and i == 0))
-            self._audit.put("enroll", outcome="enrolled" if is_new else "added", person_name=name,
-                            person_id=person_id, model=self._pipeline.model_id,
-                            detail={"face_ids": list(face_ids), "source": "enroll_dir"})
+        return enrolment_face(found, largest=largest)
 
     def _largest_face(self, image: ImageInput) -> Face:
         found = self._pipeline.faces(image)
         if not found:
             raise NoFaceFound("no face found in the photo")
         return found[0]
-
-    def _refuse_lookalike(self, face: Face, person: Person | None) -> None:
-        # "Is this someone else?" is a 1:1 question: the verify threshold answers it.
-        threshold = self.verify_threshold()
-        (hits,) = self._store.search(face.embedding[None, :], k=2)
-        for hit in hits:
-            if hit.distance <= threshold and (person is None or hit.person_id != person.id):
-                raise LooksLikeSomeoneElse(
-                    f"this face matches {hit.name!r} (distance {hit.distance:.3f}); "
-                    "pass allow_similar=True (--allow-similar) if they really are different people",
-                    other=hit.name,
-                )
-
-
-def _enrolment_face(found: list[Face], *, largest: bool) -> Face:
-    """The face a photo enrols under the enrolment policy (``found`` largest first), or why none."""
-    if not found:
-        raise NoFaceFound("no face found in the photo")
-    if len(found) > 1 and not largest:
-        raise MultipleFaces(f"the photo holds {len(found)} faces; enrolment needs one (or largest=True / --largest)")
-    face = found[0]
-    quality = assess(face.box, face.score, face.chip)
-    if not quality.acceptable:
-        raise PoorQuality(f"cannot enrol this face: {quality.problem}")
-    return face
-
-
-def _refuse_lookalike_in_batch(face: Face, name: str, accepted: dict[str, list[_PhotoJob]], threshold: float) -> None:
-    """The lookalike check against faces accepted earlier in the same batch (not in the index yet)."""
-    for other, jobs in accepted.items():
-        if other == name:
-            continue
-        for job in jobs:
-            distance = float(np.linalg.norm(job.enrolled_face.embedding.astype(np.float64) - face.embedding))
-            if distance <= threshold:
-                raise LooksLikeSomeoneElse(
-                    f"this face matches {other!r} (distance {distance:.3f}, photo {job.path.name}) in the same "
-                    "folder; pass allow_similar=True (--allow-similar) if they really are different people",
-                    other=other,
-                )
-
-
-@dataclass
-class _PhotoJob:
-    """One photo of a bulk enrolment on its way through the pipeline."""
-
-    path: Path
-    name: str
-    sha256: str
-    shape: tuple[int, ...] = (0, 0)
-    face: Face | None = None
-
-    @property
-    def enrolled_face(self) -> Face:
-        assert self.face is not None
-        return self.face
-
-
-@dataclass
-class _FolderRun:
-    """The running tally of an ``enroll_dir`` call, and its progress reports."""
-
-    total: int
-    progress: Callable[[int, int], None] | None
-    done: int = 0
-    enrolled: list[Enrollment] = field(default_factory=list)
-    skipped: list[Path] = field(default_factory=list)
-    failures: list[PhotoFailure] = field(default_factory=list)
-
-    def advance(self) -> None:
-        self.done += 1
-        if self.progress is not None:
-            self.progress(self.done, self.total)
-
-    def skip(self, path: Path) -> None:
-        self.skipped.append(path)
-        self.advance()
-
-    def fail(self, path: Path, name: str, error: GalleryError, *, done: bool = False) -> None:
-        """Record a refused photo; ``done`` when it had not been counted as processed yet."""
-        self.failures.append(PhotoFailure(path, name, type(error).__name__, str(error)))
-        if done:
-            self.advance()
-
-
-def _chip_pixels(face_id: int, chip_jpeg: bytes) -> np.ndarray:
-    """A stored chip decoded for the embedder."""
-    try:
-        chip = load_rgb(chip_jpeg)
-    except ImageError as error:
-        raise ImageError(f"face {face_id}'s stored chip cannot be decoded: {error}") from error
-    if chip.shape != (150, 150, 3):
-        raise ImageError(f"face {face_id}'s stored chip is {chip.shape[1]}x{chip.shape[0]}, not 150x150")
-    return chip
-
-
-def _jpeg(chip: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(chip).save(buf, format="JPEG", quality=CHIP_JPEG_QUALITY)
-    return buf.getvalue()
-
-
-class _AuditWriter:
-    """Writes audit events on a background thread, so a door's answer never waits for the log.
-
-    Identify calls would otherwise each take the database's write lock and wait behind an
-    enrolment in another process. Events are written in order, those queued meanwhile in one
-    transaction; ``close`` drains the queue.
-    """
-
-    _STOP = object()
-    _MAX_BATCH = 500  # events per transaction when a burst has queued up
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._queue: queue.Queue[Any] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="gallery-audit", daemon=True)
-        self._thread.start()
-
-    def put(self, action: str, **fields: Any) -> None:
-        self._queue.put((action, fields))
-
-    def close(self) -> None:
-        self._queue.put(self._STOP)
-        self._thread.join()
-
-    def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            batch = [self._queue.get()]
-            while len(batch) < self._MAX_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())  # the only consumer: empty() cannot lie here
-            stopping = batch[-1] is self._STOP
-            events = [item for item in batch if item is not self._STOP]
-            if not events:
-                continue
-            try:
-                self._store.audit_many(events)
-            except Exception:  # the log must never take the door down; say so loudly instead
-                log.exception("could not write %d audit event(s)", len(events))

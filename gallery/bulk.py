@@ -1,0 +1,204 @@
+"""Bulk enrolment from a folder (``Gallery.enroll_dir``): photos hashed and skipped when known,
+faces embedded in batches shared across photos, people written in batches, each whole or not at all."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gallery.audit import AuditWriter
+from gallery.enrolment import enrolment_face, face_record, refuse_lookalike
+from gallery.errors import GalleryError, ImageError, LooksLikeSomeoneElse
+from gallery.folders import PersonPhotos, scan_people_folder
+from gallery.results import Enrollment, FolderEnrollment, PhotoFailure
+from gallery.store import Store
+from gallery.store.store import clean_name
+from gallery.vision.image import load_rgb, photo_sha256, read_photo
+from gallery.vision.pipeline import Face, FacePipeline
+
+
+class FolderEnrolment:
+    """One ``enroll_dir`` run over a folder (see ``Gallery.enroll_dir`` for the policy).
+
+    Args:
+        store, pipeline, audit: the gallery's.
+        largest, allow_similar: as for ``Gallery.enroll``.
+        lookalike_threshold: the verify threshold in force, for the lookalike check.
+        progress: called as ``progress(photos_done, photos_total)``.
+    """
+
+    def __init__(self, store: Store, pipeline: FacePipeline, audit: AuditWriter, *, largest: bool,
+                 allow_similar: bool, lookalike_threshold: float,
+                 progress: Callable[[int, int], None] | None) -> None:
+        self._store = store
+        self._pipeline = pipeline
+        self._audit = audit
+        self._largest = largest
+        self._allow_similar = allow_similar
+        self._threshold = lookalike_threshold
+        self._run = _FolderRun(total=0, progress=progress)
+
+    def enrol(self, folder: str | os.PathLike, *, batch_photos: int) -> FolderEnrollment:
+        """Enrol the folder in batches of about ``batch_photos`` photos (whole people)."""
+        people = scan_people_folder(folder)
+        self._run.total = sum(len(p.photos) for p in people)
+        batch: list[PersonPhotos] = []
+        for person in people:
+            batch.append(person)
+            if sum(len(p.photos) for p in batch) >= batch_photos:
+                self._enroll_people(batch)
+                batch = []
+        if batch:
+            self._enroll_people(batch)
+        run = self._run
+        return FolderEnrollment(run.total, tuple(run.enrolled), tuple(run.skipped), tuple(run.failures))
+
+    def _enroll_people(self, people: list[PersonPhotos]) -> None:
+        """One batch: hash, skip known photos, detect, embed together, check, write once."""
+        run = self._run
+        photos: list[_PhotoJob] = []
+        seen: set[str] = set()
+        for person in people:
+            try:
+                name = clean_name(person.name)
+            except GalleryError as error:
+                for path in person.photos:
+                    run.fail(path, person.name, error, done=True)
+                continue
+            for path in person.photos:
+                try:
+                    sha256 = photo_sha256(read_photo(path))
+                except ImageError as error:
+                    run.fail(path, name, error, done=True)
+                    continue
+                if sha256 in seen:  # the same file twice in this batch
+                    run.skip(path)
+                    continue
+                seen.add(sha256)
+                photos.append(_PhotoJob(path, name, sha256))
+        known = self._store.photos_enrolled(job.sha256 for job in photos)
+        for job in photos:
+            if job.sha256 in known:
+                run.skip(job.path)
+        photos = [job for job in photos if job.sha256 not in known]
+        readable: list[_PhotoJob] = []
+
+        def decoded() -> Iterator[np.ndarray]:
+            for job in photos:
+                try:
+                    rgb = load_rgb(job.path)
+                except ImageError as error:
+                    run.fail(job.path, job.name, error, done=True)
+                    continue
+                job.shape = rgb.shape
+                readable.append(job)
+                yield rgb
+                run.advance()  # the pipeline has finished with this photo's pixels
+
+        for job, found in zip(readable, self._pipeline.faces_many(decoded()), strict=True):
+            try:
+                if not found:
+                    found = self._pipeline.look_closer(job.path, job.shape)  # as Gallery.enroll does
+                job.face = enrolment_face(found, largest=self._largest)
+            except GalleryError as error:
+                run.fail(job.path, job.name, error)
+        self._write_people([job for job in readable if job.face is not None])
+
+    def _write_people(self, jobs: list[_PhotoJob]) -> None:
+        """Check faces against the gallery and each other, then write every accepted person at once."""
+        run = self._run
+        by_name: dict[str, list[_PhotoJob]] = {}
+        for job in jobs:
+            by_name.setdefault(job.name, []).append(job)
+        accepted: dict[str, list[_PhotoJob]] = {}
+        # One hold of the lock for the checks and the write, as in ``enroll``.
+        with self._store.write_lock():
+            existing = {name: self._store.find_person(name) for name in by_name}
+            # Another process may have enrolled some of these photos since they were checked.
+            known = self._store.photos_enrolled(job.sha256 for job in jobs)
+            for name, person_jobs in by_name.items():
+                for job in person_jobs:
+                    if job.sha256 in known:
+                        run.skipped.append(job.path)  # already counted as processed
+                        continue
+                    try:
+                        if not self._allow_similar:
+                            refuse_lookalike(self._store, job.enrolled_face, existing[name], self._threshold)
+                            _refuse_lookalike_in_batch(job.enrolled_face, name, accepted, self._threshold)
+                    except LooksLikeSomeoneElse as error:
+                        run.fail(job.path, name, error)
+                        continue
+                    accepted.setdefault(name, []).append(job)
+            model = self._pipeline.model_id
+            entries = [(name, [face_record(j.enrolled_face, model, j.sha256) for j in person_jobs])
+                       for name, person_jobs in accepted.items()]
+            written = self._store.add_many(entries) if entries else []
+        for (name, person_jobs), (person_id, face_ids) in zip(accepted.items(), written, strict=True):
+            is_new = existing[name] is None
+            for i, (job, face_id) in enumerate(zip(person_jobs, face_ids, strict=True)):
+                run.enrolled.append(Enrollment(name, person_id, face_id, job.enrolled_face.box, is_new and i == 0))
+            self._audit.put("enroll", outcome="enrolled" if is_new else "added", person_name=name,
+                            person_id=person_id, model=self._pipeline.model_id,
+                            detail={"face_ids": list(face_ids), "source": "enroll_dir"})
+
+
+def _refuse_lookalike_in_batch(face: Face, name: str, accepted: dict[str, list[_PhotoJob]], threshold: float) -> None:
+    """The lookalike check against faces accepted earlier in the same batch (not in the index yet)."""
+    for other, jobs in accepted.items():
+        if other == name:
+            continue
+        for job in jobs:
+            distance = float(np.linalg.norm(job.enrolled_face.embedding.astype(np.float64) - face.embedding))
+            if distance <= threshold:
+                raise LooksLikeSomeoneElse(
+                    f"this face matches {other!r} (distance {distance:.3f}, photo {job.path.name}) in the same "
+                    "folder; pass allow_similar=True (--allow-similar) if they really are different people",
+                    other=other,
+                )
+
+
+@dataclass
+class _PhotoJob:
+    """One photo of a bulk enrolment on its way through the pipeline."""
+
+    path: Path
+    name: str
+    sha256: str
+    shape: tuple[int, ...] = (0, 0)
+    face: Face | None = None
+
+    @property
+    def enrolled_face(self) -> Face:
+        assert self.face is not None
+        return self.face
+
+
+@dataclass
+class _FolderRun:
+    """The running tally of an ``enroll_dir`` call, and its progress reports."""
+
+    total: int
+    progress: Callable[[int, int], None] | None
+    done: int = 0
+    enrolled: list[Enrollment] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failures: list[PhotoFailure] = field(default_factory=list)
+
+    def advance(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+    def skip(self, path: Path) -> None:
+        self.skipped.append(path)
+        self.advance()
+
+    def fail(self, path: Path, name: str, error: GalleryError, *, done: bool = False) -> None:
+        """Record a refused photo; ``done`` when it had not been counted as processed yet."""
+        self.failures.append(PhotoFailure(path, name, type(error).__name__, str(error)))
+        if done:
+            self.advance()
