@@ -94,7 +94,7 @@ def _source(faces: LabelledFaces) -> dict[str, Any]:
     return {
         "source": "calibrated",
         "folder": str(faces.root.resolve()),
-        "photos_with_face": len(faces.labels),
+        "photos": len(faces.labels),  # with a face; the others are counted below
         "failures_to_acquire": len(faces.failure_paths),
         "unreadable": len(faces.unreadable),
         "identities": faces.identities,

@@ -302,7 +302,7 @@ def calibrate(ctx: _Context, folder: Path, fpir: float, fmr: float, as_json: boo
         _print_json({"identify": learned.identify, "verify": learned.verify, "description": learned.description})
         return
     found, verify = learned.identify["provenance"], learned.verify["provenance"]
-    click.echo(f"Calibrated on {found['photos_with_face']} faces of {found['identities']} people "
+    click.echo(f"Calibrated on {found['photos']} faces of {found['identities']} people "
                f"({found['failures_to_acquire']} photo(s) without a face).")
     click.echo(f"identify: {learned.description}")
     click.echo(f"  simulated galleries of {found['gallery_size']} people: FPIR {found['fpir']:.4f} "

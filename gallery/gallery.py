@@ -1,9 +1,12 @@
-"""The Gallery facade: enroll, identify, verify and remove people.
+"""The Gallery facade: enroll, identify, verify and remove people; calibrate and evaluate its rules.
 
-The only place that joins the face pipeline (gallery.vision) and storage (gallery.store),
-and so the keeper of their consistency: a face is embedded before any write starts, and
-each write is one store call (database commit, then index save, under the store's
-cross-process lock), so bad input or a crash leaves no half-enrolled person.
+The facade layer is the only place that joins the face pipeline (gallery.vision) and storage
+(gallery.store), and so the keeper of their consistency: a face is embedded before any write
+starts, and each write is one store call (database commit, then index save, under the store's
+cross-process lock), so bad input or a crash leaves no half-enrolled person. This module is
+its entry point; its helpers are ``enrolment`` (the enrolment policy), ``bulk`` (folder
+enrolment), ``cohorts`` (what learned rules read of the gallery), ``calibrating`` (labelled
+photos to rules and reports) and ``audit`` (the log writer).
 """
 
 from __future__ import annotations

@@ -124,7 +124,7 @@ def test_calibrate_puts_the_learned_rules_in_force_and_eval_measures_them(run, l
     learned = json.loads(result.stdout)
     assert set(learned) == {"identify", "verify", "description"}
     provenance = learned["identify"]["provenance"]
-    assert provenance["photos_with_face"] == 10 and provenance["identities"] == 4
+    assert provenance["photos"] == 10 and provenance["identities"] == 4
     assert provenance["target_fpir"] == 0.2 and provenance["model"] == "dlib_resnet_v1+flip"
     assert learned["verify"]["provenance"]["target_fmr"] == 0.05
     info = json.loads(run("info", "--json").stdout)

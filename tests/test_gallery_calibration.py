@@ -86,7 +86,7 @@ def test_calibrate_stores_a_rule_that_identify_then_applies(calibration_folder, 
         assert info.rule == learned.identify and info.verify_rule == learned.verify
         provenance = info.rule["provenance"]
         assert provenance["source"] == "calibrated" and provenance["target_fpir"] == TARGET_FPIR
-        assert provenance["photos_with_face"] == len(list(folder.glob("*/*.png")))
+        assert provenance["photos"] == len(list(folder.glob("*/*.png")))
         assert provenance["model"] == pipeline.model_id and provenance["date"]
     with Store.open(tmp_path / "home", model=pipeline.model_id) as store:
         (calibration,) = store.audit_log(action="calibrate")
