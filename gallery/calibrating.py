@@ -79,7 +79,7 @@ def score_pairs(pairs_file: str | os.PathLike, root: str | os.PathLike | None, p
     """Verification accuracy on an LFW-format pairs file; photos are found under ``root`` (default: the file's folder).
 
     Raises:
-        PairsFormatError: the file is not an LFW pairs list. ValueError: no pair has a face in both photos.
+        PairsFormatError: the file is not an LFW pairs list. NoUsablePairs: no pair has a face in both photos.
     """
     pairs = read_pairs(pairs_file)
     root = Path(root) if root is not None else Path(pairs_file).parent

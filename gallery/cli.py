@@ -17,11 +17,14 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from gallery.errors import GalleryError, NoFaceFound
+
+if TYPE_CHECKING:
+    from gallery.calibration import Evaluation
 
 EXIT_OK, EXIT_NO_MATCH, EXIT_USAGE, EXIT_NO_FACE, EXIT_ERROR = 0, 1, 2, 3, 4
 
@@ -314,9 +317,9 @@ def calibrate(ctx: _Context, folder: Path, fpir: float, fmr: float, as_json: boo
 
 @cli.command(name="eval")
 @click.argument("folder", required=False, type=click.Path(path_type=Path))
-@click.option("--pairs", type=click.Path(path_type=Path),
+@click.option("--pairs", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Report verification accuracy on an LFW-format pairs file instead.")
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="With --pairs: the folder holding Name/Name_0001.jpg (default: the pairs file's folder).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (no progress bar).")
 @pass_context
@@ -351,7 +354,7 @@ def evaluate(ctx: _Context, folder: Path | None, pairs: Path | None, root: Path 
         _echo_evaluation(report)
 
 
-def _echo_evaluation(report: Any) -> None:
+def _echo_evaluation(report: Evaluation) -> None:
     click.echo(f"rule in force: {report.rule}")
     click.echo(f"simulated galleries of {report.gallery_size} people ({report.mated_searches} searches of enrolled "
                f"people, {report.stranger_searches} of strangers): FPIR {report.fpir:.4f}, FNIR {report.fnir:.4f}, "

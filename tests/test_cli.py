@@ -155,3 +155,7 @@ def test_calibrate_on_too_few_photos_fails_and_keeps_the_rules(run, labelled: Pa
     assert result.exit_code == EXIT_ERROR and "needs at least 100 stranger photos" in result.stderr
     assert "source shipped default" in run("info").stdout
     assert run("eval").exit_code == EXIT_USAGE
+    assert run("eval", "--pairs", tmp_path / "missing.txt").exit_code == EXIT_USAGE
+    (tmp_path / "elsewhere.txt").write_text("Barack_Obama 1 2\n")
+    elsewhere = run("eval", "--pairs", tmp_path / "elsewhere.txt")
+    assert elsewhere.exit_code == EXIT_ERROR and "none of the 1 pairs" in elsewhere.stderr

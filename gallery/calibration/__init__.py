@@ -11,7 +11,7 @@ Pure numpy over embeddings and labels; the Gallery facade and the CLI embed the 
 from gallery.calibration.defaults import default_rule, default_rule_record, default_verify_threshold
 from gallery.calibration.evaluate import AtTarget, Evaluation, evaluate
 from gallery.calibration.fit import Calibration, CalibrationError, VerifyCalibration, calibrate, calibrate_verify
-from gallery.calibration.pairs import Pair, PairReport, PairsFormatError, pair_report, read_pairs
+from gallery.calibration.pairs import NoUsablePairs, Pair, PairReport, PairsFormatError, pair_report, read_pairs
 from gallery.calibration.protocol import COHORT_SIZE, cohort_distance, cohort_from_searches
 from gallery.calibration.rules import NormalisedDistance
 
@@ -21,6 +21,7 @@ __all__ = [
     "Calibration",
     "CalibrationError",
     "Evaluation",
+    "NoUsablePairs",
     "NormalisedDistance",
     "Pair",
     "PairReport",

@@ -17,6 +17,10 @@ class PairsFormatError(GalleryError, ValueError):
     """A line of the pairs file is neither "name i j" nor "name1 i name2 j"."""
 
 
+class NoUsablePairs(GalleryError, ValueError):
+    """No pair of the list has a face in both of its photos."""
+
+
 @dataclass(frozen=True)
 class Pair:
     """Two photos, as paths relative to the dataset root (``Name/Name_0001.jpg``)."""
@@ -90,11 +94,12 @@ def pair_report(pairs: Sequence[Pair], embedding_of: Mapping[str, np.ndarray],
         threshold: also report the accuracy of this fixed distance threshold.
 
     Raises:
-        ValueError: no pair has both photos embedded.
+        NoUsablePairs: no pair has both photos embedded.
     """
     usable = [p for p in pairs if p.first in embedding_of and p.second in embedding_of]
     if not usable:
-        raise ValueError("no pair has a face in both photos")
+        raise NoUsablePairs(f"none of the {len(pairs)} pairs has a face found in both photos (are the photos "
+                            "where the pairs file says? see --root)")
     first = np.stack([np.asarray(embedding_of[p.first], np.float64) for p in usable])
     second = np.stack([np.asarray(embedding_of[p.second], np.float64) for p in usable])
     distances = np.linalg.norm(first - second, axis=1)
