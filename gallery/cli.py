@@ -313,6 +313,8 @@ def calibrate(ctx: _Context, folder: Path, fpir: float, fmr: float, as_json: boo
                f"{found['distance_threshold_fnir']:.4f}")
     click.echo(f"verify: distance <= {learned.verify['threshold']:.4f}: FMR {verify['fmr']:.5f} (target {fmr:g}), "
                f"FNMR {verify['fnmr']:.4f}")
+    click.echo(f"Calibrated for galleries of up to {found['gallery_size']} people: a larger gallery refuses more "
+               "strangers than the target, and more enrolled people; calibrate on more people to lift that.")
 
 
 @cli.command(name="eval")
@@ -383,6 +385,10 @@ def info(ctx: _Context, as_json: bool) -> None:
     click.echo(f"home: {result.home}\npeople: {result.people}\nfaces: {result.faces}\nmodel: {result.model}\n"
                f"schema: {result.schema_revision}")
     click.echo(f"identify rule: {result.rule_description}")
+    calibrated_up_to = result.rule["provenance"].get("gallery_size")
+    if calibrated_up_to is not None and result.people > calibrated_up_to:
+        click.echo(f"  note: calibrated for up to {calibrated_up_to} people, this gallery has {result.people}: "
+                   "stricter than its target (more enrolled people refused); calibrate on more people")
     click.echo(f"  learned: {_summary(result.rule['provenance'])}")
     click.echo(f"verify threshold: {result.verify_rule['threshold']:.4f}")
     click.echo(f"  learned: {_summary(result.verify_rule['provenance'])}")

@@ -130,7 +130,10 @@ def test_calibrate_puts_the_learned_rules_in_force_and_eval_measures_them(run, l
     info = json.loads(run("info", "--json").stdout)
     assert info["rule"] == learned["identify"] and info["verify_rule"] == learned["verify"]
     assert info["rule_description"] == learned["description"]
-    assert "source calibrated" in run("info").stdout
+    assert "source calibrated" in run("info").stdout and "note:" not in run("info").stdout
+    for name, photo in (("Barack Obama", "obama.jpg"), ("Joe Biden", "biden.jpg"), ("Grace Hopper", "grace_hopper.jpg")):
+        assert run("enroll", name, DATA / photo).exit_code == EXIT_OK
+    assert f"calibrated for up to {provenance['gallery_size']} people, this gallery has 3" in run("info").stdout
 
     evaluation = json.loads(run("eval", "--json", labelled).stdout)
     assert evaluation["rule"] == learned["description"]
