@@ -10,6 +10,8 @@ loads; with --threads 1 the CPU time is close to what an idle core would take.
 
 from __future__ import annotations
 
+import gallery  # noqa: F401 - first, so torch and FAISS load with the OpenMP wait policy gallery sets
+
 import argparse
 import statistics
 import time

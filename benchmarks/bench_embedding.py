@@ -9,6 +9,8 @@ cost does not depend on pixel values. The two-thread figures compare concurrent 
 
 from __future__ import annotations
 
+import gallery  # noqa: F401 - first, so torch and FAISS load with the OpenMP wait policy gallery sets
+
 import argparse
 import statistics
 import threading

@@ -11,6 +11,8 @@ run through dlib and the table shows dlib's time divided by ours.
 
 from __future__ import annotations
 
+import gallery  # noqa: F401 - first, so torch and FAISS load with the OpenMP wait policy gallery sets
+
 import argparse
 import os
 import statistics

@@ -16,6 +16,8 @@ lists, measured and rejected.
 
 from __future__ import annotations
 
+import gallery  # noqa: F401 - first, so torch and FAISS load with the OpenMP wait policy gallery sets
+
 import argparse
 import os
 import sqlite3
