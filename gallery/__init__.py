@@ -40,6 +40,8 @@ from gallery.errors import (
 )
 
 if TYPE_CHECKING:
+    from gallery.calibrating import LearnedRules
+    from gallery.calibration import CalibrationError, Evaluation, NoUsablePairs, PairReport, PairsFormatError
     from gallery.gallery import Gallery, set_threads
     from gallery.results import (
         Candidate,
@@ -56,6 +58,12 @@ if TYPE_CHECKING:
     from gallery.vision.pipeline import Face, faces
 
 _LAZY = {
+    "CalibrationError": "gallery.calibration",
+    "Evaluation": "gallery.calibration",
+    "NoUsablePairs": "gallery.calibration",
+    "PairReport": "gallery.calibration",
+    "PairsFormatError": "gallery.calibration",
+    "LearnedRules": "gallery.calibrating",
     "Gallery": "gallery.gallery",
     "set_threads": "gallery.gallery",
     "FolderEnrollment": "gallery.results",
@@ -82,8 +90,10 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AlreadyEnrolled",
+    "CalibrationError",
     "Candidate",
     "Enrollment",
+    "Evaluation",
     "Face",
     "FolderEnrollment",
     "Gallery",
@@ -94,11 +104,15 @@ __all__ = [
     "ImageNotFound",
     "ImageTooLarge",
     "ImageUnreadable",
+    "LearnedRules",
     "LooksLikeSomeoneElse",
     "MultiFrameImage",
     "MultipleFaces",
     "NoFaceFound",
+    "NoUsablePairs",
     "NotLive",
+    "PairReport",
+    "PairsFormatError",
     "Person",
     "PersonNotFound",
     "PhotoFailure",
