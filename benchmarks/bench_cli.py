@@ -7,8 +7,9 @@
 first photo (250x250 crops). ``--photos camera``: photos as a camera gives them, from
 face_recognition's own examples (17 photos of 6 people, 0.3-3 MP), cycled to ``--known``
 files, each re-saved with its own JPEG comment so that every file is distinct. gallery
-enrols the known photos once (``gallery enroll-dir``, not timed); face_recognition gets
-them as its known-people folder, which its CLI re-encodes on every run. Both then identify
+enrols the known photos once (``gallery enroll-dir``, not timed; each person's photos in
+their own sub-folder); face_recognition gets them as its known-people folder (one file per
+photo, named after the person and a number), which its CLI re-encodes on every run. Both then identify
 the same photo of a known person in a fresh process each run; medians of ``--runs``. CPU
 time (user + system, children included) is reported beside wall time, being less sensitive
 to other load. Also: ``import torch`` and ``import faiss`` alone, and ``gallery --help``.
@@ -60,7 +61,7 @@ def camera_photos(root: Path, count: int, folder: Path) -> tuple[list[tuple[str,
         copy = folder / f"{i:03d}.jpg"
         with Image.open(source) as image:
             image.convert("RGB").save(copy, quality=95, comment=f"copy {i}".encode())
-        known.append((f"{source.parent.name}-{i:03d}", copy))
+        known.append((source.parent.name, copy))
     return known, probe
 
 
@@ -80,13 +81,15 @@ def main() -> None:
             (Path(folder) / "copies").mkdir()
             known, probe = camera_photos(args.datasets / "face_recognition_examples", args.known,
                                          Path(folder) / "copies")
-        known_dir = Path(folder) / "known"
+        known_dir, enrol_dir = Path(folder) / "known", Path(folder) / "enrol"
         known_dir.mkdir()
-        for name, photo in known:
-            (known_dir / f"{name}.jpg").symlink_to(photo)
+        for i, (name, photo) in enumerate(known):
+            (known_dir / f"{name}-{i:03d}.jpg").symlink_to(photo)
+            (enrol_dir / name).mkdir(parents=True, exist_ok=True)
+            (enrol_dir / name / f"{i:03d}.jpg").symlink_to(photo)
         home = Path(folder) / "home"
         env = {**os.environ, "GALLERY_HOME": str(home)}
-        subprocess.run([python, "-m", "gallery", "enroll-dir", "--allow-similar", str(known_dir)],
+        subprocess.run([python, "-m", "gallery", "enroll-dir", "--allow-similar", str(enrol_dir)],
                        check=False, capture_output=True, env=env)
         answer = subprocess.run([python, "-m", "gallery", "identify", str(probe)], capture_output=True, text=True,
                                 env=env)
@@ -99,7 +102,7 @@ def main() -> None:
             ("gallery --help", timed([python, "-m", "gallery", "--help"], args.runs, env)),
         ]
         ours = timed([python, "-m", "gallery", "identify", str(probe)], args.runs, env)
-        rows.append((f"gallery identify ({len(known)} enrolled)", ours))
+        rows.append((f"gallery identify ({len(known)} photos enrolled)", ours))
         if args.face_recognition:
             theirs = timed([args.face_recognition, str(known_dir), str(probe)], max(1, min(args.runs, 3)))
             rows.append((f"face_recognition CLI ({len(known)} known photos)", theirs))
