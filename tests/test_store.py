@@ -338,6 +338,20 @@ def test_another_store_in_the_same_process_sees_writes_once_committed(tmp_path: 
         assert reader.consistency_problems() == [] and writer.consistency_problems() == []
 
 
+def test_a_reader_syncs_an_enrolment_and_a_removal_made_between_two_of_its_searches(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with Store.open(home, model=MODEL) as writer, Store.open(home, model=MODEL) as reader:
+        writer.add_person_with_face("Ada", face(embedding(1)))
+        writer.add_person_with_face("Alan", face(embedding(2)))
+        assert reader.search(embedding(1), 1)[0][0].name == "Ada"
+        # Same face count before and after: only the ids tell the reader what changed.
+        writer.remove_person("Ada")
+        writer.add_person_with_face("Grace", face(embedding(3)))
+        assert reader.search(embedding(3), 1)[0][0].name == "Grace"
+        assert {hit.name for hit in reader.search(embedding(1), 5)[0]} == {"Alan", "Grace"}
+        assert reader.consistency_problems() == []
+
+
 def test_the_generation_moves_with_every_faces_write_of_any_store_and_only_then(tmp_path: Path) -> None:
     home = tmp_path / "home"
     with Store.open(home, model=MODEL) as writer, Store.open(home, model=MODEL) as reader:
