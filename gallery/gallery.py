@@ -292,9 +292,9 @@ class Gallery:
         """How the identify rule in force does on labelled photos, beside the best rules possible on them.
 
         Simulates one-shot galleries on ``folder`` (as ``calibrate`` does; nothing is enrolled):
-        FPIR and FNIR of the rule in force, rank-1, failures to enrol and acquire, and the
-        lowest FNIR a single distance threshold and a normalised rule could reach at FPIR 1%
-        and 0.3% with thresholds set on this very data.
+        FPIR and FNIR of the rule in force, rank-1, failures to enrol and acquire, and at FPIR
+        1% and 0.3% the FNIR of the rule in force, of the best normalised rule and of the best
+        single distance threshold, each with its threshold set on this very data.
         """
         self._require_one_model()
         return score_rule(embed_folder(folder, self._pipeline, progress), self.rule(), progress=progress)

@@ -128,7 +128,13 @@ def test_evaluate_reports_rates_of_the_rule_in_force(calibrated, held_out) -> No
     assert report.fte > 0.0
     assert [t.target_fpir for t in report.targets] == [0.01, 0.003]
     assert all(t.normalised_fnir <= t.distance_fnir for t in report.targets)
+    assert all(t.rule_fnir < t.distance_fnir for t in report.targets)  # the learned rule beats a plain distance
     json.dumps(report.to_dict())
+
+
+def test_evaluate_scores_a_distance_rule_in_force_as_the_best_distance_threshold(held_out) -> None:
+    report = evaluate(*held_out, rule_from_dict({"kind": "distance_threshold", "threshold": 0.6}), trials=2)
+    assert [t.rule_fnir for t in report.targets] == [t.distance_fnir for t in report.targets]
 
 
 def test_calibration_refuses_too_few_photos_for_the_target() -> None:

@@ -20,9 +20,10 @@ TARGET_FPIRS = (0.01, 0.003)
 
 @dataclass(frozen=True)
 class AtTarget:
-    """The best FNIR each kind of rule could reach on this data at one FPIR (thresholds set on its strangers)."""
+    """The FNIR each rule reaches on this data at one FPIR, its threshold set on this data's strangers."""
 
     target_fpir: float
+    rule_fnir: float  # the rule in force, its own score with the threshold moved to this target
     distance_fnir: float  # the best single distance threshold
     distance_threshold: float
     normalised_fnir: float  # the normalised-distance rule, strength and threshold chosen on this data
@@ -97,7 +98,7 @@ def evaluate(
         labels: (n,) the identity of each.
         rule: the rule in force.
         failures: the identity of every photo in which no face was found (for FTE and FTA).
-        targets: FPIRs at which to report the best possible FNIRs.
+        targets: FPIRs at which to report each rule's FNIR, thresholds set on this data (``AtTarget``).
         trials: galleries drawn (each enrols one random photo of ``enrolled_fraction`` of the identities).
         seed: seeds the simulation.
         progress: called with (trials done, trials total).
@@ -130,12 +131,16 @@ def evaluate(
         photos=len(labels) + len(failures),
         mated_searches=int(searches.mated.sum()),
         stranger_searches=int((~searches.mated).sum()),
-        targets=tuple(_best_at(searches, target, normalised) for target in targets),
+        targets=tuple(_at(searches, target, normalised) for target in targets),
     )
 
 
-def _best_at(searches: Searches, target: float, rule: NormalisedDistance | None) -> AtTarget:
+def _at(searches: Searches, target: float, rule: NormalisedDistance | None) -> AtTarget:
     distance = fnir_at_fpir(-searches.distances[:, 0], searches.correct, searches.mated, target)
+    # The rule in force ranks searches by its margin (a distance rule by the distance itself).
+    own_score = (-rule.margins(searches.distances, searches.cohort, searches.gallery_size) if rule
+                 else -searches.distances[:, 0])
+    in_force = fnir_at_fpir(own_score, searches.correct, searches.mated, target)
     reference = rule.reference if rule else float(np.nanmedian(searches.distances[:, 1]))
     scorer = NormalisedDistance(sizes=(1,), thresholds=(1.0,), strengths=(1.0,), reference=reference, confidence=_UNUSED)
     # The best strength for this data, each with its threshold set on this data's strangers.
@@ -143,7 +148,7 @@ def _best_at(searches: Searches, target: float, rule: NormalisedDistance | None)
         fnir_at_fpir(-scorer.log_ratios(searches.distances[:, 0], searches.distances[:, 1], searches.cohort[:, 0],
                                         strength), searches.correct, searches.mated, target).fnir
         for strength in STRENGTHS)
-    return AtTarget(target, distance.fnir, -distance.threshold, normalised)
+    return AtTarget(target, in_force.fnir, distance.fnir, -distance.threshold, normalised)
 
 
 _UNUSED = ConfidenceCurve((0.0,), (0.5,))  # only the ratio is used here
