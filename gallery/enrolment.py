@@ -9,6 +9,7 @@ from PIL import Image
 
 from gallery.errors import ImageError, LooksLikeSomeoneElse, MultipleFaces, NoFaceFound, PoorQuality
 from gallery.store import FaceRecord, PersonRow, Store
+from gallery.vision.chips import CHIP_SIZE
 from gallery.vision.image import load_rgb
 from gallery.vision.pipeline import Face
 from gallery.vision.quality import assess
@@ -66,14 +67,14 @@ def stored_chip_pixels(face_id: int, chip_jpeg: bytes) -> np.ndarray:
     """A stored chip decoded for the embedder (``reembed``).
 
     Raises:
-        ImageError: the stored chip is not a 150x150 image.
+        ImageError: the stored chip is not a CHIP_SIZE-square image.
     """
     try:
         chip = load_rgb(chip_jpeg)
     except ImageError as error:
         raise ImageError(f"face {face_id}'s stored chip cannot be decoded: {error}") from error
-    if chip.shape != (150, 150, 3):
-        raise ImageError(f"face {face_id}'s stored chip is {chip.shape[1]}x{chip.shape[0]}, not 150x150")
+    if chip.shape != (CHIP_SIZE, CHIP_SIZE, 3):
+        raise ImageError(f"face {face_id}'s stored chip is {chip.shape[1]}x{chip.shape[0]}, not {CHIP_SIZE}x{CHIP_SIZE}")
     return chip
 
 

@@ -284,7 +284,7 @@ class Gallery:
         learned = learn_rules(faces, target_fpir=target_fpir, target_fmr=target_fmr, progress=progress)
         self._store.set_settings({RULE_SETTING: learned.identify, VERIFY_SETTING: learned.verify})
         self._audit.put("calibrate", outcome="calibrated", model=self._pipeline.model_id,
-                        rule={"kind": self.rule().kind, "fingerprint": rule_fingerprint(self.rule())},
+                        rule=_audited(rule_from_dict(learned.identify["rule"])),
                         detail={"identify": learned.identify["provenance"], "verify_threshold": learned.verify["threshold"]})
         return learned
 
@@ -353,7 +353,7 @@ class Gallery:
             person_name=results[0].match.name if results[0].match else None,
             person_id=results[0].match.person_id if results[0].match else None,
             model=self._pipeline.model_id,
-            rule={"kind": rule.kind, "fingerprint": rule_fingerprint(rule)},
+            rule=_audited(rule),
             detail={"faces": [{"outcome": r.outcome, "person_id": r.match.person_id if r.match else None,
                                "distance": r.candidates[0].distance if r.candidates else None} for r in results]},
         )
@@ -451,3 +451,8 @@ class Gallery:
         if not found:
             raise NoFaceFound("no face found in the photo")
         return found[0]
+
+
+def _audited(rule: DecisionRule) -> dict[str, str]:
+    """What the audit log keeps of a rule: its kind and fingerprint (``gallery info`` shows the rule behind it)."""
+    return {"kind": rule.kind, "fingerprint": rule_fingerprint(rule)}
