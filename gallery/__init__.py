@@ -17,18 +17,36 @@ from typing import TYPE_CHECKING, Any
 
 from gallery.errors import (
     AlreadyEnrolled,
+    CalibrationError,
+    DlibFormatError,
+    DuplicateExternalId,
     GalleryError,
     ImageError,
     ImageNotFound,
     ImageTooLarge,
     ImageUnreadable,
+    IndexFileInvalid,
+    InvalidFaceRecord,
     LooksLikeSomeoneElse,
+    ModelError,
+    ModelFilesNotFound,
+    ModelMismatch,
     MultiFrameImage,
     MultipleFaces,
     NoFaceFound,
+    NotAGallery,
     NotLive,
+    NoUsablePairs,
+    PairsFormatError,
+    PersonNotFound,
     PoorQuality,
+    SchemaTooNew,
+    StorageFailure,
+    StoreBusy,
+    StoreClosed,
+    StoreError,
     UnsupportedImage,
+    WeightsMismatch,
 )
 
 # torch's and FAISS's OpenMP runtimes read these when they load, so they are set before either is
@@ -45,7 +63,7 @@ if "OMP_WAIT_POLICY" not in os.environ:
 
 if TYPE_CHECKING:
     from gallery.calibrating import LearnedRules
-    from gallery.calibration import CalibrationError, Evaluation, NoUsablePairs, PairReport, PairsFormatError
+    from gallery.calibration import Evaluation, PairReport
     from gallery.gallery import Gallery, set_threads
     from gallery.results import (
         Candidate,
@@ -58,15 +76,11 @@ if TYPE_CHECKING:
         Removal,
         Verification,
     )
-    from gallery.store import PersonNotFound, SchemaTooNew
     from gallery.vision.pipeline import Face, faces
 
 _LAZY = {
-    "CalibrationError": "gallery.calibration",
     "Evaluation": "gallery.calibration",
-    "NoUsablePairs": "gallery.calibration",
     "PairReport": "gallery.calibration",
-    "PairsFormatError": "gallery.calibration",
     "LearnedRules": "gallery.calibrating",
     "Gallery": "gallery.gallery",
     "set_threads": "gallery.gallery",
@@ -79,8 +93,6 @@ _LAZY = {
     "Person": "gallery.results",
     "Removal": "gallery.results",
     "Verification": "gallery.results",
-    "PersonNotFound": "gallery.store",
-    "SchemaTooNew": "gallery.store",
     "Face": "gallery.vision.pipeline",
     "faces": "gallery.vision.pipeline",
 }
@@ -96,6 +108,8 @@ __all__ = [
     "AlreadyEnrolled",
     "CalibrationError",
     "Candidate",
+    "DlibFormatError",
+    "DuplicateExternalId",
     "Enrollment",
     "Evaluation",
     "Face",
@@ -108,12 +122,18 @@ __all__ = [
     "ImageNotFound",
     "ImageTooLarge",
     "ImageUnreadable",
+    "IndexFileInvalid",
+    "InvalidFaceRecord",
     "LearnedRules",
     "LooksLikeSomeoneElse",
+    "ModelError",
+    "ModelFilesNotFound",
+    "ModelMismatch",
     "MultiFrameImage",
     "MultipleFaces",
     "NoFaceFound",
     "NoUsablePairs",
+    "NotAGallery",
     "NotLive",
     "PairReport",
     "PairsFormatError",
@@ -123,8 +143,13 @@ __all__ = [
     "PoorQuality",
     "Removal",
     "SchemaTooNew",
+    "StorageFailure",
+    "StoreBusy",
+    "StoreClosed",
+    "StoreError",
     "UnsupportedImage",
     "Verification",
+    "WeightsMismatch",
     "faces",
     "set_threads",
 ]

@@ -1,10 +1,19 @@
-"""Every error gallery raises derives from ``GalleryError``; each names the problem."""
+"""Every error gallery raises, in one place: each derives from ``GalleryError`` and names the problem.
+
+One class per condition. The families below let a caller catch a whole kind at once:
+``ImageError`` (the photo), ``ModelError`` (dlib's model files), ``StoreError`` (the gallery's
+storage), ``CalibrationError`` (learning or measuring a rule). The CLI maps ``NoFaceFound`` to
+exit code 3 and every other ``GalleryError`` to 4, printing the message on one line.
+"""
 
 from __future__ import annotations
 
 
 class GalleryError(Exception):
     """Base class of every error gallery raises."""
+
+
+# --- the photo --------------------------------------------------------------------------------
 
 
 class ImageError(GalleryError):
@@ -31,6 +40,9 @@ class UnsupportedImage(ImageError):
     """The photo's pixel format or array shape cannot be turned into RGB."""
 
 
+# --- the faces in it --------------------------------------------------------------------------
+
+
 class NoFaceFound(GalleryError):
     """The detector found no face in the photo."""
 
@@ -43,10 +55,6 @@ class PoorQuality(GalleryError):
     """The face is too small, blurred, dark or uncertain to enrol; the message says which."""
 
 
-class AlreadyEnrolled(GalleryError):
-    """A person of this name is enrolled already (pass add=True / --add to add another photo)."""
-
-
 class NotLive(GalleryError):
     """The liveness check given to the gallery rejected the face (a print, a screen or a mask?)."""
 
@@ -57,3 +65,88 @@ class LooksLikeSomeoneElse(GalleryError):
     def __init__(self, message: str, other: str) -> None:
         super().__init__(message)
         self.other = other
+
+
+# --- dlib's model files -----------------------------------------------------------------------
+
+
+class ModelError(GalleryError):
+    """dlib's model files cannot be found, parsed or converted; the gallery cannot embed faces."""
+
+
+class ModelFilesNotFound(ModelError):
+    """The face-recognition-models package (dlib's model files) is not installed or lacks a file."""
+
+
+class DlibFormatError(ModelError):
+    """A dlib model file does not have the structure this code reads (damaged, or another model)."""
+
+
+class WeightsMismatch(ModelError):
+    """Converted weights do not have the checksum recorded in the code."""
+
+
+# --- the gallery's storage --------------------------------------------------------------------
+
+
+class StoreError(GalleryError):
+    """Base class of every error the gallery's storage raises."""
+
+
+class AlreadyEnrolled(StoreError):
+    """A person of this name is enrolled already (pass add=True / --add to add another photo)."""
+
+
+class DuplicateExternalId(StoreError):
+    """Another person already carries this external id."""
+
+
+class PersonNotFound(StoreError):
+    """No person is enrolled under this name or id."""
+
+
+class SchemaTooNew(StoreError):
+    """The database was written by a newer gallery whose schema this code does not know."""
+
+
+class NotAGallery(StoreError):
+    """The database file exists but is not a gallery database (or is damaged beyond reading)."""
+
+
+class StoreBusy(StoreError):
+    """Another process held the gallery's write lock for longer than the lock timeout."""
+
+
+class StoreClosed(StoreError):
+    """The gallery was used after ``close()``."""
+
+
+class ModelMismatch(StoreError):
+    """An embedding comes from a different model than the one this gallery searches."""
+
+
+class InvalidFaceRecord(StoreError):
+    """A face record is malformed (wrong embedding shape, non-finite values, bad box or landmarks)."""
+
+
+class IndexFileInvalid(StoreError):
+    """The FAISS index file is truncated, damaged or not an index file (the gallery rebuilds it)."""
+
+
+class StorageFailure(StoreError):
+    """The database or the file system failed (disk full, I/O error, locked past the busy timeout)."""
+
+
+# --- learning and measuring the decision rule -------------------------------------------------
+
+
+class CalibrationError(GalleryError):
+    """The labelled photos cannot support the calibration asked for (too few people, photos or strangers)."""
+
+
+class PairsFormatError(CalibrationError):
+    """A pairs file is not in LFW's format (wrong number of fields, a non-numeric photo number)."""
+
+
+class NoUsablePairs(CalibrationError):
+    """No pair of a pairs file has a face found in both photos."""

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gallery.models.dlib_serialize import DlibFormatError
+from gallery.errors import DlibFormatError
 from gallery.models.shape_predictor import load_landmark_model, parse_shape_predictor
 from gallery.vision.landmarks import LandmarkPredictor, _box_transforms
 

@@ -16,7 +16,7 @@ import pytest
 from gallery.store import (
     INDEX_FILE,
     DuplicateExternalId,
-    DuplicateName,
+    AlreadyEnrolled,
     FaceRecord,
     InvalidFaceRecord,
     ModelMismatch,
@@ -105,9 +105,9 @@ def test_a_duplicate_name_is_refused_and_nothing_is_written(store: Store) -> Non
     enroll_many(store, 2)
     before = file_state(store.home)
     generation = store.stats().generation
-    with pytest.raises(DuplicateName, match="person-01"):
+    with pytest.raises(AlreadyEnrolled, match="person-01"):
         store.add_person_with_face("person-01", face(embedding(99)))
-    with pytest.raises(DuplicateName):
+    with pytest.raises(AlreadyEnrolled):
         store.add_person_with_face("  person-01 ", face(embedding(99)))  # trimmed to the same name
     assert store.stats().generation == generation
     assert store.stats().faces == 2
@@ -127,7 +127,7 @@ def test_a_duplicate_external_id_is_refused(store: Store) -> None:
 
 def test_names_are_unicode_normalised_so_one_person_cannot_be_enrolled_twice(store: Store) -> None:
     store.add_person_with_face("Jos\u00e9", face(embedding(1)))  # composed é
-    with pytest.raises(DuplicateName):
+    with pytest.raises(AlreadyEnrolled):
         store.add_person_with_face("Jose\u0301", face(embedding(2)))  # e + combining accent
     assert store.find_person("Jose\u0301").name == "Jos\u00e9"
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gallery.errors import WeightsMismatch
 from gallery.models import mmod, resnet, shape_predictor, weights
 
 MODELS = {
@@ -74,6 +75,6 @@ def test_a_conversion_that_does_not_reproduce_the_recorded_checksum_is_refused(c
         arrays[first] = arrays[first] + 1
         return arrays
 
-    with pytest.raises(weights.WeightsMismatch, match=sha256):
+    with pytest.raises(WeightsMismatch, match=sha256):
         weights.load_converted(name, sha256, drifted)
     assert list(cache.iterdir()) == []  # nothing unverified is cached

@@ -12,7 +12,7 @@ from gallery.calibration.confidence import ConfidenceCurve, fit_confidence, fit_
 from gallery.calibration.metrics import open_set_rates, threshold_at_fpir
 from gallery.calibration.protocol import Searches, pairwise_distances, simulate
 from gallery.calibration.rules import NormalisedDistance
-from gallery.errors import GalleryError
+from gallery.errors import CalibrationError
 
 # Gallery sizes simulated for the threshold table: roughly 1.6x apart, plus the largest the data allows.
 SIZE_GRID = (1, 2, 3, 5, 8, 13, 20, 32, 50, 80, 128, 200, 320, 500, 800, 1280, 2000, 3200, 5000, 8000)
@@ -27,10 +27,6 @@ STRANGERS_PER_SIZE = 20000
 MAX_IMPOSTOR_PAIRS = 5_000_000
 
 Progress = Callable[[int, int], None]  # (done, total)
-
-
-class CalibrationError(GalleryError):
-    """The labelled photos cannot support the requested calibration; the message says what is missing."""
 
 
 @dataclass(frozen=True)

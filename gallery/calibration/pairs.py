@@ -10,15 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from gallery.calibration.metrics import pair_accuracy
-from gallery.errors import GalleryError
-
-
-class PairsFormatError(GalleryError, ValueError):
-    """A line of the pairs file is neither "name i j" nor "name1 i name2 j"."""
-
-
-class NoUsablePairs(GalleryError, ValueError):
-    """No pair of the list has a face in both of its photos."""
+from gallery.errors import NoUsablePairs, PairsFormatError
 
 
 @dataclass(frozen=True)

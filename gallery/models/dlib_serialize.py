@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-class DlibFormatError(ValueError):
-    """A dlib model file does not have the structure we expect."""
+from gallery.errors import DlibFormatError
 
 
 class DlibReader:

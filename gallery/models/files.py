@@ -9,13 +9,11 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from gallery.errors import ModelFilesNotFound
+
 DETECTOR_FILE = "mmod_human_face_detector.dat"
 LANDMARKS_FILE = "shape_predictor_5_face_landmarks.dat"
 RECOGNITION_FILE = "dlib_face_recognition_resnet_model_v1.dat"
-
-
-class ModelFilesNotFound(FileNotFoundError):
-    """The face-recognition-models package (dlib's model files) is not installed."""
 
 
 def model_path(filename: str) -> Path:

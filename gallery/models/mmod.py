@@ -22,7 +22,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from gallery.models.dlib_serialize import DlibFormatError, DlibReader
+from gallery.errors import DlibFormatError
+from gallery.models.dlib_serialize import DlibReader
 from gallery.models.files import DETECTOR_FILE, model_path
 from gallery.models.weights import load_converted
 

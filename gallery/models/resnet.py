@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gallery.models.dlib_serialize import DlibFormatError, DlibReader
+from gallery.errors import DlibFormatError
+from gallery.models.dlib_serialize import DlibReader
 from gallery.models.files import RECOGNITION_FILE, model_path
 from gallery.models.weights import load_converted
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gallery.models.dlib_serialize import DlibFormatError
+from gallery.errors import DlibFormatError
 from gallery.models.files import LANDMARKS_FILE, model_path
 from gallery.models.weights import load_converted
 

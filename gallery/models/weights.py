@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import platformdirs
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file, save
+
+from gallery.atomicfile import write_atomically
+from gallery.errors import WeightsMismatch
 
 CACHE_ENV = "GALLERY_CACHE_DIR"
-
-
-class WeightsMismatch(RuntimeError):
-    """Converted weights do not have the checksum recorded in the code."""
 
 
 def cache_dir() -> Path:
@@ -51,16 +49,12 @@ def load_converted(name: str, sha256: str, convert: Callable[[], dict[str, np.nd
     if path.is_file() and _sha256(path) == sha256:
         return load_file(path)
     arrays = convert()
+    data = save({k: np.ascontiguousarray(v) for k, v in arrays.items()})
+    found = hashlib.sha256(data).hexdigest()
+    if found != sha256:
+        raise WeightsMismatch(f"converted {name} has SHA-256 {found}, expected {sha256}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, tmp)
-        found = _sha256(Path(tmp))
-        if found != sha256:
-            raise WeightsMismatch(f"converted {name} has SHA-256 {found}, expected {sha256}")
-        os.replace(tmp, path)  # atomic: concurrent first runs each write a complete file
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # Concurrent first runs may convert at once: each writes a complete file, and none deletes
+    # another's temporary file (no lock is held here).
+    write_atomically(path, [data], remove_leftovers=False)
     return arrays

@@ -14,9 +14,9 @@ commit and the index save; searches never wait for a write and pick up other pro
 writes by checking a generation counter first. See ``gallery.store.store`` for the rules.
 """
 
-from gallery.store.errors import (
+from gallery.errors import (
     DuplicateExternalId,
-    DuplicateName,
+    AlreadyEnrolled,
     IndexFileInvalid,
     InvalidFaceRecord,
     ModelMismatch,
@@ -45,7 +45,7 @@ __all__ = [
     "INDEX_FILE",
     "AuditEvent",
     "DuplicateExternalId",
-    "DuplicateName",
+    "AlreadyEnrolled",
     "FaceRecord",
     "FaceRow",
     "IndexFileInvalid",

@@ -32,7 +32,7 @@ from sqlalchemy import URL, Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from gallery.store.errors import NotAGallery, StorageFailure, StoreBusy, StoreError
+from gallery.errors import NotAGallery, StorageFailure, StoreBusy, StoreError
 from gallery.store.schema import HEAD_REVISION
 
 BUSY_TIMEOUT_MS = 30_000

@@ -46,15 +46,15 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
-from gallery.store.errors import IndexFileInvalid
+from gallery.atomicfile import remove_stale_temporaries, write_atomically
+from gallery.errors import IndexFileInvalid
 
 if TYPE_CHECKING:
     import faiss
@@ -691,50 +691,3 @@ def read_header(data: bytes) -> IndexFileHeader:
     if not isinstance(header.segments, list) or not all(isinstance(e, dict) for e in header.segments):
         raise IndexFileInvalid("index file header lists its segments wrongly")
     return header
-
-
-def write_atomically(path: Path, content: list[bytes | memoryview] | Callable[[BinaryIO], None]) -> None:
-    """Replace ``path`` with ``content`` (chunks, or a function writing to the open file) so that
-    a crash leaves either the old or the new file.
-
-    Leftover temporary files of earlier crashed writes are deleted first; call this only
-    while holding the lock that serialises writers of ``path``.
-    """
-    remove_stale_temporaries(path)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            if callable(content):
-                content(file)
-            else:
-                for chunk in content:
-                    file.write(chunk)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    _fsync_directory(path.parent)
-
-
-def remove_stale_temporaries(path: Path) -> None:
-    """Delete temporary files a crashed ``write_atomically(path, ...)`` left behind."""
-    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
-        with contextlib.suppress(FileNotFoundError):
-            leftover.unlink()
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (a no-op where folders cannot be opened)."""
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)

@@ -16,7 +16,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection, inspect
 
-from gallery.store.errors import NotAGallery, SchemaTooNew, StoreError
+from gallery.errors import NotAGallery, SchemaTooNew, StoreError
 
 
 def migrations_dir() -> Path:

@@ -55,9 +55,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gallery.store.database import Database
-from gallery.store.errors import (
+from gallery.errors import (
     DuplicateExternalId,
-    DuplicateName,
+    AlreadyEnrolled,
     IndexFileInvalid,
     InvalidFaceRecord,
     ModelMismatch,
@@ -425,7 +425,7 @@ class Store:
             ``(person_id, face_id)``.
 
         Raises:
-            DuplicateName, DuplicateExternalId: nothing was written.
+            AlreadyEnrolled, DuplicateExternalId: nothing was written.
             ModelMismatch, InvalidFaceRecord: the face cannot be stored.
         """
         name = clean_name(name)
@@ -435,7 +435,7 @@ class Store:
             try:
                 with self._db.write() as session:
                     if session.scalar(select(Person.id).where(Person.name == name)) is not None:
-                        raise DuplicateName(f"{name!r} is already enrolled")
+                        raise AlreadyEnrolled(f"{name!r} is already enrolled")
                     if external_id is not None and session.scalar(
                         select(Person.id).where(Person.external_id == external_id)
                     ) is not None:
@@ -449,7 +449,7 @@ class Store:
                 if "people.external_id" in str(error.orig):
                     raise DuplicateExternalId(f"external id {external_id!r} is already taken") from error
                 if "people.name" in str(error.orig):
-                    raise DuplicateName(f"{name!r} is already enrolled") from error
+                    raise AlreadyEnrolled(f"{name!r} is already enrolled") from error
                 raise
             self._sync_and_save()
         return person_id, face_id
