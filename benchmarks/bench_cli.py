@@ -79,8 +79,9 @@ def main() -> None:
             known, probe = lfw_photos(args.datasets / "lfw_view1", args.known)
         else:
             (Path(folder) / "copies").mkdir()
-            known, probe = camera_photos(args.datasets / "face_recognition_examples", args.known,
-                                         Path(folder) / "copies")
+            known, probe = camera_photos(
+                args.datasets / "face_recognition_examples", args.known, Path(folder) / "copies"
+            )
         known_dir, enrol_dir = Path(folder) / "known", Path(folder) / "enrol"
         known_dir.mkdir()
         for i, (name, photo) in enumerate(known):
@@ -89,13 +90,20 @@ def main() -> None:
             (enrol_dir / name / f"{i:03d}.jpg").symlink_to(photo)
         home = Path(folder) / "home"
         env = {**os.environ, "GALLERY_HOME": str(home)}
-        subprocess.run([python, "-m", "gallery", "enroll-dir", "--allow-similar", str(enrol_dir)],
-                       check=False, capture_output=True, env=env)
-        answer = subprocess.run([python, "-m", "gallery", "identify", str(probe)], capture_output=True, text=True,
-                                env=env)
-        print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; {len(known)} known photos "
-              f"({args.photos}), probe {probe.name}: gallery says "
-              f"{answer.stdout.split(chr(9))[0].strip() or answer.stderr.strip()}")
+        subprocess.run(
+            [python, "-m", "gallery", "enroll-dir", "--allow-similar", str(enrol_dir)],
+            check=False,
+            capture_output=True,
+            env=env,
+        )
+        answer = subprocess.run(
+            [python, "-m", "gallery", "identify", str(probe)], capture_output=True, text=True, env=env
+        )
+        print(
+            f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; {len(known)} known photos "
+            f"({args.photos}), probe {probe.name}: gallery says "
+            f"{answer.stdout.split(chr(9))[0].strip() or answer.stderr.strip()}"
+        )
         rows = [
             ("python -c 'import torch'", timed([python, "-c", "import torch"], args.runs)),
             ("python -c 'import faiss'", timed([python, "-c", "import faiss"], args.runs)),

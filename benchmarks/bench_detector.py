@@ -10,8 +10,6 @@ loads; with --threads 1 the CPU time is close to what an idle core would take.
 
 from __future__ import annotations
 
-import gallery  # noqa: F401 - first, so torch and FAISS load with the OpenMP wait policy gallery sets
-
 import argparse
 import statistics
 import time
@@ -22,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+import gallery  # noqa: F401 - first, so torch and FAISS load with the OpenMP wait policy gallery sets
 from gallery.models.mmod import load_detector_network
 from gallery.vision.detector import FaceDetector, build_tiled_pyramid, decode_detections, network_input
 

@@ -9,8 +9,6 @@ cost does not depend on pixel values. The two-thread figures compare concurrent 
 
 from __future__ import annotations
 
-import gallery  # noqa: F401 - first, so torch and FAISS load with the OpenMP wait policy gallery sets
-
 import argparse
 import statistics
 import threading
@@ -19,6 +17,7 @@ import time
 import numpy as np
 import torch
 
+import gallery  # noqa: F401 - first, so torch and FAISS load with the OpenMP wait policy gallery sets
 from gallery.vision.embedding import Embedder, recognition_network
 
 

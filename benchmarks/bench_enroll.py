@@ -77,19 +77,30 @@ def main() -> None:
             resume = time.perf_counter() - start
         people = len({e.person_id for e in result.enrolled})
         print(f"models loaded in {load_s:.1f} s (not counted)")
-        print(f"enroll-dir: {result.photos} photos ({people} people) in {wall:.1f} s: "
-              f"{result.photos / wall:.1f} photos/s; {len(result.enrolled)} enrolled, {len(result.failures)} refused "
-              f"({', '.join(sorted({f.error for f in result.failures})) or 'none'})")
-        print(f"second run (resume): {len(again.skipped)} skipped in {resume:.1f} s: {again.photos / resume:.0f} photos/s")
+        print(
+            f"enroll-dir: {result.photos} photos ({people} people) in {wall:.1f} s: "
+            f"{result.photos / wall:.1f} photos/s; {len(result.enrolled)} enrolled, {len(result.failures)} refused "
+            f"({', '.join(sorted({f.error for f in result.failures})) or 'none'})"
+        )
+        print(
+            f"second run (resume): {len(again.skipped)} skipped in {resume:.1f} s: {again.photos / resume:.0f} photos/s"
+        )
         if args.face_recognition:
             env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-            out = subprocess.run([args.face_recognition, "-c", FACE_RECOGNITION_SCRIPT, *map(str, chosen)],
-                                 capture_output=True, text=True, check=True, env=env)
+            out = subprocess.run(
+                [args.face_recognition, "-c", FACE_RECOGNITION_SCRIPT, *map(str, chosen)],
+                capture_output=True,
+                text=True,
+                check=True,
+                env=env,
+            )
             theirs = json.loads(out.stdout.strip().splitlines()[-1])
             rate = result.photos / wall
-            print(f"face_recognition face_encodings: {theirs['hog']:.1f} photos/s with its HOG detector, "
-                  f"{theirs['cnn']:.1f} with dlib's CNN detector (gallery's); gallery / face_recognition: "
-                  f"{rate / theirs['hog']:.2f}x (HOG), {rate / theirs['cnn']:.2f}x (CNN)")
+            print(
+                f"face_recognition face_encodings: {theirs['hog']:.1f} photos/s with its HOG detector, "
+                f"{theirs['cnn']:.1f} with dlib's CNN detector (gallery's); gallery / face_recognition: "
+                f"{rate / theirs['hog']:.2f}x (HOG), {rate / theirs['cnn']:.2f}x (CNN)"
+            )
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 

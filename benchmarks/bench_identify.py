@@ -81,8 +81,16 @@ def build_home(home: Path, size: int) -> float:
                 "landmarks, quality, photo_sha256, chip_jpeg, created_at) "
                 "VALUES (?, ?, ?, ?, 40, 40, 140, 140, ?, 1.0, ?, ?, ?)",
                 (
-                    (start + i + 1, start + i + 1, vectors[i].astype("<f4").tobytes(), model_id, landmarks,
-                     f"{start + i + 1:064x}", chip, now)
+                    (
+                        start + i + 1,
+                        start + i + 1,
+                        vectors[i].astype("<f4").tobytes(),
+                        model_id,
+                        landmarks,
+                        f"{start + i + 1:064x}",
+                        chip,
+                        now,
+                    )
                     for i in range(n)
                 ),
             )
@@ -146,11 +154,17 @@ def measure_ours(home: Path, runs: int, threads: int) -> dict[str, float | str]:
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        (face,) = gallery.identify(photo)
+        (_face,) = gallery.identify(photo)
         times.append(1000 * (time.perf_counter() - start))
     kind = gallery._store._snapshot.index.kind
-    result = {"open_s": open_s, "first_identify_s": first_s, "median_ms": statistics.median(times),
-              "p95_ms": float(np.percentile(times, 95)), "peak_mb": peak_rss_mb(), "index": kind}
+    result = {
+        "open_s": open_s,
+        "first_identify_s": first_s,
+        "median_ms": statistics.median(times),
+        "p95_ms": float(np.percentile(times, 95)),
+        "peak_mb": peak_rss_mb(),
+        "index": kind,
+    }
     # A write: enrol one person (copy-on-write copy of the index, database commit, index save), remove them.
     start = time.perf_counter()
     gallery.enroll("Benchmark Visitor", ROOT / "data" / "obama.jpg", allow_similar=True)
@@ -202,8 +216,13 @@ def measure_face_recognition(python: str, size: int, runs: int, threads: int) ->
         photo = Path(folder) / "photo.png"
         Image.fromarray(photo_640x480()).save(photo)
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-        out = subprocess.run([python, "-c", FACE_RECOGNITION_SCRIPT, str(photo), str(size), str(runs), str(known)],
-                             capture_output=True, text=True, check=True, env=env)
+        out = subprocess.run(
+            [python, "-c", FACE_RECOGNITION_SCRIPT, str(photo), str(size), str(runs), str(known)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -219,11 +238,15 @@ def main() -> None:
     if args.measure:
         print(json.dumps(measure_ours(args.measure, args.runs, args.threads)))
         return
-    print(f"{os.cpu_count()} cores, {args.threads} threads, load average {os.getloadavg()[0]:.1f}; "
-          f"warm identify of a 640x480 photo with one face, {args.runs} runs")
-    print("| enrolled | index | rebuild s | open s | identify median ms | p95 ms | peak MB | enroll s | remove s "
-          "| peak with writes MB |"
-          + (" face_recognition hog / cnn ms | its face_distance ms | its peak MB |" if args.face_recognition else ""))
+    print(
+        f"{os.cpu_count()} cores, {args.threads} threads, load average {os.getloadavg()[0]:.1f}; "
+        f"warm identify of a 640x480 photo with one face, {args.runs} runs"
+    )
+    print(
+        "| enrolled | index | rebuild s | open s | identify median ms | p95 ms | peak MB | enroll s | remove s "
+        "| peak with writes MB |"
+        + (" face_recognition hog / cnn ms | its face_distance ms | its peak MB |" if args.face_recognition else "")
+    )
     print("|---|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if args.face_recognition else ""))
     for size in (int(s) for s in args.sizes.split(",")):
         home = args.work / f"size-{size}"
@@ -233,17 +256,35 @@ def main() -> None:
             build_home(home, size)
         refresh_home(home, size)
         rebuild_s = json.loads((home / "complete").read_text())["rebuild_s"]
-        out = subprocess.run([sys.executable, "-m", "benchmarks.bench_identify", "--measure", str(home),
-                              "--runs", str(args.runs), "--threads", str(args.threads)],
-                             capture_output=True, text=True, check=True, cwd=ROOT)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.bench_identify",
+                "--measure",
+                str(home),
+                "--runs",
+                str(args.runs),
+                "--threads",
+                str(args.threads),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
         ours = json.loads(out.stdout.strip().splitlines()[-1])
-        row = (f"| {size:,} | {ours['index']} | {rebuild_s:.1f} | {ours['open_s']:.2f} | {ours['median_ms']:.1f} | "
-               f"{ours['p95_ms']:.1f} | {ours['peak_mb']:.0f} | {ours['enroll_s']:.2f} | {ours['remove_s']:.2f} | "
-               f"{ours['peak_with_writes_mb']:.0f} |")
+        row = (
+            f"| {size:,} | {ours['index']} | {rebuild_s:.1f} | {ours['open_s']:.2f} | {ours['median_ms']:.1f} | "
+            f"{ours['p95_ms']:.1f} | {ours['peak_mb']:.0f} | {ours['enroll_s']:.2f} | {ours['remove_s']:.2f} | "
+            f"{ours['peak_with_writes_mb']:.0f} |"
+        )
         if args.face_recognition:
             theirs = measure_face_recognition(args.face_recognition, size, args.runs, args.threads)
-            row += (f" {theirs['hog_median_ms']:.0f} / {theirs['cnn_median_ms']:.0f} | "
-                    f"{theirs['face_distance_median_ms']:.1f} | {theirs['peak_mb']:.0f} |")
+            row += (
+                f" {theirs['hog_median_ms']:.0f} / {theirs['cnn_median_ms']:.0f} | "
+                f"{theirs['face_distance_median_ms']:.1f} | {theirs['peak_mb']:.0f} |"
+            )
         print(row, flush=True)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
 

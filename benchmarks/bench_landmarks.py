@@ -49,7 +49,8 @@ def main() -> None:
     args = parser.parse_args()
     ref = np.load(REFERENCE)
     photos = [np.asarray(Image.open(ROOT / "data" / name).convert("RGB")) for name in ref["images"]]
-    faces = [(photos[int(i)], box, points) for i, box, points in zip(ref["face_image"], ref["box"], ref["landmarks"])]
+    references = zip(ref["face_image"], ref["box"], ref["landmarks"], strict=True)
+    faces = [(photos[int(i)], box, points) for i, box, points in references]
     predictor = LandmarkPredictor()
     predictor.predict(faces[0][0], faces[0][1])  # load (and convert once) outside the timings
 
@@ -62,12 +63,14 @@ def main() -> None:
             batched.append(_median_ms(lambda: predictor.predict_many(photo, boxes), args.runs, per=len(boxes)))
     _report(f"landmarks, per photo ({len(batched)} photos)", batched)
     boxes16 = np.repeat(faces[0][1][None], 16, axis=0)
-    _report("landmarks, 16 boxes per call", [_median_ms(lambda: predictor.predict_many(faces[0][0], boxes16),
-                                                       args.runs, per=16)])
+    _report(
+        "landmarks, 16 boxes per call",
+        [_median_ms(lambda: predictor.predict_many(faces[0][0], boxes16), args.runs, per=16)],
+    )
 
     chips = [_median_ms(lambda: extract_chip(photo, points), args.runs) for photo, _, points in faces]
     _report(f"chip ({len(faces)} faces)", chips)
-    pyramid = [t for t, (photo, _, points) in zip(chips, faces)
+    pyramid = [t for t, (photo, _, points) in zip(chips, faces, strict=True)
                if chip_sampling(photo.shape, chip_details(points)).level >= 0]  # fmt: skip
     if pyramid:
         _report(f"  of which via pyramid_down ({len(pyramid)})", pyramid)

@@ -11,8 +11,6 @@ run through dlib and the table shows dlib's time divided by ours.
 
 from __future__ import annotations
 
-import gallery  # noqa: F401 - first, so torch and FAISS load with the OpenMP wait policy gallery sets
-
 import argparse
 import os
 import statistics
@@ -24,10 +22,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+import gallery  # noqa: F401 - first, so torch and FAISS load with the OpenMP wait policy gallery sets
 from gallery.models.files import DETECTOR_FILE, LANDMARKS_FILE, RECOGNITION_FILE, model_path
-from gallery.vision.pipeline import FacePipeline
 from gallery.vision.chips import extract_chip
 from gallery.vision.embedding import Embedder
+from gallery.vision.pipeline import FacePipeline
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -86,7 +85,9 @@ def dlib_stages(rgb: np.ndarray, runs: int) -> dict[str, float] | None:
 
     def end_to_end() -> None:
         for det in detector(rgb, 0):
-            recognizer.compute_face_descriptor(dlib.get_face_chip(rgb, predictor(rgb, det.rect), size=150, padding=0.25))
+            recognizer.compute_face_descriptor(
+                dlib.get_face_chip(rgb, predictor(rgb, det.rect), size=150, padding=0.25)
+            )
 
     return {
         "detector 640x480": median_ms(lambda: detector(rgb, 0), max(3, runs // 3)),
@@ -102,9 +103,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--best", action="store_true",
-                        help="report each stage's fastest run instead of the median: on a machine shared with "
-                             "other jobs the minimum is the closer estimate of the uncontended time")
+    parser.add_argument(
+        "--best",
+        action="store_true",
+        help="report each stage's fastest run instead of the median: on a machine shared with "
+        "other jobs the minimum is the closer estimate of the uncontended time",
+    )
     args = parser.parse_args()
     global BEST
     BEST = args.best
@@ -113,8 +117,10 @@ def main() -> None:
     mine = ours(rgb, args.runs)
     theirs = dlib_stages(rgb, args.runs)
     statistic = "fastest" if BEST else "median"
-    print(f"torch {torch.__version__}, {args.threads} threads, {statistic} of {args.runs}+ runs, "
-          f"load average before {os.getloadavg()[0]:.2f}")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, {statistic} of {args.runs}+ runs, "
+        f"load average before {os.getloadavg()[0]:.2f}"
+    )
     print("| stage | gallery ms | dlib ms | dlib / gallery |")
     print("|---|---|---|---|")
     for stage, ms in mine.items():

@@ -9,14 +9,13 @@ candidates beyond), then single-query searches as the store runs them (one threa
 median and p95 latency, and recall@1 against exact search, for genuine probes (another
 photo of an enrolled person) and strangers, reported separately. Also: exact search's own
 latency at that size, resident memory, and what a write costs (a face added, then one
-removed, each by ``updated`` as the store does and saved: seconds and megabytes written). ``--candidates 4,16`` compares how many candidates per
-neighbour are ranked exactly; ``--alternatives`` adds FAISS's HNSW graph and IVF-Flat
+removed, each by ``updated`` as the store does and saved: seconds and megabytes written).
+``--candidates 4,16`` compares how many candidates per neighbour are ranked exactly;
+``--alternatives`` adds FAISS's HNSW graph and IVF-Flat
 lists, measured and rejected.
 """
 
 from __future__ import annotations
-
-import gallery  # noqa: F401 - first, so torch and FAISS load with the OpenMP wait policy gallery sets
 
 import argparse
 import os
@@ -29,6 +28,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+import gallery  # noqa: F401 - first, so torch and FAISS load with the OpenMP wait policy gallery sets
 from benchmarks.synthetic import FaceModel
 from gallery.store.index import DEFAULT_POLICY, FaceIndex, IndexPolicy
 
@@ -78,8 +78,10 @@ def write_costs(index: FaceIndex, ids: np.ndarray, photos: np.ndarray) -> str:
         index.save(folder / "faces.faiss", gallery_id="bench", generation=1)
         first_save_s = time.perf_counter() - start
         costs = [f"first save {first_save_s:.2f} s ({files_mb(folder, {}):.0f} MB)"]
-        steps = (("adding a face", np.empty(0, np.int64), ids[-1:] + 1, photos[:1] + 0.01),
-                 ("removing one", ids[:1], np.empty(0, np.int64), photos[:0]))
+        steps = (
+            ("adding a face", np.empty(0, np.int64), ids[-1:] + 1, photos[:1] + 0.01),
+            ("removing one", ids[:1], np.empty(0, np.int64), photos[:0]),
+        )
         for generation, (what, gone, new, vectors) in enumerate(steps, start=2):
             before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
             start = time.perf_counter()
@@ -175,15 +177,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,100000,1000000")
     parser.add_argument("--queries", type=int, default=500, help="genuine probes, and as many strangers")
-    parser.add_argument("--candidates", default=str(DEFAULT_POLICY.candidates_per_result),
-                        help="candidates ranked exactly per neighbour (comma-separated values to compare)")
-    parser.add_argument("--alternatives", action="store_true",
-                        help="also measure FAISS HNSW and IVF-Flat, the rejected alternatives (HNSW builds for minutes)")
+    parser.add_argument(
+        "--candidates",
+        default=str(DEFAULT_POLICY.candidates_per_result),
+        help="candidates ranked exactly per neighbour (comma-separated values to compare)",
+    )
+    parser.add_argument(
+        "--alternatives",
+        action="store_true",
+        help="also measure FAISS HNSW and IVF-Flat, the rejected alternatives (HNSW builds for minutes)",
+    )
     parser.add_argument("--home", type=Path, action="append", help="a bench_identify gallery home to measure instead")
     args = parser.parse_args()
-    print(f"faiss {faiss.__version__}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
-          f"EXACT_UP_TO {DEFAULT_POLICY.exact_up_to:,}, PQ {DEFAULT_POLICY.subquantizers}x4 bits, "
-          f"{DEFAULT_POLICY.candidates(K)} candidates for k={K}")
+    print(
+        f"faiss {faiss.__version__}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
+        f"EXACT_UP_TO {DEFAULT_POLICY.exact_up_to:,}, PQ {DEFAULT_POLICY.subquantizers}x4 bits, "
+        f"{DEFAULT_POLICY.candidates(K)} candidates for k={K}"
+    )
     model = FaceModel.load()
     candidates = [int(n) for n in args.candidates.split(",")]
     for home in args.home or []:

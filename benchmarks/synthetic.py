@@ -6,7 +6,8 @@ covariance, and each photo of them adds the within-person covariance. The fitted
 covariance factors ship as ``face_statistics.npz`` (statistics only, no photo or person;
 fitted to the 4,992 LFW view 1 descriptors, 3,095 people).
 Queries come in two kinds: another photo of an enrolled person (a genuine probe: same
-person, fresh within-person variation) and a stranger. Norms, genuine and impostor distances match the real ones (``fit`` prints both).
+person, fresh within-person variation) and a stranger. Norms, genuine and impostor distances
+match the real ones (``fit`` prints both).
 
     python -m benchmarks.synthetic fit GALLERY_HOME   # refit from an enrolled gallery's faces
     python -m benchmarks.synthetic fit FACES.npz      # or from arrays "embeddings" and "labels"
@@ -35,8 +36,9 @@ class FaceModel:
     @classmethod
     def load(cls, path: Path = STATISTICS) -> FaceModel:
         data = np.load(path)
-        return cls(data["mean"].astype(np.float64), data["between"].astype(np.float64),
-                   data["within"].astype(np.float64))
+        return cls(
+            data["mean"].astype(np.float64), data["between"].astype(np.float64), data["within"].astype(np.float64)
+        )
 
     def gallery(
         self, count: int, probes: int, rng: np.random.Generator, chunk: int = 100_000
@@ -97,9 +99,11 @@ def describe(name: str, embeddings: np.ndarray, person_ids: np.ndarray, rng: np.
     distances = np.linalg.norm(embeddings[:, None] - embeddings[None], axis=2)
     upper = np.triu(np.ones_like(same), 1)
     genuine, impostor = distances[same & upper], distances[~same & upper]
-    print(f"{name}: norm {np.linalg.norm(embeddings, axis=1).mean():.3f}, genuine distance mean "
-          f"{genuine.mean():.3f} (p95 {np.percentile(genuine, 95):.3f}), impostor mean {impostor.mean():.3f} "
-          f"(p1 {np.percentile(impostor, 1):.3f}), impostors under 0.6: {(impostor < 0.6).mean():.4f}")
+    print(
+        f"{name}: norm {np.linalg.norm(embeddings, axis=1).mean():.3f}, genuine distance mean "
+        f"{genuine.mean():.3f} (p95 {np.percentile(genuine, 95):.3f}), impostor mean {impostor.mean():.3f} "
+        f"(p1 {np.percentile(impostor, 1):.3f}), impostors under 0.6: {(impostor < 0.6).mean():.4f}"
+    )
 
 
 def main() -> None:
@@ -114,8 +118,12 @@ def main() -> None:
     else:
         embeddings, person_ids = gallery_faces(args.source)
     model = fit(embeddings, person_ids)
-    np.savez(STATISTICS, mean=model.mean.astype(np.float32), between=model.between.astype(np.float32),
-             within=model.within.astype(np.float32))
+    np.savez(
+        STATISTICS,
+        mean=model.mean.astype(np.float32),
+        between=model.between.astype(np.float32),
+        within=model.within.astype(np.float32),
+    )
     rng = np.random.default_rng(0)
     sample = rng.choice(len(embeddings), min(2000, len(embeddings)), replace=False)
     describe("real", embeddings[sample], person_ids[sample], rng)

@@ -31,9 +31,17 @@ class FolderEnrolment:
         progress: called as ``progress(photos_done, photos_total)``.
     """
 
-    def __init__(self, store: Store, pipeline: FacePipeline, audit: AuditWriter, *, largest: bool,
-                 allow_similar: bool, lookalike_threshold: float,
-                 progress: Callable[[int, int], None] | None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        pipeline: FacePipeline,
+        audit: AuditWriter,
+        *,
+        largest: bool,
+        allow_similar: bool,
+        lookalike_threshold: float,
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
         self._store = store
         self._pipeline = pipeline
         self._audit = audit
@@ -134,16 +142,23 @@ class FolderEnrolment:
                         continue
                     accepted.setdefault(name, []).append(job)
             model = self._pipeline.model_id
-            entries = [(name, [face_record(j.enrolled_face, model, j.sha256) for j in person_jobs])
-                       for name, person_jobs in accepted.items()]
+            entries = [
+                (name, [face_record(j.enrolled_face, model, j.sha256) for j in person_jobs])
+                for name, person_jobs in accepted.items()
+            ]
             written = self._store.add_many(entries) if entries else []
         for (name, person_jobs), (person_id, face_ids) in zip(accepted.items(), written, strict=True):
             is_new = existing[name] is None
             for i, (job, face_id) in enumerate(zip(person_jobs, face_ids, strict=True)):
                 run.enrolled.append(Enrollment(name, person_id, face_id, job.enrolled_face.box, is_new and i == 0))
-            self._audit.put("enroll", outcome="enrolled" if is_new else "added", person_name=name,
-                            person_id=person_id, model=self._pipeline.model_id,
-                            detail={"face_ids": list(face_ids), "source": "enroll_dir"})
+            self._audit.put(
+                "enroll",
+                outcome="enrolled" if is_new else "added",
+                person_name=name,
+                person_id=person_id,
+                model=self._pipeline.model_id,
+                detail={"face_ids": list(face_ids), "source": "enroll_dir"},
+            )
 
 
 def _refuse_lookalike_in_batch(face: Face, name: str, accepted: dict[str, list[_PhotoJob]], threshold: float) -> None:

@@ -27,7 +27,8 @@ from gallery.labelled import LabelledFaces, embed_labelled
 from gallery.vision.pipeline import FacePipeline
 
 PhaseProgress = Callable[[str, int, int], None]
-"""``progress(phase, done, total)``; phases: "embedding" (photos), "calibrating" (gallery sizes), "simulating" (trials)."""
+"""``progress(phase, done, total)``; phases: "embedding" (photos), "calibrating" (gallery sizes),
+"simulating" (trials)."""
 
 
 @dataclass(frozen=True)
@@ -50,15 +51,17 @@ def embed_folder(folder: str | os.PathLike, pipeline: FacePipeline, progress: Ph
     return embed_labelled(folder, pipeline, progress=_phase("embedding", progress))
 
 
-def learn_rules(faces: LabelledFaces, *, target_fpir: float, target_fmr: float,
-                progress: PhaseProgress | None = None) -> LearnedRules:
+def learn_rules(
+    faces: LabelledFaces, *, target_fpir: float, target_fmr: float, progress: PhaseProgress | None = None
+) -> LearnedRules:
     """Calibrate the identify rule for ``target_fpir`` and the verify threshold for ``target_fmr``.
 
     Raises:
         CalibrationError: the photos cannot support a target (too few people, photos or strangers).
     """
-    identify = calibrate(faces.embeddings, faces.labels, target_fpir=target_fpir,
-                         progress=_phase("calibrating", progress))
+    identify = calibrate(
+        faces.embeddings, faces.labels, target_fpir=target_fpir, progress=_phase("calibrating", progress)
+    )
     verify = calibrate_verify(faces.embeddings, faces.labels, target_fmr=target_fmr)
     source = _source(faces)
     return LearnedRules(
@@ -70,12 +73,23 @@ def learn_rules(faces: LabelledFaces, *, target_fpir: float, target_fmr: float,
 
 def score_rule(faces: LabelledFaces, rule: DecisionRule, *, progress: PhaseProgress | None = None) -> Evaluation:
     """How ``rule`` does on the folder by the one-shot open-set simulation (``gallery.calibration.evaluate``)."""
-    return evaluate(faces.embeddings, faces.labels, rule, failures=faces.failure_labels.tolist(),
-                    progress=_phase("simulating", progress))
+    return evaluate(
+        faces.embeddings,
+        faces.labels,
+        rule,
+        failures=faces.failure_labels.tolist(),
+        progress=_phase("simulating", progress),
+    )
 
 
-def score_pairs(pairs_file: str | os.PathLike, root: str | os.PathLike | None, pipeline: FacePipeline, *,
-                threshold: float, progress: PhaseProgress | None = None) -> PairReport:
+def score_pairs(
+    pairs_file: str | os.PathLike,
+    root: str | os.PathLike | None,
+    pipeline: FacePipeline,
+    *,
+    threshold: float,
+    progress: PhaseProgress | None = None,
+) -> PairReport:
     """Verification accuracy on an LFW-format pairs file; photos are found under ``root`` (default: the file's folder).
 
     Raises:

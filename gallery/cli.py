@@ -94,10 +94,18 @@ def _available_cores() -> int:
 
 @click.group()
 @click.version_option(package_name="gallery")
-@click.option("--home", type=click.Path(file_okay=False, path_type=Path), envvar="GALLERY_HOME",
-              help="Gallery folder (default: $GALLERY_HOME, else the user data directory).")
-@click.option("--threads", type=click.IntRange(1, 256), envvar="GALLERY_THREADS",
-              help="CPU threads for the networks and the index (default: $GALLERY_THREADS, else all cores).")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="GALLERY_HOME",
+    help="Gallery folder (default: $GALLERY_HOME, else the user data directory).",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 256),
+    envvar="GALLERY_THREADS",
+    help="CPU threads for the networks and the index (default: $GALLERY_THREADS, else all cores).",
+)
 @click.pass_context
 def cli(ctx: click.Context, home: Path | None, threads: int | None) -> None:
     """One-shot face identification: enrol a person from one photo, identify them in others.
@@ -119,8 +127,16 @@ def cli(ctx: click.Context, home: Path | None, threads: int | None) -> None:
 @click.option("--external-id", help="The host system's id for this person.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
-def enroll(ctx: _Context, name: str, photo: Path, add: bool, largest: bool, allow_similar: bool,
-           external_id: str | None, as_json: bool) -> None:
+def enroll(
+    ctx: _Context,
+    name: str,
+    photo: Path,
+    add: bool,
+    largest: bool,
+    allow_similar: bool,
+    external_id: str | None,
+    as_json: bool,
+) -> None:
     """Enrol NAME from PHOTO, which must hold exactly one face.
 
     \b
@@ -128,8 +144,9 @@ def enroll(ctx: _Context, name: str, photo: Path, add: bool, largest: bool, allo
         gallery enroll "Ada Lovelace" ada.jpg
         gallery enroll --add "Ada Lovelace" ada-2.jpg
     """
-    result = ctx.run(lambda g: g.enroll(name, photo, add=add, largest=largest, allow_similar=allow_similar,
-                                        external_id=external_id))
+    result = ctx.run(
+        lambda g: g.enroll(name, photo, add=add, largest=largest, allow_similar=allow_similar, external_id=external_id)
+    )
     if as_json:
         _print_json(asdict(result))
     else:
@@ -156,14 +173,22 @@ def enroll_dir(ctx: _Context, folder: Path, largest: bool, allow_similar: bool, 
         gallery enroll-dir --json staff/ > report.json
     """
     with _ProgressBars(enabled=not as_json) as bars:
-        result = ctx.run(lambda g: g.enroll_dir(folder, largest=largest, allow_similar=allow_similar,
-                                                progress=lambda done, total: bars("Enrolling", done, total)))
+        result = ctx.run(
+            lambda g: g.enroll_dir(
+                folder,
+                largest=largest,
+                allow_similar=allow_similar,
+                progress=lambda done, total: bars("Enrolling", done, total),
+            )
+        )
     if as_json:
         _print_json(result.to_dict())
     else:
         people = len({e.person_id for e in result.enrolled})
-        click.echo(f"{result.photos} photo(s): {len(result.enrolled)} enrolled ({people} people), "
-                   f"{len(result.skipped)} already enrolled, {len(result.failures)} refused")
+        click.echo(
+            f"{result.photos} photo(s): {len(result.enrolled)} enrolled ({people} people), "
+            f"{len(result.skipped)} already enrolled, {len(result.failures)} refused"
+        )
         for failure in result.failures:
             click.echo(f"refused {failure.photo} ({failure.name}): {failure.error}: {failure.reason}")
     sys.exit(EXIT_NO_MATCH if result.failures else EXIT_OK)
@@ -172,8 +197,13 @@ def enroll_dir(ctx: _Context, folder: Path, largest: bool, allow_similar: bool, 
 @cli.command()
 @click.argument("photo", type=click.Path(path_type=Path))
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(1, 100), help="Candidates per face.")
-@click.option("--upsample", default=0, show_default=True, type=click.IntRange(0, 3),
-              help="Detector upsampling steps: finds faces under ~80 px, about 4x slower per step.")
+@click.option(
+    "--upsample",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 3),
+    help="Detector upsampling steps: finds faces under ~80 px, about 4x slower per step.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
 def identify(ctx: _Context, photo: Path, top_k: int, upsample: int, as_json: bool) -> None:
@@ -279,10 +309,20 @@ def reembed(ctx: _Context, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("folder", type=click.Path(path_type=Path))
-@click.option("--fpir", default=0.01, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              help="Target false positive identification rate: share of strangers `identify` may accept.")
-@click.option("--fmr", default=0.001, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              help="Target false match rate: share of other people's photos `verify` may accept.")
+@click.option(
+    "--fpir",
+    default=0.01,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Target false positive identification rate: share of strangers `identify` may accept.",
+)
+@click.option(
+    "--fmr",
+    default=0.001,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Target false match rate: share of other people's photos `verify` may accept.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (no progress bar).")
 @pass_context
 def calibrate(ctx: _Context, folder: Path, fpir: float, fmr: float, as_json: bool) -> None:
@@ -305,24 +345,38 @@ def calibrate(ctx: _Context, folder: Path, fpir: float, fmr: float, as_json: boo
         _print_json({"identify": learned.identify, "verify": learned.verify, "description": learned.description})
         return
     found, verify = learned.identify["provenance"], learned.verify["provenance"]
-    click.echo(f"Calibrated on {found['photos']} faces of {found['identities']} people "
-               f"({found['failures_to_acquire']} photo(s) without a face).")
+    click.echo(
+        f"Calibrated on {found['photos']} faces of {found['identities']} people "
+        f"({found['failures_to_acquire']} photo(s) without a face)."
+    )
     click.echo(f"identify: {learned.description}")
-    click.echo(f"  simulated galleries of {found['gallery_size']} people: FPIR {found['fpir']:.4f} "
-               f"(target {fpir:g}), FNIR {found['fnir']:.4f}; a single distance threshold would miss "
-               f"{found['distance_threshold_fnir']:.4f}")
-    click.echo(f"verify: distance <= {learned.verify['threshold']:.4f}: FMR {verify['fmr']:.5f} (target {fmr:g}), "
-               f"FNMR {verify['fnmr']:.4f}")
-    click.echo(f"Calibrated for galleries of up to {found['gallery_size']} people: a larger gallery refuses more "
-               "strangers than the target, and more enrolled people; calibrate on more people to lift that.")
+    click.echo(
+        f"  simulated galleries of {found['gallery_size']} people: FPIR {found['fpir']:.4f} "
+        f"(target {fpir:g}), FNIR {found['fnir']:.4f}; a single distance threshold would miss "
+        f"{found['distance_threshold_fnir']:.4f}"
+    )
+    click.echo(
+        f"verify: distance <= {learned.verify['threshold']:.4f}: FMR {verify['fmr']:.5f} (target {fmr:g}), "
+        f"FNMR {verify['fnmr']:.4f}"
+    )
+    click.echo(
+        f"Calibrated for galleries of up to {found['gallery_size']} people: a larger gallery refuses more "
+        "strangers than the target, and more enrolled people; calibrate on more people to lift that."
+    )
 
 
 @cli.command(name="eval")
 @click.argument("folder", required=False, type=click.Path(path_type=Path))
-@click.option("--pairs", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Report verification accuracy on an LFW-format pairs file instead.")
-@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="With --pairs: the folder holding Name/Name_0001.jpg (default: the pairs file's folder).")
+@click.option(
+    "--pairs",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Report verification accuracy on an LFW-format pairs file instead.",
+)
+@click.option(
+    "--root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="With --pairs: the folder holding Name/Name_0001.jpg (default: the pairs file's folder).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (no progress bar).")
 @pass_context
 def evaluate(ctx: _Context, folder: Path | None, pairs: Path | None, root: Path | None, as_json: bool) -> None:
@@ -350,24 +404,32 @@ def evaluate(ctx: _Context, folder: Path | None, pairs: Path | None, root: Path 
     if as_json:
         _print_json(asdict(report))
     elif pairs is not None:
-        click.echo(f"{report.pairs} pairs ({report.missing} skipped: no face): accuracy {report.accuracy:.4f} "
-                   f"± {report.std:.4f} over {report.folds} folds (mean learned threshold {report.threshold:.4f}); "
-                   f"at the verify threshold in force: {report.accuracy_at:.4f}")
+        click.echo(
+            f"{report.pairs} pairs ({report.missing} skipped: no face): accuracy {report.accuracy:.4f} "
+            f"± {report.std:.4f} over {report.folds} folds (mean learned threshold {report.threshold:.4f}); "
+            f"at the verify threshold in force: {report.accuracy_at:.4f}"
+        )
     else:
         _echo_evaluation(report)
 
 
 def _echo_evaluation(report: Evaluation) -> None:
     click.echo(f"rule in force: {report.rule}")
-    click.echo(f"simulated galleries of {report.gallery_size} people ({report.mated_searches} searches of enrolled "
-               f"people, {report.stranger_searches} of strangers): FPIR {report.fpir:.4f}, FNIR {report.fnir:.4f}, "
-               f"ambiguous {report.ambiguous_rate:.4f}, rank-1 {report.rank_one:.4f}")
-    click.echo(f"failure to enrol {report.fte:.4f}, to acquire {report.fta:.4f} ({report.photos} photos of "
-               f"{report.identities} people)")
+    click.echo(
+        f"simulated galleries of {report.gallery_size} people ({report.mated_searches} searches of enrolled "
+        f"people, {report.stranger_searches} of strangers): FPIR {report.fpir:.4f}, FNIR {report.fnir:.4f}, "
+        f"ambiguous {report.ambiguous_rate:.4f}, rank-1 {report.rank_one:.4f}"
+    )
+    click.echo(
+        f"failure to enrol {report.fte:.4f}, to acquire {report.fta:.4f} ({report.photos} photos of "
+        f"{report.identities} people)"
+    )
     for target in report.targets:
-        click.echo(f"at FPIR {target.target_fpir:g} (thresholds set on these photos): FNIR {target.rule_fnir:.4f} "
-                   f"(rule in force), {target.normalised_fnir:.4f} (best normalised rule), {target.distance_fnir:.4f} "
-                   f"(single distance {target.distance_threshold:.4f})")
+        click.echo(
+            f"at FPIR {target.target_fpir:g} (thresholds set on these photos): FNIR {target.rule_fnir:.4f} "
+            f"(rule in force), {target.normalised_fnir:.4f} (best normalised rule), {target.distance_fnir:.4f} "
+            f"(single distance {target.distance_threshold:.4f})"
+        )
 
 
 @cli.command()
@@ -384,13 +446,17 @@ def info(ctx: _Context, as_json: bool) -> None:
     if as_json:
         _print_json(asdict(result))
         return
-    click.echo(f"home: {result.home}\npeople: {result.people}\nfaces: {result.faces}\nmodel: {result.model}\n"
-               f"schema: {result.schema_revision}")
+    click.echo(
+        f"home: {result.home}\npeople: {result.people}\nfaces: {result.faces}\nmodel: {result.model}\n"
+        f"schema: {result.schema_revision}"
+    )
     click.echo(f"identify rule: {result.rule_description}")
     calibrated_up_to = result.rule["provenance"].get("gallery_size")
     if calibrated_up_to is not None and result.people > calibrated_up_to:
-        click.echo(f"  note: calibrated for up to {calibrated_up_to} people, this gallery has {result.people}: "
-                   "stricter than its target (more enrolled people refused); calibrate on more people")
+        click.echo(
+            f"  note: calibrated for up to {calibrated_up_to} people, this gallery has {result.people}: "
+            "stricter than its target (more enrolled people refused); calibrate on more people"
+        )
     click.echo(f"  learned: {_summary(result.rule['provenance'])}")
     click.echo(f"verify threshold: {result.verify_rule['threshold']:.4f}")
     click.echo(f"  learned: {_summary(result.verify_rule['provenance'])}")

@@ -86,4 +86,3 @@ def rule_from_dict(data: dict[str, Any]) -> DecisionRule:
     if data.get("kind") == NormalisedDistance.kind:
         return NormalisedDistance.from_dict(data)
     raise ValueError(f"unknown decision rule kind {data.get('kind')!r}")
-

@@ -74,7 +74,9 @@ def stored_chip_pixels(face_id: int, chip_jpeg: bytes) -> np.ndarray:
     except ImageError as error:
         raise ImageError(f"face {face_id}'s stored chip cannot be decoded: {error}") from error
     if chip.shape != (CHIP_SIZE, CHIP_SIZE, 3):
-        raise ImageError(f"face {face_id}'s stored chip is {chip.shape[1]}x{chip.shape[0]}, not {CHIP_SIZE}x{CHIP_SIZE}")
+        raise ImageError(
+            f"face {face_id}'s stored chip is {chip.shape[1]}x{chip.shape[0]}, not {CHIP_SIZE}x{CHIP_SIZE}"
+        )
     return chip
 
 

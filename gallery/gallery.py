@@ -165,7 +165,9 @@ class Gallery:
         with self._store.write_lock():
             existing = self._store.find_person(name)
             if existing is not None and not add:
-                raise AlreadyEnrolled(f"{existing.name!r} is already enrolled; use add=True (--add) to add another photo")
+                raise AlreadyEnrolled(
+                    f"{existing.name!r} is already enrolled; use add=True (--add) to add another photo"
+                )
             if existing is None and add:
                 raise PersonNotFound(f"no person named {name!r} to add a photo to; enrol them first")
             if not allow_similar:
@@ -176,8 +178,14 @@ class Gallery:
                 person_id, face_id = existing.id, self._store.add_face(existing.id, record)
         person = self._store.person(person_id)
         assert person is not None
-        self._audit.put("enroll", outcome="added" if existing else "enrolled", person_name=person.name,
-                        person_id=person_id, model=self._pipeline.model_id, detail={"face_id": face_id})
+        self._audit.put(
+            "enroll",
+            outcome="added" if existing else "enrolled",
+            person_name=person.name,
+            person_id=person_id,
+            model=self._pipeline.model_id,
+            detail={"face_id": face_id},
+        )
         return Enrollment(person.name, person_id, face_id, face.box, new_person=existing is None)
 
     def enroll_dir(
@@ -213,8 +221,15 @@ class Gallery:
             ImageNotFound: ``folder`` is not a folder. StoreError: the gallery itself failed.
         """
         self._require_one_model()
-        bulk = FolderEnrolment(self._store, self._pipeline, self._audit, largest=largest, allow_similar=allow_similar,
-                               lookalike_threshold=self.verify_threshold(), progress=progress)
+        bulk = FolderEnrolment(
+            self._store,
+            self._pipeline,
+            self._audit,
+            largest=largest,
+            allow_similar=allow_similar,
+            lookalike_threshold=self.verify_threshold(),
+            progress=progress,
+        )
         return bulk.enrol(folder, batch_photos=batch_photos)
 
     def remove(self, name: str) -> Removal:
@@ -224,8 +239,13 @@ class Gallery:
             PersonNotFound: nobody is enrolled under ``name``.
         """
         removed = self._store.remove_person(name)
-        self._audit.put("remove", outcome="removed", person_name=removed.name, person_id=removed.person_id,
-                        detail={"faces": len(removed.face_ids)})
+        self._audit.put(
+            "remove",
+            outcome="removed",
+            person_name=removed.name,
+            person_id=removed.person_id,
+            detail={"faces": len(removed.face_ids)},
+        )
         return Removal(removed.name, removed.person_id, len(removed.face_ids))
 
     def reembed(self, *, batch_size: int = 64) -> int:
@@ -247,8 +267,12 @@ class Gallery:
             self._store.reembed({task.face_id: vector for task, vector in zip(batch, embeddings, strict=True)})
         self._other_models = self._faces_of_other_models()
         if tasks:
-            self._audit.put("reembed", outcome="reembedded", model=self._pipeline.model_id,
-                            detail={"faces": len(tasks), "from_models": models})
+            self._audit.put(
+                "reembed",
+                outcome="reembedded",
+                model=self._pipeline.model_id,
+                detail={"faces": len(tasks), "from_models": models},
+            )
         return len(tasks)
 
     def calibrate(
@@ -283,9 +307,13 @@ class Gallery:
         faces = embed_folder(folder, self._pipeline, progress)
         learned = learn_rules(faces, target_fpir=target_fpir, target_fmr=target_fmr, progress=progress)
         self._store.set_settings({RULE_SETTING: learned.identify, VERIFY_SETTING: learned.verify})
-        self._audit.put("calibrate", outcome="calibrated", model=self._pipeline.model_id,
-                        rule=_audited(rule_from_dict(learned.identify["rule"])),
-                        detail={"identify": learned.identify["provenance"], "verify_threshold": learned.verify["threshold"]})
+        self._audit.put(
+            "calibrate",
+            outcome="calibrated",
+            model=self._pipeline.model_id,
+            rule=_audited(rule_from_dict(learned.identify["rule"])),
+            detail={"identify": learned.identify["provenance"], "verify_threshold": learned.verify["threshold"]},
+        )
         return learned
 
     def evaluate(self, folder: str | os.PathLike, *, progress: PhaseProgress | None = None) -> Evaluation:
@@ -299,8 +327,13 @@ class Gallery:
         self._require_one_model()
         return score_rule(embed_folder(folder, self._pipeline, progress), self.rule(), progress=progress)
 
-    def evaluate_pairs(self, pairs_file: str | os.PathLike, *, root: str | os.PathLike | None = None,
-                       progress: PhaseProgress | None = None) -> PairReport:
+    def evaluate_pairs(
+        self,
+        pairs_file: str | os.PathLike,
+        *,
+        root: str | os.PathLike | None = None,
+        progress: PhaseProgress | None = None,
+    ) -> PairReport:
         """Verification accuracy on an LFW-format pairs file (10-fold when it has folds), and at the threshold in force.
 
         Args:
@@ -345,7 +378,9 @@ class Gallery:
             decision = rule.decide(self._evidence(candidates, rule), gallery_size)
             match = candidates[decision.index] if decision.index is not None else None
             results.append(
-                IdentifiedFace(face.box, candidates[:top_k], match, decision.outcome, decision.confidence, rule.describe())
+                IdentifiedFace(
+                    face.box, candidates[:top_k], match, decision.outcome, decision.confidence, rule.describe()
+                )
             )
         self._audit.put(
             "identify",
@@ -354,8 +389,16 @@ class Gallery:
             person_id=results[0].match.person_id if results[0].match else None,
             model=self._pipeline.model_id,
             rule=_audited(rule),
-            detail={"faces": [{"outcome": r.outcome, "person_id": r.match.person_id if r.match else None,
-                               "distance": r.candidates[0].distance if r.candidates else None} for r in results]},
+            detail={
+                "faces": [
+                    {
+                        "outcome": r.outcome,
+                        "person_id": r.match.person_id if r.match else None,
+                        "distance": r.candidates[0].distance if r.candidates else None,
+                    }
+                    for r in results
+                ]
+            },
         )
         return results
 
@@ -374,16 +417,27 @@ class Gallery:
         rgb = load_rgb(image)
         face = self._largest_face(rgb)
         if not self._is_live(rgb, face):
-            self._audit.put("verify", outcome="not_live", person_name=person.name, person_id=person.id,
-                            model=self._pipeline.model_id)
+            self._audit.put(
+                "verify",
+                outcome="not_live",
+                person_name=person.name,
+                person_id=person.id,
+                model=self._pipeline.model_id,
+            )
             raise NotLive("the liveness check rejected the face (a photo, a screen or a mask?)")
         _, embeddings = self._store.embeddings_for(person.id)
         distance = float(np.min(np.linalg.norm(embeddings - face.embedding, axis=1)))
         threshold = self.verify_threshold()
         verified = distance <= threshold
-        self._audit.put("verify", outcome="verified" if verified else "rejected", person_name=person.name,
-                        person_id=person.id, model=self._pipeline.model_id,
-                        rule={"threshold": threshold}, detail={"distance": distance})
+        self._audit.put(
+            "verify",
+            outcome="verified" if verified else "rejected",
+            person_name=person.name,
+            person_id=person.id,
+            model=self._pipeline.model_id,
+            rule={"threshold": threshold},
+            detail={"distance": distance},
+        )
         return Verification(person.name, person.id, verified, distance, threshold, face.box)
 
     def people(self) -> list[Person]:
@@ -405,21 +459,34 @@ class Gallery:
         stats = self._store.stats()
         shipped = default_rule_record()
         rule = self._store.get_setting(RULE_SETTING) or {
-            "rule": shipped["rule"], "provenance": {"source": "shipped default", **shipped["provenance"]}}
+            "rule": shipped["rule"],
+            "provenance": {"source": "shipped default", **shipped["provenance"]},
+        }
         verify = self._store.get_setting(VERIFY_SETTING) or {
             "threshold": shipped["verify"]["threshold"],
-            "provenance": {"source": "shipped default", **shipped["verify"]["provenance"]}}
+            "provenance": {"source": "shipped default", **shipped["verify"]["provenance"]},
+        }
         in_force = rule_from_dict(rule["rule"])
-        return GalleryInfo(stats.home, stats.people, stats.faces, stats.model, rule, in_force.describe(),
-                           rule_fingerprint(in_force), verify, stats.schema_revision)
+        return GalleryInfo(
+            stats.home,
+            stats.people,
+            stats.faces,
+            stats.model,
+            rule,
+            in_force.describe(),
+            rule_fingerprint(in_force),
+            verify,
+            stats.schema_revision,
+        )
 
     # ---- helpers ---------------------------------------------------------------------
 
     def _evidence(self, candidates: tuple[Candidate, ...], rule: DecisionRule) -> list[Evidence]:
         """What the rule reads: each candidate's distance, and the nearest two's cohort distances if it uses them."""
-        return [Evidence(c.person_id, c.distance,
-                         self._cohorts.of(c.person_id) if rule.uses_cohort and rank < 2 else None)
-                for rank, c in enumerate(candidates)]
+        return [
+            Evidence(c.person_id, c.distance, self._cohorts.of(c.person_id) if rule.uses_cohort and rank < 2 else None)
+            for rank, c in enumerate(candidates)
+        ]
 
     def _is_live(self, rgb: np.ndarray, face: Face) -> bool:
         return self._liveness is None or bool(self._liveness(rgb, face))

@@ -65,8 +65,12 @@ def labelled_photos(root: str | os.PathLike) -> list[tuple[Path, str]]:
     Raises:
         ImageNotFound: ``root`` is not a folder.
     """
-    return [(photo, person.name) for person in scan_people_folder(root)
-            if not person.name.startswith(UNLABELLED_PREFIX) for photo in person.photos]
+    return [
+        (photo, person.name)
+        for person in scan_people_folder(root)
+        if not person.name.startswith(UNLABELLED_PREFIX)
+        for photo in person.photos
+    ]
 
 
 def embed_labelled(
@@ -88,7 +92,7 @@ def embed_labelled(
     todo = labelled_photos(root) if photos is None else photos
     faces = _LabelledRun(root)
     for start in range(0, len(todo), BATCH_PHOTOS):
-        faces.embed(pipeline, todo[start:start + BATCH_PHOTOS])
+        faces.embed(pipeline, todo[start : start + BATCH_PHOTOS])
         if progress is not None:
             progress(min(start + BATCH_PHOTOS, len(todo)), len(todo))
     return LabelledFaces(
@@ -96,8 +100,11 @@ def embed_labelled(
         model=pipeline.model_id,
         paths=np.array(faces.paths, dtype=str),
         labels=np.array(faces.labels, dtype=str),
-        embeddings=(np.stack(faces.embeddings).astype(np.float32) if faces.embeddings
-                    else np.empty((0, DESCRIPTOR_SIZE), np.float32)),
+        embeddings=(
+            np.stack(faces.embeddings).astype(np.float32)
+            if faces.embeddings
+            else np.empty((0, DESCRIPTOR_SIZE), np.float32)
+        ),
         failure_paths=np.array(faces.failure_paths, dtype=str),
         failure_labels=np.array(faces.failure_labels, dtype=str),
         unreadable=tuple(faces.unreadable),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the harness and the fake pipeline
 
-from crash_harness import CrashSummary, run_cycles  # noqa: E402
+from crash_harness import CrashSummary, run_cycles
 
 
 def main() -> int:

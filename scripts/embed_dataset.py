@@ -65,13 +65,24 @@ def main() -> None:
         if len(embeddings) == 0:  # embed_labelled's empty array has one descriptor's width
             embeddings = np.empty((0, 2 * DESCRIPTOR_SIZE), np.float32)
         embeddings, extra["embeddings_plain"] = embeddings[:, :DESCRIPTOR_SIZE], embeddings[:, DESCRIPTOR_SIZE:]
-    np.savez(args.out, paths=faces.paths, labels=faces.labels, embeddings=embeddings, model=np.array(faces.model),
-             failures=faces.failure_paths, failure_labels=faces.failure_labels, **extra)
+    np.savez(
+        args.out,
+        paths=faces.paths,
+        labels=faces.labels,
+        embeddings=embeddings,
+        model=np.array(faces.model),
+        failures=faces.failure_paths,
+        failure_labels=faces.failure_labels,
+        **extra,
+    )
     for path, reason in faces.unreadable:
         print(f"unreadable, skipped: {path}: {reason}", file=sys.stderr)
-    print(f"{len(faces.paths)} photos with a face, {len(faces.failure_paths)} without, {len(faces.unreadable)} "
-          f"unreadable; {faces.identities} identities; model {faces.model}; {time.perf_counter() - started:.0f} s; "
-          f"wrote {args.out}", file=sys.stderr)
+    print(
+        f"{len(faces.paths)} photos with a face, {len(faces.failure_paths)} without, {len(faces.unreadable)} "
+        f"unreadable; {faces.identities} identities; model {faces.model}; {time.perf_counter() - started:.0f} s; "
+        f"wrote {args.out}",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

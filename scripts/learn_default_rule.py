@@ -21,8 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gallery.calibration.fit import calibrate, calibrate_verify  # noqa: E402
-from gallery.vision.pipeline import FacePipeline  # noqa: E402
+from gallery.calibration.fit import calibrate, calibrate_verify
+from gallery.vision.pipeline import FacePipeline
 
 OUT = Path(__file__).resolve().parents[1] / "gallery" / "data" / "default_rule.json"
 
@@ -39,26 +39,36 @@ def main() -> None:
     embeddings, labels = data["embeddings"], data["labels"]
     model = str(data["model"]) if "model" in data else "(not recorded)"
     if model != FacePipeline().model_id:  # the shipped rule is read against the default pipeline's distances
-        sys.exit(f"{args.embeddings} holds embeddings of model {model}, not the default pipeline's "
-                 f"{FacePipeline().model_id}: embed again with scripts/embed_dataset.py")
-    calibration = calibrate(embeddings, labels, target_fpir=args.fpir,
-                            progress=lambda done, total: print(f"gallery size {done}/{total}", file=sys.stderr))
+        sys.exit(
+            f"{args.embeddings} holds embeddings of model {model}, not the default pipeline's "
+            f"{FacePipeline().model_id}: embed again with scripts/embed_dataset.py"
+        )
+    calibration = calibrate(
+        embeddings,
+        labels,
+        target_fpir=args.fpir,
+        progress=lambda done, total: print(f"gallery size {done}/{total}", file=sys.stderr),
+    )
     verify = calibrate_verify(embeddings, labels, target_fmr=args.fmr)
-    command = (f"python scripts/embed_dataset.py ../shared/datasets/lfw_view1 {args.embeddings} && "
-               f"python scripts/learn_default_rule.py {args.embeddings} --fpir {args.fpir:g} --fmr {args.fmr:g}")
+    command = (
+        f"python scripts/embed_dataset.py ../shared/datasets/lfw_view1 {args.embeddings} && "
+        f"python scripts/learn_default_rule.py {args.embeddings} --fpir {args.fpir:g} --fmr {args.fmr:g}"
+    )
     record = {
         "rule": calibration.rule.to_dict(),
         "provenance": {
             "dataset": args.dataset,
             "photos": calibration.photos,
-            "failures_to_acquire": int(len(data["failures"])) if "failures" in data else None,
+            "failures_to_acquire": len(data["failures"]) if "failures" in data else None,
             "model": model,
             "date": datetime.date.today().isoformat(),
             "command": command,
             **calibration.provenance(),
         },
-        "verify": {"threshold": verify.threshold, "provenance": {"dataset": args.dataset, "model": model,
-                                                                 **verify.provenance()}},
+        "verify": {
+            "threshold": verify.threshold,
+            "provenance": {"dataset": args.dataset, "model": model, **verify.provenance()},
+        },
     }
     args.out.write_text(json.dumps(record, indent=1) + "\n")
     print(json.dumps(record["provenance"], indent=1))

@@ -40,8 +40,10 @@ def main(faces_npz: Path, lfw: Path) -> None:
         threshold = best_accuracy_threshold(d_train, same_train)
         chosen = float(np.mean((d_test <= threshold) == same_test))
         folds = pair_accuracy(d_test, same_test)
-        print(f"{label}: test accuracy at 0.6 {fixed:.2%}; at train's best threshold {threshold:.3f} {chosen:.2%}; "
-              f"10-fold on test {folds.accuracy:.2%} ± {folds.std:.2%}")
+        print(
+            f"{label}: test accuracy at 0.6 {fixed:.2%}; at train's best threshold {threshold:.3f} {chosen:.2%}; "
+            f"10-fold on test {folds.accuracy:.2%} ± {folds.std:.2%}"
+        )
 
 
 if __name__ == "__main__":

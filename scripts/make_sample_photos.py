@@ -40,7 +40,9 @@ def _square(im: Image.Image, box: tuple[int, int, int, int], size: int) -> Image
 
 
 def main(src: Path, out: Path) -> None:
-    fr = lambda name: _from_archive(src, "face_recognition-1.3.0.tar.gz", f"face_recognition-1.3.0/tests/test_images/{name}")  # noqa: E731
+    def fr(name):
+        return _from_archive(src, "face_recognition-1.3.0.tar.gz", f"face_recognition-1.3.0/tests/test_images/{name}")
+
     photos = {
         "obama.jpg": _width(fr("obama.jpg"), 480),
         "obama2.jpg": _width(fr("obama2.jpg").crop((0, 0, 626, 700)), 480),
@@ -57,11 +59,19 @@ def main(src: Path, out: Path) -> None:
     two.paste(_square(bi, (0, 0, 480, 480), 320), (0, 0))
     two.paste(_square(ob, (0, 0, 480, 480), 320), (320, 0))
     four = Image.new("RGB", (640, 640))
-    for i, (im, box) in enumerate([(ast, (0, 0, 512, 512)), (gh, (0, 0, 512, 512)), (o2, (0, 0, 480, 480)), (bi, (0, 0, 480, 480))]):
+    for i, (im, box) in enumerate(
+        [(ast, (0, 0, 512, 512)), (gh, (0, 0, 512, 512)), (o2, (0, 0, 480, 480)), (bi, (0, 0, 480, 480))]
+    ):
         four.paste(_square(im, box, 320), ((i % 2) * 320, (i // 2) * 320))
     six = Image.new("RGB", (720, 480))
-    tiles = [(ast, (0, 0, 512, 512)), (gh, (0, 0, 512, 512)), (ob, (0, 0, 480, 480)),
-             (bi, (0, 0, 480, 480)), (o3, (80, 0, 560, 480)), (o2, (0, 0, 480, 480))]
+    tiles = [
+        (ast, (0, 0, 512, 512)),
+        (gh, (0, 0, 512, 512)),
+        (ob, (0, 0, 480, 480)),
+        (bi, (0, 0, 480, 480)),
+        (o3, (80, 0, 560, 480)),
+        (o2, (0, 0, 480, 480)),
+    ]
     for i, (im, box) in enumerate(tiles):
         six.paste(_square(im, box, 240), ((i % 3) * 240, (i // 3) * 240))
     three = Image.new("RGB", (840, 300))
@@ -69,11 +79,20 @@ def main(src: Path, out: Path) -> None:
         three.paste(_square(im, (40, 0, 440, 400), 280), (i * 280, 10))
     # Mirrored tiles at another scale: new faces for the parity fixture, same public-domain sources.
     mirrored = Image.new("RGB", (560, 560))
-    for i, (im, box) in enumerate([(bi, (60, 20, 420, 380)), (ob, (60, 20, 420, 380)), (ast, (60, 0, 460, 400)), (gh, (60, 20, 460, 420))]):
+    for i, (im, box) in enumerate(
+        [(bi, (60, 20, 420, 380)), (ob, (60, 20, 420, 380)), (ast, (60, 0, 460, 400)), (gh, (60, 20, 460, 420))]
+    ):
         tile = _square(im, box, 280).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         mirrored.paste(tile, ((i % 2) * 280, (i // 2) * 280))
-    photos.update({"two_people.jpg": two, "four_people.jpg": four, "group_of_six.jpg": six,
-                   "three_people.jpg": three, "mirrored_four.jpg": mirrored})
+    photos.update(
+        {
+            "two_people.jpg": two,
+            "four_people.jpg": four,
+            "group_of_six.jpg": six,
+            "three_people.jpg": three,
+            "mirrored_four.jpg": mirrored,
+        }
+    )
 
     out.mkdir(parents=True, exist_ok=True)
     for name, im in photos.items():

@@ -59,13 +59,15 @@ def main() -> None:
         photos += 1
         theirs = dlib_detector(rgb, 0)
         ours = detector.detect(rgb)
-        their_boxes = sorted((d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom(), d.confidence) for d in theirs)
+        their_boxes = sorted(
+            (d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom(), d.confidence) for d in theirs
+        )
         our_boxes = sorted((*d.box, d.score) for d in ours)
         if [b[:4] for b in their_boxes] != [b[:4] for b in our_boxes]:
             box_mismatches += 1
             print(f"box mismatch in {path}: dlib {their_boxes} gallery {our_boxes}")
         else:
-            for t, o in zip(their_boxes, our_boxes):
+            for t, o in zip(their_boxes, our_boxes, strict=False):
                 if abs(t[4] - o[4]) > worst_score:
                     worst_score, worst_where["score"] = abs(t[4] - o[4]), str(path)
         for det in theirs:

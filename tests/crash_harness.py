@@ -105,7 +105,7 @@ def _context() -> Any:
     return context
 
 
-@functools.lru_cache(maxsize=None)  # checked every cycle for everyone ever enrolled
+@functools.cache  # checked every cycle for everyone ever enrolled
 def _embedding_bytes(seed: str) -> bytes:
     return fake_embedding_of(seed).astype("<f4").tobytes()
 
@@ -209,8 +209,9 @@ def run_cycles(
                 else:
                     expected.faces[name] = {name}
         last = events[-1][0]
-        summary.killed_during[interrupted[0] if interrupted else "opening" if last != "ready" and last != "done"
-                              else "between operations"] += 1
+        summary.killed_during[
+            interrupted[0] if interrupted else "opening" if last != "ready" and last != "done" else "between operations"
+        ] += 1
         problems, repaired = check_gallery(home, expected, interrupted)
         summary.cycles += 1
         summary.index_repairs += repaired

@@ -84,11 +84,19 @@ class FakePipeline:
         if (rgb == rgb[0, 0]).all():
             return []
         height, width = rgb.shape[:2]
-        landmarks = np.array(
-            [[0.7, 0.4], [0.6, 0.4], [0.3, 0.4], [0.4, 0.4], [0.5, 0.7]], dtype=np.float64
-        ) * [width, height]
-        return [Face(box=(0, 0, width - 1, height - 1), score=1.0, landmarks=landmarks,
-                     embedding=self._given.get(_pixels_key(rgb), fake_embedding(rgb)), chip=fake_chip(rgb))]
+        landmarks = np.array([[0.7, 0.4], [0.6, 0.4], [0.3, 0.4], [0.4, 0.4], [0.5, 0.7]], dtype=np.float64) * [
+            width,
+            height,
+        ]
+        return [
+            Face(
+                box=(0, 0, width - 1, height - 1),
+                score=1.0,
+                landmarks=landmarks,
+                embedding=self._given.get(_pixels_key(rgb), fake_embedding(rgb)),
+                chip=fake_chip(rgb),
+            )
+        ]
 
     def look_closer(self, image: ImageInput, shape: tuple[int, ...]) -> list[Face]:
         return self.faces(image, upsample=1)

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from labelled_sets import labelled_faces
 
 from gallery.calibration.confidence import fit_confidence
 from gallery.calibration.defaults import default_rule, default_rule_record, default_verify_threshold
@@ -15,7 +16,6 @@ from gallery.calibration.metrics import fnir_at_fpir, open_set_rates
 from gallery.calibration.protocol import cohort_distance, cohort_from_searches, simulate, split_identities
 from gallery.calibration.rules import NormalisedDistance
 from gallery.decision import Evidence, rule_from_dict
-from labelled_sets import labelled_faces
 
 TARGET = 0.05  # a coarse target keeps the labelled sets small and the tests fast
 
@@ -33,8 +33,9 @@ def held_out() -> tuple[np.ndarray, np.ndarray]:
 
 def stranger_rate(rule: NormalisedDistance, embeddings: np.ndarray, labels: np.ndarray, size: int) -> float:
     searches = simulate(embeddings, labels, trials=max(4, 1200 // size), gallery_size=size, seed=size)
-    return open_set_rates(rule.accepts(searches.distances, searches.cohort, searches.gallery_size),
-                          searches.correct, searches.mated)[0]
+    return open_set_rates(
+        rule.accepts(searches.distances, searches.cohort, searches.gallery_size), searches.correct, searches.mated
+    )[0]
 
 
 # ---- the simulation ---------------------------------------------------------------------
@@ -101,8 +102,9 @@ def test_enrolling_more_people_keeps_the_stranger_acceptance_near_target(calibra
 
 def test_normalised_rule_misses_fewer_people_than_the_best_distance_threshold(calibrated, held_out) -> None:
     searches = simulate(*held_out, trials=6, gallery_size=200, seed=4)
-    fpir, fnir = open_set_rates(calibrated.accepts(searches.distances, searches.cohort, searches.gallery_size),
-                                searches.correct, searches.mated)
+    fpir, fnir = open_set_rates(
+        calibrated.accepts(searches.distances, searches.cohort, searches.gallery_size), searches.correct, searches.mated
+    )
     best_distance = fnir_at_fpir(-searches.distances[:, 0], searches.correct, searches.mated, fpir)
     assert fnir < 0.8 * best_distance.fnir
 
@@ -114,8 +116,9 @@ def test_stored_rule_decides_like_the_rule_that_was_learned(calibrated, held_out
     outcomes, matched = apply_rule(stored, searches)
     accepted = calibrated.accepts(searches.distances, searches.cohort, searches.gallery_size)
     assert np.array_equal(outcomes == "match", accepted)
-    assert np.array_equal(outcomes == "ambiguous",
-                          calibrated.ambiguous(searches.distances, searches.cohort, searches.gallery_size))
+    assert np.array_equal(
+        outcomes == "ambiguous", calibrated.ambiguous(searches.distances, searches.cohort, searches.gallery_size)
+    )
     assert np.array_equal(matched[accepted], searches.identities[accepted, 0])
 
 
@@ -202,8 +205,14 @@ def test_a_gallery_of_one_still_decides(calibrated) -> None:
 
 
 def test_table_is_log_linear_between_sizes_and_fully_normalised_beyond(calibrated) -> None:
-    rule = NormalisedDistance(sizes=(10, 1000), thresholds=(0.8, 0.6), strengths=(0.0, 0.5), reference=1.0,
-                              confidence=calibrated.confidence, beyond_threshold=0.5)
+    rule = NormalisedDistance(
+        sizes=(10, 1000),
+        thresholds=(0.8, 0.6),
+        strengths=(0.0, 0.5),
+        reference=1.0,
+        confidence=calibrated.confidence,
+        beyond_threshold=0.5,
+    )
     strength, threshold = rule.setting(np.array([1, 100, 1000, 10**6]))
     assert np.allclose(strength, [0.0, 0.25, 0.5, 1.0])
     assert np.allclose(threshold, [0.8, 0.7, 0.6, 0.5])

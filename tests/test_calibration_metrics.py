@@ -104,7 +104,8 @@ def test_pair_report_skips_pairs_missing_a_face_and_scores_the_rest() -> None:
     people = {name: rng.normal(size=8) for name in "ABCDEFGH"}
     photo = {f"{n}/{n}_{i:04d}.jpg": people[n] + rng.normal(size=8) * 0.05 for n in people for i in (1, 2)}
     pairs = [Pair(f"{n}/{n}_0001.jpg", f"{n}/{n}_0002.jpg", True, None) for n in people]
-    pairs += [Pair(f"{a}/{a}_0001.jpg", f"{b}/{b}_0001.jpg", False, None) for a, b in zip("ABCDEFGH", "BCDEFGHA")]
+    others = zip("ABCDEFGH", "BCDEFGHA", strict=True)
+    pairs += [Pair(f"{a}/{a}_0001.jpg", f"{b}/{b}_0001.jpg", False, None) for a, b in others]
     pairs.append(Pair("Nobody/Nobody_0001.jpg", "A/A_0001.jpg", False, None))
     report = pair_report(pairs, photo, threshold=1.0)
     assert report.pairs == 16 and report.missing == 1

@@ -124,7 +124,7 @@ def test_chips_match_dlib_on_large_rotated_and_border_faces() -> None:
 
 def test_stored_chips_match_pixel_for_pixel() -> None:
     cases = np.load(HARD_CASES)
-    for k, expected in zip(cases["full_chip_index"], cases["full_chips"]):
+    for k, expected in zip(cases["full_chip_index"], cases["full_chips"], strict=True):
         chip = extract_chip(_rgb(str(cases["images"][cases["chip_image"][k]])), cases["chip_landmarks"][k])
         diff = np.abs(chip.astype(int) - expected)
         assert diff.max() == 0, f"case {k}: {(diff > 0).any(-1).sum()} pixels differ, by up to {diff.max()}"

@@ -83,15 +83,26 @@ def test_list_remove_and_info_json(enrolled):
 
 def test_every_command_help_has_an_example():
     runner = CliRunner()
-    for command in ("enroll", "enroll-dir", "identify", "verify", "list", "remove", "reembed", "info", "calibrate",
-                    "eval"):
+    for command in (
+        "enroll",
+        "enroll-dir",
+        "identify",
+        "verify",
+        "list",
+        "remove",
+        "reembed",
+        "info",
+        "calibrate",
+        "eval",
+    ):
         text = runner.invoke(cli, [command, "--help"]).stdout
         assert "Example:" in text and f"gallery {command}" in text.replace("gallery --home ./my-gallery", "gallery")
 
 
 def test_python_dash_m_gallery_runs_the_cli(tmp_path: Path):
-    done = subprocess.run([sys.executable, "-m", "gallery", "--home", str(tmp_path), "list"],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "gallery", "--home", str(tmp_path), "list"], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == EXIT_OK, done.stderr
 
 
@@ -105,7 +116,9 @@ def labelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("labelled")
     photos = {
         "Barack_Obama": ["obama.jpg", "obama2.jpg", "obama3.jpg", "obama_partial_face.jpg"],
-        "Joe_Biden": ["biden.jpg"], "Grace_Hopper": ["grace_hopper.jpg"], "Astronaut": ["astronaut.jpg"],
+        "Joe_Biden": ["biden.jpg"],
+        "Grace_Hopper": ["grace_hopper.jpg"],
+        "Astronaut": ["astronaut.jpg"],
     }
     for person, files in photos.items():
         (root / person).mkdir()
@@ -113,8 +126,10 @@ def labelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
             (root / person / f"{person}_{number:04d}.jpg").write_bytes((DATA / name).read_bytes())
         if len(files) == 1:  # a second photo: the first mirrored
             mirrored(DATA / files[0], root / person / f"{person}_0002.jpg")
-    (root / "pairs.txt").write_text("6\nBarack_Obama 1 2\nBarack_Obama 2 3\nJoe_Biden 1 2\n"
-                                    "Barack_Obama 1 Joe_Biden 1\nGrace_Hopper 1 Barack_Obama 2\nJoe_Biden 2 Astronaut 1\n")
+    (root / "pairs.txt").write_text(
+        "6\nBarack_Obama 1 2\nBarack_Obama 2 3\nJoe_Biden 1 2\n"
+        "Barack_Obama 1 Joe_Biden 1\nGrace_Hopper 1 Barack_Obama 2\nJoe_Biden 2 Astronaut 1\n"
+    )
     return root
 
 
@@ -131,7 +146,11 @@ def test_calibrate_puts_the_learned_rules_in_force_and_eval_measures_them(run, l
     assert info["rule"] == learned["identify"] and info["verify_rule"] == learned["verify"]
     assert info["rule_description"] == learned["description"]
     assert "source calibrated" in run("info").stdout and "note:" not in run("info").stdout
-    for name, photo in (("Barack Obama", "obama.jpg"), ("Joe Biden", "biden.jpg"), ("Grace Hopper", "grace_hopper.jpg")):
+    for name, photo in (
+        ("Barack Obama", "obama.jpg"),
+        ("Joe Biden", "biden.jpg"),
+        ("Grace Hopper", "grace_hopper.jpg"),
+    ):
         assert run("enroll", name, DATA / photo).exit_code == EXIT_OK
     assert f"calibrated for up to {provenance['gallery_size']} people, this gallery has 3" in run("info").stdout
 

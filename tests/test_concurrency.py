@@ -97,8 +97,9 @@ def test_four_desks_enrol_100_people_while_two_doors_identify(tmp_path: Path) ->
     context = _context()
     start, done, report = context.Barrier(ENROLLERS + IDENTIFIERS), context.Event(), context.Queue()
     enrollers = [context.Process(target=_enroll_people, args=(home, e, start, report)) for e in range(ENROLLERS)]
-    identifiers = [context.Process(target=_identify_until_done, args=(home, r, start, done, report))
-                   for r in range(IDENTIFIERS)]
+    identifiers = [
+        context.Process(target=_identify_until_done, args=(home, r, start, done, report)) for r in range(IDENTIFIERS)
+    ]
     for process in enrollers + identifiers:
         process.start()
     reports = {}
@@ -180,5 +181,7 @@ def test_identify_answers_while_another_process_holds_the_write_lock(tmp_path: P
         holder.join(timeout=JOIN_TIMEOUT_S)
     assert enrolment_was_waiting, "the enrolment did not wait for the other process's write lock"
     assert answers == [present[i % len(present)] for i in range(len(answers))]
-    print(f"{len(latencies)} identify calls during a {held_s:.1f} s write hold: "
-          f"median {1000 * statistics.median(latencies):.1f} ms, max {1000 * max(latencies):.1f} ms")
+    print(
+        f"{len(latencies)} identify calls during a {held_s:.1f} s write hold: "
+        f"median {1000 * statistics.median(latencies):.1f} ms, max {1000 * max(latencies):.1f} ms"
+    )

@@ -220,7 +220,7 @@ def test_pyramid_levels_shrink_by_five_sixths_and_tiles_do_not_overlap() -> None
 
     assert cols == 640 + 22 and rects[0] == (11, 11, 650, 490)
     for i, a in enumerate(rects):
-        assert 0 <= a[0] and 0 <= a[1] and a[2] < cols and a[3] < rows
+        assert a[0] >= 0 and a[1] >= 0 and a[2] < cols and a[3] < rows
         for b in rects[i + 1 :]:
             assert a[2] < b[0] or b[2] < a[0] or a[3] < b[1] or b[3] < a[1]
 

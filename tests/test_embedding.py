@@ -72,7 +72,9 @@ def test_no_chips_give_an_empty_descriptor_array(embedder: Embedder) -> None:
     assert found.shape == (0, 128) and found.dtype == np.float32
 
 
-@pytest.mark.parametrize("shape, dtype", [((150, 150, 3), np.uint8), ((1, 112, 112, 3), np.uint8), ((1, 150, 150, 3), np.float32)])
+@pytest.mark.parametrize(
+    "shape, dtype", [((150, 150, 3), np.uint8), ((1, 112, 112, 3), np.uint8), ((1, 150, 150, 3), np.float32)]
+)
 def test_chips_of_the_wrong_shape_or_type_are_refused(embedder: Embedder, shape: tuple, dtype: type) -> None:
     with pytest.raises(ValueError, match="150, 150, 3"):
         embedder.embed(np.zeros(shape, dtype=dtype))

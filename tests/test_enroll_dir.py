@@ -58,7 +58,10 @@ def test_enroll_dir_enrols_good_photos_and_reports_each_refusal_with_its_reason(
         result = g.enroll_dir(staff, progress=lambda done, total: seen.append((done, total)))
         assert result.photos == 6
         assert sorted((e.name, e.new_person) for e in result.enrolled) == [
-            ("Barack Obama", False), ("Barack Obama", True), ("Joe Biden", True)]
+            ("Barack Obama", False),
+            ("Barack Obama", True),
+            ("Joe Biden", True),
+        ]
         assert _reasons(result) == {"Nobody": "NoFaceFound", "Broken": "ImageUnreadable", "Crowd": "MultipleFaces"}
         assert result.skipped == ()
         assert seen[-1] == (6, 6) and [d for d, _ in seen] == sorted(d for d, _ in seen)

@@ -7,17 +7,18 @@ hundreds of people, in seconds. The real models are exercised by the CLI tests.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import FakePipeline, fake_photo
+from labelled_sets import labelled_faces
 
 from gallery import Gallery
 from gallery.calibration import COHORT_SIZE, CalibrationError, default_rule
 from gallery.decision import Evidence
 from gallery.store import Store
-from fakes import FakePipeline, fake_photo
-from labelled_sets import labelled_faces
 
 DIMENSION = 128
 TARGET_FPIR = 0.05  # coarse, so that a few hundred synthetic photos calibrate it
@@ -52,8 +53,9 @@ def expected_decision(rule, enrolled: dict[str, np.ndarray], query: np.ndarray):
     np.fill_diagonal(between, np.inf)
     cohort = np.sort(between, axis=1)[:, :COHORT_SIZE].mean(axis=1)
     order = np.argsort(distances)[:5]
-    evidence = [Evidence(int(i), float(distances[i]), float(cohort[i]) if rank < 2 else None)
-                for rank, i in enumerate(order)]
+    evidence = [
+        Evidence(int(i), float(distances[i]), float(cohort[i]) if rank < 2 else None) for rank, i in enumerate(order)
+    ]
     decision = rule.decide(evidence, len(names))
     return decision, (names[order[decision.index]] if decision.index is not None else None)
 
@@ -134,11 +136,11 @@ def test_confidence_falls_as_the_probe_moves_away_from_the_person(crowd) -> None
         assert face.outcome == "unknown" or face.match.name == name
         right_match.append(face.confidence if face.outcome == "match" else 1.0 - face.confidence)
     assert right_match[0] > 0.9 and right_match[-1] < 0.1
-    assert all(later <= earlier + 1e-9 for earlier, later in zip(right_match, right_match[1:], strict=False))
+    assert all(later <= earlier + 1e-9 for earlier, later in itertools.pairwise(right_match))
 
 
 def test_two_people_nearly_equally_close_is_ambiguous(crowd) -> None:
-    gallery, pipeline, people = crowd
+    gallery, pipeline, _people = crowd
     rng = np.random.default_rng(1)
     centre = rng.normal(size=DIMENSION) * 0.06
     offset = rng.normal(size=DIMENSION)
@@ -154,8 +156,9 @@ def test_two_people_nearly_equally_close_is_ambiguous(crowd) -> None:
 
 
 def stranger_acceptance(gallery: Gallery, pipeline: FakePipeline, strangers: np.ndarray, tag: str) -> float:
-    accepted = [gallery.identify(probe(pipeline, v, f"{tag}-{i}"))[0].outcome == "match"
-                for i, v in enumerate(strangers)]
+    accepted = [
+        gallery.identify(probe(pipeline, v, f"{tag}-{i}"))[0].outcome == "match" for i, v in enumerate(strangers)
+    ]
     return float(np.mean(accepted))
 
 

@@ -63,8 +63,12 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
 def _png_claiming(width: int, height: int) -> bytes:
     """A valid, tiny PNG whose header claims ``width`` x ``height`` RGB pixels."""
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(b"\0" * 64))
-            + _png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def _jpeg_claiming(width: int, height: int) -> bytes:
@@ -207,8 +211,10 @@ def _bytes_file(make: Callable[[], bytes], name: str) -> Callable[[Path], Path]:
 CORPUS: dict[str, tuple[Callable[[Path], Any], frozenset[str]]] = {
     # -- files that are not photos, or not files
     "empty file": (_file(b"", "empty.jpg"), frozenset({"ImageUnreadable"})),
-    "text file named .jpg": (_file(b"Dear visitor,\nthis is not a photo.\n" * 20, "letter.jpg"),
-                             frozenset({"ImageUnreadable"})),
+    "text file named .jpg": (
+        _file(b"Dear visitor,\nthis is not a photo.\n" * 20, "letter.jpg"),
+        frozenset({"ImageUnreadable"}),
+    ),
     "missing file": (lambda folder: folder / "missing.jpg", frozenset({"ImageNotFound"})),
     "directory": (lambda folder: folder, frozenset({"ImageNotFound"})),
     "symlink loop": (_symlink_loop, frozenset({"ImageNotFound"})),
@@ -216,72 +222,117 @@ CORPUS: dict[str, tuple[Callable[[Path], Any], frozenset[str]]] = {
     "FIFO named .jpg": (_fifo, frozenset({"ImageNotFound"})),
     "character device": (lambda folder: Path("/dev/zero"), frozenset({"ImageNotFound"})),
     "8 GB sparse file": (_sparse_file, frozenset({"ImageTooLarge"})),
-    "PDF header": (_file(b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n", "scan.jpg"),
-                   frozenset({"ImageUnreadable"})),
-    "SVG": (_file(b'<svg xmlns="http://www.w3.org/2000/svg" width="400" height="400"><circle r="90"/></svg>',
-                  "face.svg"), frozenset({"ImageUnreadable"})),
-    "HEIC-like header": (_file(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + bytes(200), "IMG_0001.HEIC"),
-                         frozenset({"ImageUnreadable"})),
+    "PDF header": (
+        _file(b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n", "scan.jpg"),
+        frozenset({"ImageUnreadable"}),
+    ),
+    "SVG": (
+        _file(b'<svg xmlns="http://www.w3.org/2000/svg" width="400" height="400"><circle r="90"/></svg>', "face.svg"),
+        frozenset({"ImageUnreadable"}),
+    ),
+    "HEIC-like header": (
+        _file(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + bytes(200), "IMG_0001.HEIC"),
+        frozenset({"ImageUnreadable"}),
+    ),
     "PSD header": (_file(b"8BPS\0\1" + bytes(200), "portrait.psd"), frozenset({"ImageUnreadable"})),
     # -- broken or hostile image files
-    "truncated JPEG": (_bytes_file(lambda: _encode(_reference(), "JPEG")[:6000], "cut.jpg"),
-                       frozenset({"ImageUnreadable"})),
-    "truncated PNG": (_bytes_file(lambda: _encode(_reference(), "PNG")[:20000], "cut.png"),
-                      frozenset({"ImageUnreadable"})),
+    "truncated JPEG": (
+        _bytes_file(lambda: _encode(_reference(), "JPEG")[:6000], "cut.jpg"),
+        frozenset({"ImageUnreadable"}),
+    ),
+    "truncated PNG": (
+        _bytes_file(lambda: _encode(_reference(), "PNG")[:20000], "cut.png"),
+        frozenset({"ImageUnreadable"}),
+    ),
     "JPEG with corrupt Huffman data": (_bytes_file(_corrupt_huffman, "huffman.jpg"), frozenset({"ImageUnreadable"})),
     "PNG with a bad CRC": (_bytes_file(_bad_png_crc, "crc.png"), frozenset({"ImageUnreadable"})),
-    "TIFF whose second page has no width": (_bytes_file(_tiff_second_page_without_width, "nowidth.tif"),
-                                             frozenset({"ImageUnreadable", "MultiFrameImage"})),
+    "TIFF whose second page has no width": (
+        _bytes_file(_tiff_second_page_without_width, "nowidth.tif"),
+        frozenset({"ImageUnreadable", "MultiFrameImage"}),
+    ),
     "decompression bomb (81 MP of black)": (
-        _bytes_file(lambda: _encode(Image.new("L", (9000, 9000)), "PNG"), "bomb.png"), frozenset({"ImageTooLarge"})),
-    "PNG claiming 100000x100000": (_bytes_file(lambda: _png_claiming(100_000, 100_000), "huge.png"),
-                                   frozenset({"ImageTooLarge"})),
-    "JPEG claiming 9000x9000": (_bytes_file(lambda: _jpeg_claiming(9000, 9000), "huge.jpg"),
-                                frozenset({"ImageTooLarge"})),
-    "BMP with an absurd header": (_bytes_file(lambda: _bmp_claiming(2**31 - 1, -(2**31 - 1)), "absurd.bmp"),
-                                  frozenset({"ImageTooLarge", "ImageUnreadable"})),
+        _bytes_file(lambda: _encode(Image.new("L", (9000, 9000)), "PNG"), "bomb.png"),
+        frozenset({"ImageTooLarge"}),
+    ),
+    "PNG claiming 100000x100000": (
+        _bytes_file(lambda: _png_claiming(100_000, 100_000), "huge.png"),
+        frozenset({"ImageTooLarge"}),
+    ),
+    "JPEG claiming 9000x9000": (
+        _bytes_file(lambda: _jpeg_claiming(9000, 9000), "huge.jpg"),
+        frozenset({"ImageTooLarge"}),
+    ),
+    "BMP with an absurd header": (
+        _bytes_file(lambda: _bmp_claiming(2**31 - 1, -(2**31 - 1)), "absurd.bmp"),
+        frozenset({"ImageTooLarge", "ImageUnreadable"}),
+    ),
     "PNG text-chunk bomb": (_bytes_file(_png_text_bomb, "text-bomb.png"), frozenset({"ImageUnreadable"})),
     "animated GIF": (_bytes_file(_animated_gif, "blink.gif"), frozenset({"MultiFrameImage"})),
     "multi-page TIFF": (
         _bytes_file(lambda: _encode(_reference(), "TIFF", save_all=True, append_images=[_reference()]), "pages.tif"),
-        frozenset({"MultiFrameImage"})),
+        frozenset({"MultiFrameImage"}),
+    ),
     # -- unusual but valid photos: the face must be found where the reference has it
-    "CMYK JPEG": (_bytes_file(lambda: _encode(_reference().convert("CMYK"), "JPEG", quality=92), "cmyk.jpg"),
-                  frozenset({ENROLLED})),
+    "CMYK JPEG": (
+        _bytes_file(lambda: _encode(_reference().convert("CMYK"), "JPEG", quality=92), "cmyk.jpg"),
+        frozenset({ENROLLED}),
+    ),
     "16-bit greyscale PNG": (_bytes_file(_sixteen_bit_grey, "grey16.png"), frozenset({ENROLLED})),
-    "greyscale with alpha": (_bytes_file(lambda: _encode(_reference().convert("LA"), "PNG"), "la.png"),
-                             frozenset({ENROLLED})),
-    "float TIFF": (_bytes_file(lambda: _encode(_reference().convert("F"), "TIFF"), "float.tif"),
-                   frozenset({ENROLLED})),
+    "greyscale with alpha": (
+        _bytes_file(lambda: _encode(_reference().convert("LA"), "PNG"), "la.png"),
+        frozenset({ENROLLED}),
+    ),
+    "float TIFF": (_bytes_file(lambda: _encode(_reference().convert("F"), "TIFF"), "float.tif"), frozenset({ENROLLED})),
     "palette PNG with transparency": (_bytes_file(_palette_with_transparency, "palette.png"), frozenset({ENROLLED})),
     "EXIF-rotated JPEG": (_bytes_file(lambda: _exif_rotated(False), "phone.jpg"), frozenset({ENROLLED})),
-    "EXIF-rotated JPEG with a corrupt EXIF entry": (_bytes_file(lambda: _exif_rotated(True), "firmware.jpg"),
-                                                     frozenset({ENROLLED})),
-    "progressive JPEG": (_bytes_file(lambda: _encode(_reference(), "JPEG", progressive=True), "progressive.jpg"),
-                         frozenset({ENROLLED})),
+    "EXIF-rotated JPEG with a corrupt EXIF entry": (
+        _bytes_file(lambda: _exif_rotated(True), "firmware.jpg"),
+        frozenset({ENROLLED}),
+    ),
+    "progressive JPEG": (
+        _bytes_file(lambda: _encode(_reference(), "JPEG", progressive=True), "progressive.jpg"),
+        frozenset({ENROLLED}),
+    ),
     "WebP": (_bytes_file(lambda: _encode(_reference(), "WEBP", quality=90), "photo.webp"), frozenset({ENROLLED})),
     "camera JPEG with a preview image (MPO)": (_bytes_file(_camera_mpo, "camera.jpg"), frozenset({ENROLLED})),
-    "non-UTF-8 file name": (lambda folder: _non_utf8_path(folder, _encode(_reference(), "JPEG")),
-                            frozenset({ENROLLED})),
-    "non-UTF-8 file name, not a photo": (lambda folder: _non_utf8_path(folder, b"not a photo"),
-                                         frozenset({"ImageUnreadable"})),
+    "non-UTF-8 file name": (
+        lambda folder: _non_utf8_path(folder, _encode(_reference(), "JPEG")),
+        frozenset({ENROLLED}),
+    ),
+    "non-UTF-8 file name, not a photo": (
+        lambda folder: _non_utf8_path(folder, b"not a photo"),
+        frozenset({"ImageUnreadable"}),
+    ),
     # -- photos without a usable face
-    "1x1 pixel": (_bytes_file(lambda: _encode(Image.new("RGB", (1, 1), (200, 150, 120)), "PNG"), "dot.png"),
-                  frozenset({"NoFaceFound"})),
-    "all black": (_bytes_file(lambda: _encode(Image.new("RGB", (160, 120)), "PNG"), "black.png"),
-                  frozenset({"NoFaceFound"})),
-    "1x20000 strip": (_bytes_file(lambda: _encode(Image.new("RGB", (20000, 1), (120, 90, 70)), "PNG"), "wide.png"),
-                      frozenset({"NoFaceFound"})),
-    "20000x1 strip": (_bytes_file(lambda: _encode(Image.new("RGB", (1, 20000), (120, 90, 70)), "PNG"), "tall.png"),
-                      frozenset({"NoFaceFound"})),
-    "1-bit dithered TIFF": (_bytes_file(lambda: _encode(_reference().convert("1"), "TIFF", compression="group4"),
-                                        "fax.tif"), frozenset({ENROLLED, "NoFaceFound", "PoorQuality"})),
-    "face cut by the border": (_bytes_file(_face_at_the_border, "border.png"),
-                               frozenset({ENROLLED, "NoFaceFound", "PoorQuality"})),
+    "1x1 pixel": (
+        _bytes_file(lambda: _encode(Image.new("RGB", (1, 1), (200, 150, 120)), "PNG"), "dot.png"),
+        frozenset({"NoFaceFound"}),
+    ),
+    "all black": (
+        _bytes_file(lambda: _encode(Image.new("RGB", (160, 120)), "PNG"), "black.png"),
+        frozenset({"NoFaceFound"}),
+    ),
+    "1x20000 strip": (
+        _bytes_file(lambda: _encode(Image.new("RGB", (20000, 1), (120, 90, 70)), "PNG"), "wide.png"),
+        frozenset({"NoFaceFound"}),
+    ),
+    "20000x1 strip": (
+        _bytes_file(lambda: _encode(Image.new("RGB", (1, 20000), (120, 90, 70)), "PNG"), "tall.png"),
+        frozenset({"NoFaceFound"}),
+    ),
+    "1-bit dithered TIFF": (
+        _bytes_file(lambda: _encode(_reference().convert("1"), "TIFF", compression="group4"), "fax.tif"),
+        frozenset({ENROLLED, "NoFaceFound", "PoorQuality"}),
+    ),
+    "face cut by the border": (
+        _bytes_file(_face_at_the_border, "border.png"),
+        frozenset({ENROLLED, "NoFaceFound", "PoorQuality"}),
+    ),
     # -- a good photo the enrolment policy refuses (the write path's checks, under the lock)
     "someone already enrolled, under a new name": (
         _bytes_file(lambda: _encode(Image.open(DATA / "biden.jpg").convert("RGB"), "JPEG"), "biden-again.jpg"),
-        frozenset({"LooksLikeSomeoneElse"})),
+        frozenset({"LooksLikeSomeoneElse"}),
+    ),
 }
 
 # ---- the worker ------------------------------------------------------------------------
@@ -289,8 +340,9 @@ CORPUS: dict[str, tuple[Callable[[Path], Any], frozenset[str]]] = {
 
 def _gallery_files(home: Path) -> dict[str, bytes]:
     """The bytes of everything the gallery keeps: database, WAL, index (not the lock or shared-memory files)."""
-    return {p.name: p.read_bytes() for p in sorted(home.iterdir())
-            if p.is_file() and not p.name.endswith((".lock", "-shm"))}
+    return {
+        p.name: p.read_bytes() for p in sorted(home.iterdir()) if p.is_file() and not p.name.endswith((".lock", "-shm"))
+    }
 
 
 def _memory_kib(field: str) -> int:
@@ -314,7 +366,7 @@ def _run_case(gallery_cls: Any, pipeline: Any, home: Path, name: str, image: Any
             return "ok", action()
         except GalleryError as error:
             return type(error).__name__, str(error)
-        except BaseException as error:  # noqa: BLE001 - that is the finding
+        except BaseException as error:
             return f"untyped {type(error).__name__}", traceback.format_exc(limit=-6)
 
     person = f"Case {name}"

@@ -274,7 +274,7 @@ def test_a_small_index_is_one_file_and_a_large_one_a_main_file_plus_segment_file
 
 
 def test_adding_a_face_rewrites_only_the_main_file_and_keeps_the_old_index_answering(tmp_path: Path) -> None:
-    index, vectors = segmented_index()
+    index, _vectors = segmented_index()
     path = tmp_path / "faces.faiss"
     index.save(path, gallery_id="g", generation=1)
     before = files_of(tmp_path)
@@ -368,7 +368,7 @@ def test_loads_never_fail_while_another_thread_keeps_saving(tmp_path: Path) -> N
         while not stop.is_set():
             try:
                 FaceIndex.load(path, policy=SEGMENTED)
-            except BaseException as error:  # noqa: BLE001 - reported below
+            except BaseException as error:
                 failures.append(error)
                 return
 

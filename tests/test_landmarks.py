@@ -162,7 +162,8 @@ def test_landmarks_match_dlib_on_ties_borders_and_tiny_boxes(predictor: Landmark
     for i, name in enumerate(cases["images"]):
         rows = np.flatnonzero(cases["box_image"] == i)
         found = predictor.predict_many(_rgb(name), boxes[rows])
-        differing += [int(r) for r, ok in zip(rows, (found == cases["box_landmarks"][rows]).all(axis=(1, 2))) if not ok]
+        same = (found == cases["box_landmarks"][rows]).all(axis=(1, 2))
+        differing += [int(r) for r, ok in zip(rows, same, strict=True) if not ok]
     assert differing == [], f"{len(differing)} of {len(boxes)} boxes differ from dlib, e.g. {boxes[differing[:5]]}"
 
 
@@ -171,7 +172,7 @@ def test_predict_many_agrees_with_predict(predictor: LandmarkPredictor) -> None:
     boxes = np.array([[60, 80, 260, 280], [350, 60, 530, 242], [-30, 400, 170, 602], [1, 1, 30, 30]])
     together = predictor.predict_many(image, boxes)
     assert together.shape == (4, 5, 2) and together.dtype == np.int64
-    for box, points in zip(boxes, together):
+    for box, points in zip(boxes, together, strict=True):
         np.testing.assert_array_equal(predictor.predict(image, tuple(box)), points)
 
 

@@ -12,8 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
 from gallery.errors import GalleryError
-from gallery.store import NotAGallery, SchemaTooNew, Store, StoreError
-from gallery.store import migrate
+from gallery.store import NotAGallery, SchemaTooNew, Store, StoreError, migrate
 from gallery.store.database import Database, make_engine
 from gallery.store.schema import HEAD_REVISION, metadata
 
@@ -82,7 +81,7 @@ def test_a_database_from_a_newer_gallery_is_refused_with_a_clear_error(tmp_path:
     Database.open(path).close()
     with sqlite3.connect(path) as connection:
         connection.execute("UPDATE alembic_version SET version_num = 'f00d_from_the_future'")
-    with pytest.raises(SchemaTooNew, match="f00d_from_the_future.*upgrade the gallery"):
+    with pytest.raises(SchemaTooNew, match=r"f00d_from_the_future.*upgrade the gallery"):
         Store.open(tmp_path, model=MODEL)
     assert issubclass(SchemaTooNew, StoreError) and issubclass(StoreError, GalleryError)
     with sqlite3.connect(path) as connection:  # untouched

@@ -72,7 +72,9 @@ def test_torch_and_faiss_work_in_either_import_order(order: tuple[str, str]) -> 
     # No *_NUM_THREADS from the caller's environment: the counts must come from set_threads.
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
-    result = subprocess.run([sys.executable, "-c", SCRIPT, *order], capture_output=True, text=True, timeout=300, env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, *order], capture_output=True, text=True, timeout=300, env=env
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["ok", "2", "2"]
 

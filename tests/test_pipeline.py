@@ -80,7 +80,9 @@ def test_a_huge_photo_is_detected_downscaled_and_boxes_come_in_its_own_pixels():
     assert max(huge.size) > DETECTION_MAX_SIDE
     (face,) = gallery.faces(huge)
     (small,) = gallery.faces(original)
-    np.testing.assert_allclose(np.array(face.box), np.array(small.box) * factor, atol=0.1 * factor * small.width)  # pyramid steps move boxes a little
+    np.testing.assert_allclose(
+        np.array(face.box), np.array(small.box) * factor, atol=0.1 * factor * small.width
+    )  # pyramid steps move boxes a little
     assert np.linalg.norm(face.embedding - small.embedding) < 0.2
 
 

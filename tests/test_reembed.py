@@ -33,24 +33,29 @@ def _enrol_with_the_old_model(home: Path, people: dict[str, str]) -> None:
     with Store.open(home, model=OLD_MODEL) as store:
         for name, photo in people.items():
             (face,) = pipeline.faces(DATA / photo)
-            store.add_person_with_face(name, FaceRecord(
-                embedding=rng.normal(size=128).astype(np.float32),  # the old model's space: not comparable
-                model=OLD_MODEL,
-                box=face.box,
-                landmarks=tuple((float(x), float(y)) for x, y in face.landmarks),
-                quality=face.score,
-                photo_sha256="0" * 64,
-                chip_jpeg=_jpeg(face.chip),
-            ))
+            store.add_person_with_face(
+                name,
+                FaceRecord(
+                    embedding=rng.normal(size=128).astype(np.float32),  # the old model's space: not comparable
+                    model=OLD_MODEL,
+                    box=face.box,
+                    landmarks=tuple((float(x), float(y)) for x, y in face.landmarks),
+                    quality=face.score,
+                    photo_sha256="0" * 64,
+                    chip_jpeg=_jpeg(face.chip),
+                ),
+            )
 
 
 def test_a_gallery_of_another_models_faces_refuses_until_reembedded_from_its_chips(tmp_path: Path) -> None:
     home = tmp_path / "gallery"
     _enrol_with_the_old_model(home, {"Barack Obama": "obama.jpg", "Joe Biden": "biden.jpg"})
     with Gallery(home) as gallery:
-        for attempt in (lambda: gallery.identify(DATA / "obama2.jpg"),
-                        lambda: gallery.verify("Barack Obama", DATA / "obama2.jpg"),
-                        lambda: gallery.enroll("Grace Hopper", DATA / "grace_hopper.jpg")):
+        for attempt in (
+            lambda: gallery.identify(DATA / "obama2.jpg"),
+            lambda: gallery.verify("Barack Obama", DATA / "obama2.jpg"),
+            lambda: gallery.enroll("Grace Hopper", DATA / "grace_hopper.jpg"),
+        ):
             with pytest.raises(ModelMismatch, match=rf"2 by '{OLD_MODEL}'.*gallery reembed"):
                 attempt()
         assert [p.name for p in gallery.people()] == ["Barack Obama", "Joe Biden"]  # reading and removing still work

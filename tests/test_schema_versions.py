@@ -10,8 +10,7 @@ from fakes import FakePipeline
 
 from gallery.cli import EXIT_ERROR, EXIT_OK, cli
 from gallery.gallery import Gallery
-from gallery.store import SchemaTooNew
-from gallery.store import migrate
+from gallery.store import SchemaTooNew, migrate
 from gallery.store.database import make_engine
 
 

@@ -15,8 +15,8 @@ import pytest
 
 from gallery.store import (
     INDEX_FILE,
-    DuplicateExternalId,
     AlreadyEnrolled,
+    DuplicateExternalId,
     FaceRecord,
     InvalidFaceRecord,
     ModelMismatch,
@@ -378,7 +378,7 @@ def test_concurrent_searches_during_writes_never_fail_and_stay_consistent(store:
                 for name, vector in people.items():
                     hits = store.search(vector, 1)[0]
                     assert hits and hits[0].name == name and hits[0].distance < 1e-6
-        except BaseException as error:  # noqa: BLE001 - reported to the main thread
+        except BaseException as error:
             errors.append(error)
 
     threads = [threading.Thread(target=search_loop) for _ in range(8)]
@@ -442,7 +442,7 @@ def test_a_write_waiting_too_long_for_another_writer_fails_with_store_busy(tmp_p
     with Store.open(tmp_path, model=MODEL, lock_timeout=0.2) as store:
         other_process_lock = filelock.FileLock(tmp_path / "gallery.db.lock")
         with other_process_lock:
-            with pytest.raises(StoreBusy, match="gallery.db.lock"):
+            with pytest.raises(StoreBusy, match=r"gallery\.db\.lock"):
                 store.add_person_with_face("Ada", face(embedding(1)))
             assert store.search(embedding(1), 1) == [[]]  # reads do not wait for the lock
         store.add_person_with_face("Ada", face(embedding(1)))
@@ -514,7 +514,9 @@ def test_add_many_writes_new_and_known_people_in_one_go(store: Store) -> None:
     written = store.add_many([("Ada", [face(embedding(2))]), ("Grace", [face(embedding(3)), face(embedding(4))])])
     assert [len(face_ids) for _, face_ids in written] == [1, 2]
     assert {p.name: p.face_count for p in store.people()} == {"Ada": 2, "Grace": 2}
-    assert store.photos_enrolled([face(embedding(3)).photo_sha256, "0" * 64]) == {face(embedding(3)).photo_sha256: "Grace"}
+    assert store.photos_enrolled([face(embedding(3)).photo_sha256, "0" * 64]) == {
+        face(embedding(3)).photo_sha256: "Grace"
+    }
     with pytest.raises(InvalidFaceRecord):
         store.add_many([("Alan", [face(embedding(5))]), ("Bad", [face(np.full(DIMENSION, np.nan, np.float32))])])
     assert store.find_person("Alan") is None  # nothing of the batch was written

@@ -15,7 +15,9 @@ from gallery.models import mmod, resnet, shape_predictor, weights
 MODELS = {
     "detector": (mmod.DETECTOR_NAME, mmod.DETECTOR_SHA256, mmod.convert_detector_model),
     "landmarks": (
-        shape_predictor.WEIGHTS_NAME, shape_predictor.LANDMARKS_SHA256, shape_predictor.convert_landmark_model
+        shape_predictor.WEIGHTS_NAME,
+        shape_predictor.LANDMARKS_SHA256,
+        shape_predictor.convert_landmark_model,
     ),
     "recognition": (resnet.WEIGHTS_NAME, resnet.RECOGNITION_SHA256, resnet.convert_recognition_model),
 }
@@ -51,9 +53,9 @@ def test_a_damaged_cache_is_detected_and_rebuilt_for_every_model(model: str, cac
     assert hashlib.sha256(good).hexdigest() == sha256
     for how, damage in DAMAGE.items():
         cached.write_bytes(damage(good))
-        conversions = []
+        conversions: list[int] = []
 
-        def counting_convert() -> dict[str, np.ndarray]:
+        def counting_convert(conversions: list[int] = conversions) -> dict[str, np.ndarray]:
             conversions.append(1)
             return convert()
 

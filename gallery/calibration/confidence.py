@@ -64,7 +64,7 @@ def fit_confidence(margins: np.ndarray, right: np.ndarray, mated: np.ndarray) ->
     order = np.argsort(margins, kind="stable")
     x, y, w = _binned(margins[order], right[order].astype(np.float64), weights[order])
     # Non-increasing fit of y on x == non-decreasing fit of y on -x.
-    block_mean, block_weight, block_x = _pool_adjacent_violators(y[::-1], w[::-1], x[::-1])
+    block_mean, _block_weight, block_x = _pool_adjacent_violators(y[::-1], w[::-1], x[::-1])
     xs, ps = block_x[::-1], block_mean[::-1]
     xs, ps = _thin(xs, ps, MAX_KNOTS)
     ps = np.clip(ps, PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR)

@@ -55,10 +55,14 @@ def evidence_for(searches: Searches, index: int) -> list[Evidence]:
     """The evidence the Gallery facade would hand a rule for one simulated search."""
     kept = np.isfinite(searches.distances[index])
     return [
-        Evidence(person_id=int(identity), distance=float(distance),
-                 cohort_distance=None if np.isnan(cohort) else float(cohort))
-        for identity, distance, cohort in zip(searches.identities[index][kept], searches.distances[index][kept],
-                                              searches.cohort[index][kept], strict=True)
+        Evidence(
+            person_id=int(identity),
+            distance=float(distance),
+            cohort_distance=None if np.isnan(cohort) else float(cohort),
+        )
+        for identity, distance, cohort in zip(
+            searches.identities[index][kept], searches.distances[index][kept], searches.cohort[index][kept], strict=True
+        )
     ]
 
 
@@ -138,16 +142,24 @@ def evaluate(
 def _at(searches: Searches, target: float, rule: NormalisedDistance | None) -> AtTarget:
     distance = fnir_at_fpir(-searches.distances[:, 0], searches.correct, searches.mated, target)
     # The rule in force ranks searches by its margin (a distance rule by the distance itself).
-    own_score = (-rule.margins(searches.distances, searches.cohort, searches.gallery_size) if rule
-                 else -searches.distances[:, 0])
+    own_score = (
+        -rule.margins(searches.distances, searches.cohort, searches.gallery_size) if rule else -searches.distances[:, 0]
+    )
     in_force = fnir_at_fpir(own_score, searches.correct, searches.mated, target)
     reference = rule.reference if rule else float(np.nanmedian(searches.distances[:, 1]))
-    scorer = NormalisedDistance(sizes=(1,), thresholds=(1.0,), strengths=(1.0,), reference=reference, confidence=_UNUSED)
+    scorer = NormalisedDistance(
+        sizes=(1,), thresholds=(1.0,), strengths=(1.0,), reference=reference, confidence=_UNUSED
+    )
     # The best strength for this data, each with its threshold set on this data's strangers.
     normalised = min(
-        fnir_at_fpir(-scorer.log_ratios(searches.distances[:, 0], searches.distances[:, 1], searches.cohort[:, 0],
-                                        strength), searches.correct, searches.mated, target).fnir
-        for strength in STRENGTHS)
+        fnir_at_fpir(
+            -scorer.log_ratios(searches.distances[:, 0], searches.distances[:, 1], searches.cohort[:, 0], strength),
+            searches.correct,
+            searches.mated,
+            target,
+        ).fnir
+        for strength in STRENGTHS
+    )
     return AtTarget(target, in_force.fnir, distance.fnir, -distance.threshold, normalised)
 
 

@@ -95,17 +95,33 @@ def calibrate(
         CalibrationError: too few identities, mated photos or strangers for the target.
     """
     embeddings, labels = _checked(embeddings, labels, target_fpir)
-    by_size = simulate_sizes(embeddings, labels, target_fpir=target_fpir, enrolled_fraction=enrolled_fraction,
-                             largest_gallery=largest_gallery, seed=seed, progress=progress)
+    by_size = simulate_sizes(
+        embeddings,
+        labels,
+        target_fpir=target_fpir,
+        enrolled_fraction=enrolled_fraction,
+        largest_gallery=largest_gallery,
+        seed=seed,
+        progress=progress,
+    )
     reference = typical_impostor_distance(embeddings, labels, seed=seed)
-    rule = fit_rule(by_size, reference=reference, target_fpir=target_fpir,
-                    strengths=strengths)
+    rule = fit_rule(by_size, reference=reference, target_fpir=target_fpir, strengths=strengths)
     full = by_size[-1]
     fpir, fnir = open_set_rates(rule.accepts(full.distances, full.cohort, full.gallery_size), full.correct, full.mated)
     distance_threshold = threshold_at_fpir(-full.distances[~full.mated, 0], target_fpir)
     _, distance_fnir = open_set_rates(-full.distances[:, 0] >= distance_threshold, full.correct, full.mated)
-    return Calibration(rule, target_fpir, int(full.gallery_size[0]), fpir, fnir, distance_fnir,
-                       len(np.unique(labels)), len(labels), int(full.mated.sum()), int((~full.mated).sum()))
+    return Calibration(
+        rule,
+        target_fpir,
+        int(full.gallery_size[0]),
+        fpir,
+        fnir,
+        distance_fnir,
+        len(np.unique(labels)),
+        len(labels),
+        int(full.mated.sum()),
+        int((~full.mated).sum()),
+    )
 
 
 def simulate_sizes(
@@ -121,16 +137,24 @@ def simulate_sizes(
     """One-shot searches at each gallery size of ``calibration_sizes``, smallest first (see ``calibrate``)."""
     labels = np.asarray(labels)
     identities, counts = np.unique(labels, return_counts=True)
-    largest = sum(int(round(len(g) * enrolled_fraction)) for g in (identities[counts >= 2], identities[counts < 2]))
+    largest = sum(round(len(g) * enrolled_fraction) for g in (identities[counts >= 2], identities[counts < 2]))
     if largest_gallery is not None:
         largest = min(largest, largest_gallery)
     sizes = calibration_sizes(largest)
     by_size = []
     for done, size in enumerate(sizes):
         trials = trials_for_size(size, largest)
-        by_size.append(simulate(embeddings, labels, trials=trials, gallery_size=size,
-                                enrolled_fraction=enrolled_fraction,
-                                strangers_per_trial=strangers_per_trial(trials, target_fpir), seed=seed + done))
+        by_size.append(
+            simulate(
+                embeddings,
+                labels,
+                trials=trials,
+                gallery_size=size,
+                enrolled_fraction=enrolled_fraction,
+                strangers_per_trial=strangers_per_trial(trials, target_fpir),
+                seed=seed + done,
+            )
+        )
         if progress:
             progress(done + 1, len(sizes))
     return by_size
@@ -159,8 +183,12 @@ def fit_rule(
         strengths: the candidate normalisation strengths; (0.0,) gives the plain distance rule.
         runner_up_exponent, cohort_exponent: the rule's normalisation.
     """
-    shape = {"reference": reference, "runner_up_exponent": runner_up_exponent,
-             "cohort_exponent": cohort_exponent, "target_fpir": target_fpir}
+    shape = {
+        "reference": reference,
+        "runner_up_exponent": runner_up_exponent,
+        "cohort_exponent": cohort_exponent,
+        "target_fpir": target_fpir,
+    }
     scorer = NormalisedDistance(sizes=(1,), thresholds=(1.0,), strengths=(0.0,), confidence=_FLAT, **shape)
 
     def log_ratios(searches: Searches, strength: float) -> np.ndarray:
@@ -176,21 +204,30 @@ def fit_rule(
 
     chosen = [min(strengths, key=lambda strength: (misses(searches, strength), strength)) for searches in by_size]
     kept = _non_decreasing(chosen, strengths)
-    thresholds = tuple(float(np.exp(log_threshold(searches, strength)))
-                       for searches, strength in zip(by_size, kept, strict=True))
+    thresholds = tuple(
+        float(np.exp(log_threshold(searches, strength))) for searches, strength in zip(by_size, kept, strict=True)
+    )
     beyond = float(np.exp(log_threshold(by_size[-1], 1.0))) if 1.0 in strengths else None
     sizes = tuple(int(s.gallery_size[0]) for s in by_size)
     table = {"sizes": sizes, "thresholds": thresholds, "strengths": tuple(kept), "beyond_threshold": beyond}
     pooled = Searches.concat(by_size)
-    margins = NormalisedDistance(confidence=_FLAT, **table, **shape).margins(pooled.distances, pooled.cohort,
-                                                                              pooled.gallery_size)
+    margins = NormalisedDistance(confidence=_FLAT, **table, **shape).margins(
+        pooled.distances, pooled.cohort, pooled.gallery_size
+    )
     # Searches whose nearest or runner-up is right: from which d1/d2 is the nearest no longer clearly the one?
-    contest = (pooled.mated & np.isfinite(pooled.distances[:, 1])
-               & (pooled.correct | (pooled.identities[:, 1] == pooled.truth)))
-    tie = (fit_tie_ratio(pooled.distances[contest, 0] / pooled.distances[contest, 1], pooled.correct[contest])
-           if contest.any() else 1.0)
-    return NormalisedDistance(confidence=fit_confidence(margins, pooled.correct, pooled.mated), tie_ratio=tie,
-                              **table, **shape)
+    contest = (
+        pooled.mated
+        & np.isfinite(pooled.distances[:, 1])
+        & (pooled.correct | (pooled.identities[:, 1] == pooled.truth))
+    )
+    tie = (
+        fit_tie_ratio(pooled.distances[contest, 0] / pooled.distances[contest, 1], pooled.correct[contest])
+        if contest.any()
+        else 1.0
+    )
+    return NormalisedDistance(
+        confidence=fit_confidence(margins, pooled.correct, pooled.mated), tie_ratio=tie, **table, **shape
+    )
 
 
 def _non_decreasing(values: Sequence[float], allowed: Sequence[float]) -> list[float]:
@@ -219,8 +256,13 @@ class VerifyCalibration:
     impostor_pairs: int
 
     def provenance(self) -> dict[str, Any]:
-        return {"target_fmr": self.target_fmr, "fmr": round(self.fmr, 8), "fnmr": round(self.fnmr, 6),
-                "genuine_pairs": self.genuine_pairs, "impostor_pairs": self.impostor_pairs}
+        return {
+            "target_fmr": self.target_fmr,
+            "fmr": round(self.fmr, 8),
+            "fnmr": round(self.fnmr, 6),
+            "genuine_pairs": self.genuine_pairs,
+            "impostor_pairs": self.impostor_pairs,
+        }
 
 
 def calibrate_verify(embeddings: np.ndarray, labels: np.ndarray, *, target_fmr: float = 0.001) -> VerifyCalibration:
@@ -236,19 +278,30 @@ def calibrate_verify(embeddings: np.ndarray, labels: np.ndarray, *, target_fmr: 
     if len(genuine_d) == 0:
         raise CalibrationError("calibrating verification needs at least one person with two photos")
     if len(impostor_d) * target_fmr < 1.0:
-        raise CalibrationError(f"FMR {target_fmr:g} needs at least {int(np.ceil(1 / target_fmr))} different-person "
-                               f"pairs; the photos give {len(impostor_d)}")
+        raise CalibrationError(
+            f"FMR {target_fmr:g} needs at least {int(np.ceil(1 / target_fmr))} different-person "
+            f"pairs; the photos give {len(impostor_d)}"
+        )
     threshold = -threshold_at_fpir(-impostor_d, target_fmr)  # verify accepts distance <= threshold
-    return VerifyCalibration(threshold, target_fmr, float((impostor_d <= threshold).mean()),
-                             float((genuine_d > threshold).mean()), len(genuine_d), len(impostor_d))
+    return VerifyCalibration(
+        threshold,
+        target_fmr,
+        float((impostor_d <= threshold).mean()),
+        float((genuine_d > threshold).mean()),
+        len(genuine_d),
+        len(impostor_d),
+    )
 
 
 def _pair_distances(embeddings: np.ndarray, labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Distances of every same-person pair, and of every different-person pair (a random sample if very many)."""
     order = np.argsort(labels, kind="stable")
     _, starts, counts = np.unique(labels[order], return_index=True, return_counts=True)
-    genuine = [pairwise_distances(embeddings[order[a:a + c]], embeddings[order[a:a + c]])[np.triu_indices(c, 1)]
-               for a, c in zip(starts, counts, strict=True) if c > 1]
+    genuine = [
+        pairwise_distances(embeddings[order[a : a + c]], embeddings[order[a : a + c]])[np.triu_indices(c, 1)]
+        for a, c in zip(starts, counts, strict=True)
+        if c > 1
+    ]
     n = len(labels)
     if n * (n - 1) // 2 <= MAX_IMPOSTOR_PAIRS:
         first, second = np.triu_indices(n, 1)
@@ -259,13 +312,16 @@ def _pair_distances(embeddings: np.ndarray, labels: np.ndarray, seed: int = 0) -
     first, second = first[different], second[different]
     chunk = 1 << 18  # pairs per step: bounds the temporary (chunk, d) differences
     single = embeddings.astype(np.float32)  # half the memory traffic; distances still exact to ~1e-7
-    impostor = [np.linalg.norm(single[first[i:i + chunk]] - single[second[i:i + chunk]], axis=1).astype(np.float64)
-                for i in range(0, len(first), chunk)]
-    return (np.concatenate(genuine) if genuine else np.empty(0),
-            np.concatenate(impostor) if impostor else np.empty(0))
+    impostor = [
+        np.linalg.norm(single[first[i : i + chunk]] - single[second[i : i + chunk]], axis=1).astype(np.float64)
+        for i in range(0, len(first), chunk)
+    ]
+    return (np.concatenate(genuine) if genuine else np.empty(0), np.concatenate(impostor) if impostor else np.empty(0))
 
 
-def typical_impostor_distance(embeddings: np.ndarray, labels: np.ndarray, *, seed: int = 0, pairs: int = 20000) -> float:
+def typical_impostor_distance(
+    embeddings: np.ndarray, labels: np.ndarray, *, seed: int = 0, pairs: int = 20000
+) -> float:
     """Median distance between photos of different people (a random sample of pairs)."""
     rng = np.random.default_rng(seed)
     first = rng.integers(0, len(labels), pairs)
@@ -298,15 +354,17 @@ def _checked(embeddings: np.ndarray, labels: np.ndarray, target_fpir: float | No
         return embeddings, labels
     if not 0.0 < target_fpir < 1.0:
         raise CalibrationError(f"the target FPIR must lie in (0, 1), got {target_fpir}")
-    identities, counts = np.unique(labels, return_counts=True)
+    _identities, counts = np.unique(labels, return_counts=True)
     if (counts >= 2).sum() < 2:
         raise CalibrationError("calibration needs at least two people with two or more photos each")
     # Strangers in one simulated gallery: photos of the identities left out (about half of them).
     strangers = len(labels) // 2
     needed = int(np.ceil(1.0 / target_fpir))
     if strangers < needed:
-        raise CalibrationError(f"FPIR {target_fpir:g} needs at least {needed} stranger photos per simulated gallery "
-                               f"(about {2 * needed} photos in all); the folder has {len(labels)}")
+        raise CalibrationError(
+            f"FPIR {target_fpir:g} needs at least {needed} stranger photos per simulated gallery "
+            f"(about {2 * needed} photos in all); the folder has {len(labels)}"
+        )
     return embeddings, labels
 
 

@@ -151,5 +151,6 @@ def pair_accuracy(distances: np.ndarray, same: np.ndarray, folds: np.ndarray | N
         threshold = best_accuracy_threshold(distances[train], same[train])
         accuracies.append(float(((distances[test] <= threshold) == same[test]).mean()))
         thresholds.append(threshold)
-    return PairAccuracy(float(np.mean(accuracies)), float(np.std(accuracies)), tuple(thresholds),
-                        len(thresholds), len(same))
+    return PairAccuracy(
+        float(np.mean(accuracies)), float(np.std(accuracies)), tuple(thresholds), len(thresholds), len(same)
+    )

@@ -75,8 +75,9 @@ class PairReport:
     accuracy_at: float | None  # accuracy at the given threshold (the verify threshold in force), if any
 
 
-def pair_report(pairs: Sequence[Pair], embedding_of: Mapping[str, np.ndarray],
-                threshold: float | None = None) -> PairReport:
+def pair_report(
+    pairs: Sequence[Pair], embedding_of: Mapping[str, np.ndarray], threshold: float | None = None
+) -> PairReport:
     """Score pairs whose photos both have an embedding.
 
     Args:
@@ -90,8 +91,10 @@ def pair_report(pairs: Sequence[Pair], embedding_of: Mapping[str, np.ndarray],
     """
     usable = [p for p in pairs if p.first in embedding_of and p.second in embedding_of]
     if not usable:
-        raise NoUsablePairs(f"none of the {len(pairs)} pairs has a face found in both photos (are the photos "
-                            "where the pairs file says? see --root)")
+        raise NoUsablePairs(
+            f"none of the {len(pairs)} pairs has a face found in both photos (are the photos "
+            "where the pairs file says? see --root)"
+        )
     first = np.stack([np.asarray(embedding_of[p.first], np.float64) for p in usable])
     second = np.stack([np.asarray(embedding_of[p.second], np.float64) for p in usable])
     distances = np.linalg.norm(first - second, axis=1)
@@ -99,5 +102,12 @@ def pair_report(pairs: Sequence[Pair], embedding_of: Mapping[str, np.ndarray],
     folds = np.array([p.fold for p in usable]) if all(p.fold is not None for p in usable) else None
     result = pair_accuracy(distances, same, folds)
     at = float(((distances <= threshold) == same).mean()) if threshold is not None else None
-    return PairReport(result.accuracy, result.std, result.folds, len(usable), len(pairs) - len(usable),
-                      float(np.mean(result.thresholds)), at)
+    return PairReport(
+        result.accuracy,
+        result.std,
+        result.folds,
+        len(usable),
+        len(pairs) - len(usable),
+        float(np.mean(result.thresholds)),
+        at,
+    )

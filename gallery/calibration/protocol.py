@@ -83,8 +83,9 @@ def cohort_distance(distances_to_others: np.ndarray, size: int = COHORT_SIZE) ->
     return float(others.mean()) if len(others) else float("nan")
 
 
-def cohort_from_searches(person_id: int, hits_per_face: Sequence[Sequence[tuple[int, float]]],
-                         size: int = COHORT_SIZE) -> float:
+def cohort_from_searches(
+    person_id: int, hits_per_face: Sequence[Sequence[tuple[int, float]]], size: int = COHORT_SIZE
+) -> float:
     """A person's cohort distance from people searches of each of their enrolled faces.
 
     Search each of the person's faces for its ``size + 1`` nearest *people* (each person once, at
@@ -120,7 +121,7 @@ def split_identities(labels: np.ndarray, *, fraction: float = 0.5, seed: int = 0
     rng = np.random.default_rng(seed)
     first = np.zeros(len(labels), dtype=bool)
     for group in _identity_groups(labels):
-        chosen = rng.permutation(group)[: int(round(len(group) * fraction))]
+        chosen = rng.permutation(group)[: round(len(group) * fraction)]
         first |= np.isin(labels, chosen)
     return first, ~first
 
@@ -160,10 +161,12 @@ def simulate(
         raise ValueError("embeddings and labels differ in length")
     rng = np.random.default_rng(seed)
     data = _Photos(embeddings, labels)
-    return Searches.concat([
-        _one_trial(data, rng, enrolled_fraction, gallery_size, depth, cohort_size, strangers_per_trial)
-        for _ in range(trials)
-    ])
+    return Searches.concat(
+        [
+            _one_trial(data, rng, enrolled_fraction, gallery_size, depth, cohort_size, strangers_per_trial)
+            for _ in range(trials)
+        ]
+    )
 
 
 def _identity_groups(labels: np.ndarray) -> list[np.ndarray]:
@@ -184,8 +187,11 @@ class _Photos:
         self.groups = [identities[self.counts >= 2], identities[self.counts < 2]]
 
     def distances(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
-        squared = (self.squared_norms[rows][:, None] + self.squared_norms[columns][None, :]
-                   - 2.0 * (self.embeddings[rows] @ self.embeddings[columns].T))
+        squared = (
+            self.squared_norms[rows][:, None]
+            + self.squared_norms[columns][None, :]
+            - 2.0 * (self.embeddings[rows] @ self.embeddings[columns].T)
+        )
         return np.sqrt(np.maximum(squared, 0.0))
 
 
@@ -198,7 +204,7 @@ def _one_trial(
     cohort_size: int,
     strangers_per_trial: int | None,
 ) -> Searches:
-    enrolled = np.concatenate([rng.permutation(g)[: int(round(len(g) * enrolled_fraction))] for g in data.groups])
+    enrolled = np.concatenate([rng.permutation(g)[: round(len(g) * enrolled_fraction)] for g in data.groups])
     if gallery_size is not None:
         if gallery_size > len(enrolled):
             raise ValueError(f"gallery_size {gallery_size} exceeds the {len(enrolled)} identities available")

@@ -96,13 +96,15 @@ class NormalisedDistance:
             threshold = np.where(beyond, self.beyond_threshold, threshold)
         return strength, threshold
 
-    def log_ratios(self, nearest: np.ndarray, runner_up: np.ndarray, cohort: np.ndarray,
-                   strength: np.ndarray | float) -> np.ndarray:
+    def log_ratios(
+        self, nearest: np.ndarray, runner_up: np.ndarray, cohort: np.ndarray, strength: np.ndarray | float
+    ) -> np.ndarray:
         """log(ratio), vectorised; nan/inf references (too few identities enrolled) become ``reference``."""
         runner_up = np.where(np.isfinite(runner_up), runner_up, self.reference)
         cohort = np.where(np.isfinite(cohort), cohort, self.reference)
-        log_scale = (self.runner_up_exponent * np.log(np.maximum(runner_up, _TINY))
-                     + self.cohort_exponent * np.log(np.maximum(cohort, _TINY)))
+        log_scale = self.runner_up_exponent * np.log(np.maximum(runner_up, _TINY)) + self.cohort_exponent * np.log(
+            np.maximum(cohort, _TINY)
+        )
         return np.log(np.maximum(np.asarray(nearest, dtype=np.float64), _TINY)) - strength * log_scale
 
     def margins(self, distances: np.ndarray, cohort: np.ndarray, gallery_size: np.ndarray | int) -> np.ndarray:
@@ -167,9 +169,11 @@ class NormalisedDistance:
         return Decision("unknown", None, 1.0 - probability)
 
     def describe(self) -> str:
-        return (f"d1 / sqrt(d2 * cohort)^s <= threshold, both by gallery size (FPIR {self.target_fpir:g}; "
-                f"sizes {self.sizes[0]}..{self.sizes[-1]}: s {self.strengths[0]:g}..{self.strengths[-1]:g}, "
-                f"threshold {self.thresholds[0]:.3f}..{self.thresholds[-1]:.3f})")
+        return (
+            f"d1 / sqrt(d2 * cohort)^s <= threshold, both by gallery size (FPIR {self.target_fpir:g}; "
+            f"sizes {self.sizes[0]}..{self.sizes[-1]}: s {self.strengths[0]:g}..{self.strengths[-1]:g}, "
+            f"threshold {self.thresholds[0]:.3f}..{self.thresholds[-1]:.3f})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

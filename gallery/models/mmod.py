@@ -145,7 +145,7 @@ class ScoreHead(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, channels, rows, cols = x.shape
+        _batch, channels, rows, cols = x.shape
         # fold adds tap (ky, kx) of input pixel p to output pixel p + (ky, kx) - 4; a
         # convolution reads output p from input p - (ky, kx) + 4: the taps come flipped.
         taps = self.weight[0].flip(1, 2).reshape(channels, self.kernel * self.kernel).t()

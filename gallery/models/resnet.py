@@ -298,9 +298,7 @@ def _read_layer_details(reader: DlibReader, layer: _Layer, channels: int, out: d
         reader.expect_string("relu_")
     elif layer.kind == "max_pool":
         _read_pool(reader, layer, "max_pool_2")
-    elif layer.kind == "avg_pool":
-        _read_pool(reader, layer, "avg_pool_2")
-    elif layer.kind == "avg_pool_everything":
+    elif layer.kind == "avg_pool" or layer.kind == "avg_pool_everything":
         _read_pool(reader, layer, "avg_pool_2")
     elif layer.kind == "add_prev":
         reader.expect_string("add_prev_")
@@ -321,7 +319,7 @@ def _read_training_state(reader: DlibReader, what: str) -> None:
 
 def _read_input_layer(reader: DlibReader) -> None:
     reader.expect_string("input_rgb_image_sized")
-    for channel, mean in zip("RGB", INPUT_MEAN_RGB):
+    for channel, mean in zip("RGB", INPUT_MEAN_RGB, strict=True):
         found = reader.float()
         if np.float32(found) != np.float32(mean):
             raise DlibFormatError(f"input mean {channel} is {found}, expected {mean}")
@@ -377,6 +375,7 @@ def load_recognition_network() -> FaceResNet:
     # the load); assign=True then adopts the loaded arrays as the parameters, without a copy.
     with torch.device("meta"):
         network = FaceResNet()
-    network.load_state_dict({name: torch.from_numpy(np.ascontiguousarray(a)) for name, a in arrays.items()},
-                            assign=True)
+    network.load_state_dict(
+        {name: torch.from_numpy(np.ascontiguousarray(a)) for name, a in arrays.items()}, assign=True
+    )
     return network.eval()

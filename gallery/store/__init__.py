@@ -15,8 +15,8 @@ writes by checking a generation counter first. See ``gallery.store.store`` for t
 """
 
 from gallery.errors import (
-    DuplicateExternalId,
     AlreadyEnrolled,
+    DuplicateExternalId,
     IndexFileInvalid,
     InvalidFaceRecord,
     ModelMismatch,
@@ -43,9 +43,9 @@ from gallery.store.store import DATABASE_FILE, INDEX_FILE, Store
 __all__ = [
     "DATABASE_FILE",
     "INDEX_FILE",
+    "AlreadyEnrolled",
     "AuditEvent",
     "DuplicateExternalId",
-    "AlreadyEnrolled",
     "FaceRecord",
     "FaceRow",
     "IndexFileInvalid",

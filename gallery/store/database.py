@@ -155,9 +155,7 @@ class Database:
             try:
                 self._file_lock.acquire()
             except filelock.Timeout as error:
-                raise StoreBusy(
-                    f"another process held {self.lock_path} for over {self._lock_timeout:g} s"
-                ) from error
+                raise StoreBusy(f"another process held {self.lock_path} for over {self._lock_timeout:g} s") from error
             except OSError as error:
                 raise StorageFailure(f"cannot take the gallery's lock {self.lock_path}: {error}") from error
             try:
@@ -186,9 +184,12 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A session in one write transaction (BEGIN IMMEDIATE), committed on success."""
-        with self.failures_translated(), Session(self._write_engine, expire_on_commit=False) as session:
-            with session.begin():
-                yield session
+        with (
+            self.failures_translated(),
+            Session(self._write_engine, expire_on_commit=False) as session,
+            session.begin(),
+        ):
+            yield session
 
     def read_scalar(self, sql: str) -> Any:
         """The first value of one read-only statement, run outside any explicit transaction.

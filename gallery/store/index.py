@@ -171,7 +171,7 @@ DEFAULT_POLICY = IndexPolicy()
 class _Segment:
     """A slice of faces: ids and their vectors, row for row, never changed once made."""
 
-    __slots__ = ("ids", "vectors", "_digest")
+    __slots__ = ("_digest", "ids", "vectors")
 
     def __init__(self, ids: np.ndarray, vectors: np.ndarray, digest: str | None = None) -> None:
         ids.flags.writeable = False
@@ -256,7 +256,12 @@ class FaceIndex:
 
     @classmethod
     def build(
-        cls, model: str, dimension: int, ids: np.ndarray, embeddings: np.ndarray, *,
+        cls,
+        model: str,
+        dimension: int,
+        ids: np.ndarray,
+        embeddings: np.ndarray,
+        *,
         policy: IndexPolicy = DEFAULT_POLICY,
     ) -> FaceIndex:
         """A new index holding ``embeddings`` under ``ids``, of the kind their number calls for."""

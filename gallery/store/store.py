@@ -36,8 +36,8 @@ the writing process needs some 80 MB more than a reader; searches are unaffected
 
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import re
 import sqlite3
 import threading
@@ -54,10 +54,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gallery.store.database import Database
 from gallery.errors import (
-    DuplicateExternalId,
     AlreadyEnrolled,
+    DuplicateExternalId,
     IndexFileInvalid,
     InvalidFaceRecord,
     ModelMismatch,
@@ -66,6 +65,7 @@ from gallery.errors import (
     StoreClosed,
     StoreError,
 )
+from gallery.store.database import Database
 from gallery.store.index import DEFAULT_POLICY, FaceIndex, IndexPolicy, ids_digest
 from gallery.store.records import (
     AuditEvent,
@@ -110,8 +110,9 @@ class _Owners:
 
     def changed(self, gone: np.ndarray, new: _Owners) -> _Owners:
         keep = ~np.isin(self.face_ids, gone)
-        return _Owners.of(np.concatenate([self.face_ids[keep], new.face_ids]),
-                          np.concatenate([self.person_ids[keep], new.person_ids]))
+        return _Owners.of(
+            np.concatenate([self.face_ids[keep], new.face_ids]), np.concatenate([self.person_ids[keep], new.person_ids])
+        )
 
     def as_dict(self) -> dict[int, int]:
         return dict(zip(self.face_ids.tolist(), self.person_ids.tolist(), strict=True))
@@ -293,7 +294,8 @@ class Store:
         """The ids of the faces of this store's model (those above ``above``), sorted (only integers: cheap)."""
         # The raw cursor, inside the session's transaction: 10x faster than ORM rows here.
         cursor = _raw(session).execute(
-            "SELECT id FROM faces WHERE model = ? AND id > ? ORDER BY id", (self.model, above))
+            "SELECT id FROM faces WHERE model = ? AND id > ? ORDER BY id", (self.model, above)
+        )
         return np.fromiter((row[0] for row in cursor), dtype=np.int64)
 
     def _face_count(self, session: Session) -> int:
@@ -319,16 +321,20 @@ class Store:
         cursor = _raw(session)
         if ids is None:
             count = cursor.execute("SELECT count(*) FROM faces WHERE model = ?", (self.model,)).fetchone()[0]
-            batches = [cursor.execute(
-                "SELECT id, person_id, embedding FROM faces WHERE model = ? ORDER BY id", (self.model,))]
+            batches = [
+                cursor.execute("SELECT id, person_id, embedding FROM faces WHERE model = ? ORDER BY id", (self.model,))
+            ]
         else:
             count = len(ids)
             batches = []
             for start in range(0, len(ids), _CHUNK):
                 chunk = [int(i) for i in ids[start : start + _CHUNK]]
                 marks = ",".join("?" * len(chunk))
-                batches.append(cursor.execute(
-                    f"SELECT id, person_id, embedding FROM faces WHERE id IN ({marks}) ORDER BY id", chunk))
+                batches.append(
+                    cursor.execute(
+                        f"SELECT id, person_id, embedding FROM faces WHERE id IN ({marks}) ORDER BY id", chunk
+                    )
+                )
         face_ids = np.empty(count, np.int64)
         person_ids = np.empty(count, np.int64)
         vectors = np.empty((count, self.dimension), "<f4")
@@ -436,9 +442,10 @@ class Store:
                 with self._db.write() as session:
                     if session.scalar(select(Person.id).where(Person.name == name)) is not None:
                         raise AlreadyEnrolled(f"{name!r} is already enrolled")
-                    if external_id is not None and session.scalar(
-                        select(Person.id).where(Person.external_id == external_id)
-                    ) is not None:
+                    if (
+                        external_id is not None
+                        and session.scalar(select(Person.id).where(Person.external_id == external_id)) is not None
+                    ):
                         raise DuplicateExternalId(f"external id {external_id!r} already belongs to another person")
                     person = Person(name=name, external_id=external_id)
                     session.add(person)
@@ -743,9 +750,7 @@ class Store:
             query = query.where(condition)
         with self._db.read() as session:
             rows = session.execute(query.order_by(Person.name)).all()
-            return [
-                PersonRow(p.id, p.name, p.external_id, p.created_at, p.updated_at, count) for p, count in rows
-            ]
+            return [PersonRow(p.id, p.name, p.external_id, p.created_at, p.updated_at, count) for p, count in rows]
 
     def faces_of(self, person_id: int) -> list[FaceRow]:
         """A person's faces (any model), oldest first, without embeddings or chips."""
@@ -843,8 +848,11 @@ class Store:
         with self._db.write() as session:
             for key, value in values.items():
                 statement = sqlite_insert(Setting).values(key=key, value=value, updated_at=now)
-                session.execute(statement.on_conflict_do_update(
-                    index_elements=[Setting.key], set_={"value": statement.excluded.value, "updated_at": now}))
+                session.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=[Setting.key], set_={"value": statement.excluded.value, "updated_at": now}
+                    )
+                )
 
     def audit(
         self,

@@ -126,13 +126,19 @@ def pyramid_down(image: np.ndarray) -> np.ndarray:
     wide = image.astype(np.uint16)
     span = 2 * out_cols
     across = (
-        wide[:, 0:span:2] + 4 * wide[:, 1 : span + 1 : 2] + 6 * wide[:, 2 : span + 2 : 2]
-        + 4 * wide[:, 3 : span + 3 : 2] + wide[:, 4 : span + 4 : 2]
+        wide[:, 0:span:2]
+        + 4 * wide[:, 1 : span + 1 : 2]
+        + 6 * wide[:, 2 : span + 2 : 2]
+        + 4 * wide[:, 3 : span + 3 : 2]
+        + wide[:, 4 : span + 4 : 2]
     )
     span = 2 * out_rows
     down = (
-        across[0:span:2] + 4 * across[1 : span + 1 : 2] + 6 * across[2 : span + 2 : 2]
-        + 4 * across[3 : span + 3 : 2] + across[4 : span + 4 : 2]
+        across[0:span:2]
+        + 4 * across[1 : span + 1 : 2]
+        + 6 * across[2 : span + 2 : 2]
+        + 4 * across[3 : span + 3 : 2]
+        + across[4 : span + 4 : 2]
     )
     return (down // 256).astype(np.uint8)
 

@@ -15,6 +15,7 @@ width is ``right - left + 1``. Boxes may extend past the image border, as dlib's
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -281,9 +282,7 @@ def build_tiled_pyramid(image: np.ndarray, settings: DetectorSettings) -> tuple[
     Channels stay last: that is the layout the network runs in, so no copy is needed.
     """
     rows, cols = image.shape[:2]
-    rects, total_rows, total_cols = tile_pyramid(
-        rows, cols, settings.pyramid_padding, settings.pyramid_outer_padding
-    )
+    rects, total_rows, total_cols = tile_pyramid(rows, cols, settings.pyramid_padding, settings.pyramid_outer_padding)
     tiled = np.zeros((total_rows, total_cols, 3), dtype=np.float32)
     if not rects:
         return tiled, rects
@@ -296,7 +295,7 @@ def build_tiled_pyramid(image: np.ndarray, settings: DetectorSettings) -> tuple[
     base = _flat_rows(tile(rects[0]))
     np.subtract(image.reshape(rows, cols * 3), np.tile(np.array(settings.input_mean, dtype=np.float32), cols), out=base)
     base *= np.float32(1 / 256)
-    for previous, current in zip(rects, rects[1:]):
+    for previous, current in itertools.pairwise(rects):
         resize_float_image(tile(previous), tile(current))
     return tiled, rects
 
@@ -326,7 +325,7 @@ def _nearest_tile(rects: list[Rect], x: int, y: int) -> int:
 
 def _round(value: float) -> int:
     """std::lround: halves away from zero (drectangle -> rectangle)."""
-    return int(math.floor(value + 0.5)) if value >= 0 else -int(math.floor(-value + 0.5))
+    return math.floor(value + 0.5) if value >= 0 else -math.floor(-value + 0.5)
 
 
 def _overlaps(a: Rect, b: Rect, iou_threshold: float, covered_threshold: float) -> bool:
@@ -348,7 +347,7 @@ def decode_detections(scores: np.ndarray, rects: list[Rect], settings: DetectorS
     half_width = (settings.window_width - 1) / 2  # centered_drect shrinks width by one first
     half_height = (settings.window_height - 1) / 2
     candidates: list[tuple[float, Rect]] = []
-    for r, c in zip(*np.nonzero(scores > 0)):
+    for r, c in zip(*np.nonzero(scores > 0), strict=True):
         # The window is centred on the cell's input pixel; that centre is an integer, so it
         # picks the tile directly (dlib rounds dcenter(rect) to a point).
         x, y = scale * int(c) + offset, scale * int(r) + offset
@@ -363,9 +362,7 @@ def decode_detections(scores: np.ndarray, rects: list[Rect], settings: DetectorS
     candidates.sort(key=lambda item: item[0], reverse=True)
     kept: list[Detection] = []
     for score, box in candidates:
-        if any(
-            _overlaps(other.box, box, settings.nms_iou_threshold, settings.nms_covered_threshold) for other in kept
-        ):
+        if any(_overlaps(other.box, box, settings.nms_iou_threshold, settings.nms_covered_threshold) for other in kept):
             continue
         kept.append(Detection(box=box, score=score))
     return kept

@@ -233,7 +233,7 @@ def pinv(a: Sequence[Sequence[float]]) -> Matrix:
     cutoff = _EPS * max(len(a), len(a[0])) * max(w)
     inv_w = [1.0 / x if (x >= cutoff or x <= -cutoff) and x != 0 else 0.0 for x in w]
     scaled_v = [[v[r][c] * inv_w[c] for c in range(len(w))] for r in range(len(v))]
-    u_t = [list(col) for col in zip(*u)]
+    u_t = [list(col) for col in zip(*u, strict=True)]
     return _matmul(scaled_v, u_t)
 
 
@@ -268,7 +268,7 @@ def find_similarity_transform(from_points: Sequence[Point], to_points: Sequence[
     """dlib's ``find_similarity_transform`` (Umeyama) in double precision: ``(c R, t)``."""
     count = len(from_points)
     mfx = mfy = mtx = mty = 0.0
-    for (fx, fy), (tx, ty) in zip(from_points, to_points):
+    for (fx, fy), (tx, ty) in zip(from_points, to_points, strict=True):
         mfx += fx
         mfy += fy
         mtx += tx
@@ -280,7 +280,7 @@ def find_similarity_transform(from_points: Sequence[Point], to_points: Sequence[
 
     sigma_from = 0.0
     cov = [[0.0, 0.0], [0.0, 0.0]]
-    for (fx, fy), (tx, ty) in zip(from_points, to_points):
+    for (fx, fy), (tx, ty) in zip(from_points, to_points, strict=True):
         dfx, dfy = fx - mfx, fy - mfy
         dtx, dty = tx - mtx, ty - mty
         sigma_from += dfx * dfx + dfy * dfy

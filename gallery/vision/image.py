@@ -16,7 +16,6 @@ import io
 import os
 import stat
 import warnings
-from typing import Union
 
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
@@ -30,7 +29,7 @@ from gallery.errors import (
     UnsupportedImage,
 )
 
-ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 
 # 64 megapixels: beyond any camera a door or a desk uses, far below what exhausts memory
 # (a 64 MP RGB array is 192 MB). Checked from the header, before any pixel is decoded.

@@ -100,8 +100,15 @@ class FacePipeline:
         for located in located_per_photo:
             found = []
             for box, score, points in located:
-                found.append(Face(box=box, score=score, landmarks=points, embedding=embeddings[next_chip],
-                                  chip=chip_array[next_chip]))
+                found.append(
+                    Face(
+                        box=box,
+                        score=score,
+                        landmarks=points,
+                        embedding=embeddings[next_chip],
+                        chip=chip_array[next_chip],
+                    )
+                )
                 next_chip += 1
             # Largest first: the person closest to the camera is the one at the door.
             results.append(sorted(found, key=lambda f: f.width * f.height, reverse=True))
