@@ -24,7 +24,11 @@ demo: setup
 		echo "exit code $$?: nobody recognised, as expected for Grace Hopper, who was never enrolled"
 	$(BIN)/gallery --home $(DEMO_HOME) list
 
+# Lint, format and types first (seconds), then the tests: CI fails on any of them.
 test: setup
+	$(BIN)/ruff check gallery tests scripts benchmarks migrations
+	$(BIN)/ruff format --check gallery tests scripts benchmarks migrations
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 bench: setup
