@@ -190,17 +190,17 @@ class MMODNetwork(nn.Module):
 def _read_layer_record_tail(reader: DlibReader, input_layer: bool) -> None:
     """Skip what add_layer writes after a layer's own settings (flags and empty work tensors)."""
     for _ in range(3):  # this_layer_setup_called, gradient_input_is_stale, output_and_gradient_disabled
-        reader.bool()
+        reader.boolean()
     reader.tensor()  # x_grad
     reader.tensor()  # cached_output
     reader.tensor()  # params_grad, or grad_final for the layer sitting on the input
     if input_layer:
-        reader.int()  # _sample_expansion_factor (add_layer version 3)
+        reader.integer()  # _sample_expansion_factor (add_layer version 3)
 
 
 def _read_alias_tensor(reader: DlibReader) -> tuple[int, int, int, int]:
-    reader.expect_int(1, "alias_tensor version")
-    return (reader.int(), reader.int(), reader.int(), reader.int())
+    reader.expect_integer(1, "alias_tensor version")
+    return (reader.integer(), reader.integer(), reader.integer(), reader.integer())
 
 
 def _read_con(reader: DlibReader, spec: ConvSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -209,19 +209,19 @@ def _read_con(reader: DlibReader, spec: ConvSpec) -> tuple[np.ndarray, np.ndarra
     if version not in ("con_4", "con_5", "con_6"):
         raise DlibFormatError(f"unexpected con_ version {version!r}")
     params = reader.tensor().reshape(-1)
-    reader.expect_int(spec.out_channels, "con_ num_filters")
-    reader.expect_int(spec.kernel, "con_ rows")
-    reader.expect_int(spec.kernel, "con_ columns")
-    reader.expect_int(spec.stride, "con_ stride_y")
-    reader.expect_int(spec.stride, "con_ stride_x")
-    reader.expect_int(spec.padding, "con_ padding_y")
-    reader.expect_int(spec.padding, "con_ padding_x")
+    reader.expect_integer(spec.out_channels, "con_ num_filters")
+    reader.expect_integer(spec.kernel, "con_ rows")
+    reader.expect_integer(spec.kernel, "con_ columns")
+    reader.expect_integer(spec.stride, "con_ stride_y")
+    reader.expect_integer(spec.stride, "con_ stride_x")
+    reader.expect_integer(spec.padding, "con_ padding_y")
+    reader.expect_integer(spec.padding, "con_ padding_x")
     filters_shape = _read_alias_tensor(reader)
     biases_shape = _read_alias_tensor(reader)
     for _ in range(4):  # learning-rate and weight-decay multipliers
-        reader.float()
-    use_bias = reader.bool() if version in ("con_5", "con_6") else True
-    if version == "con_6" and reader.bool():
+        reader.real()
+    use_bias = reader.boolean() if version in ("con_5", "con_6") else True
+    if version == "con_6" and reader.boolean():
         raise DlibFormatError("con_ with a fused relu is not expected in this model")
     weight_shape = (spec.out_channels, spec.in_channels, spec.kernel, spec.kernel)
     if filters_shape != weight_shape or not use_bias or biases_shape != (1, spec.out_channels, 1, 1):
@@ -243,11 +243,11 @@ def _read_bn_con_as_affine(reader: DlibReader, channels: int) -> tuple[np.ndarra
     reader.tensor()  # invstds
     running_means = reader.tensor().reshape(-1)
     running_variances = reader.tensor().reshape(-1)
-    reader.int()  # num_updates
-    reader.int()  # running_stats_window_size
+    reader.integer()  # num_updates
+    reader.integer()  # running_stats_window_size
     for _ in range(4):  # learning-rate and weight-decay multipliers
-        reader.float()
-    eps = np.float32(reader.float())  # dlib adds eps to a float matrix, so it is rounded to float
+        reader.real()
+    eps = np.float32(reader.real())  # dlib adds eps to a float matrix, so it is rounded to float
     if params.size != 2 * channels or running_means.size != channels or running_variances.size != channels:
         raise DlibFormatError("bn_con2 parameter count mismatch")
     gamma = params[:channels] / np.sqrt(running_variances + eps)
@@ -258,7 +258,7 @@ def _read_bn_con_as_affine(reader: DlibReader, channels: int) -> tuple[np.ndarra
 def _read_relu(reader: DlibReader) -> None:
     version = reader.string()
     if version == "relu_2":
-        if reader.bool():
+        if reader.boolean():
             raise DlibFormatError("disabled relu is not expected in this model")
     elif version != "relu_":
         raise DlibFormatError(f"unexpected relu version {version!r}")
@@ -266,33 +266,33 @@ def _read_relu(reader: DlibReader) -> None:
 
 def _read_loss_settings(reader: DlibReader, arrays: dict[str, np.ndarray]) -> None:
     """loss_mmod_ and its mmod_options: the sliding window and the NMS thresholds."""
-    reader.expect_int(1, "add_loss_layer version")
+    reader.expect_integer(1, "add_loss_layer version")
     reader.expect_string("loss_mmod_")
-    version = reader.int()
+    version = reader.integer()
     if not 1 <= version <= 4:
         raise DlibFormatError(f"unexpected mmod_options version {version}")
     if version == 1:
-        windows = [(reader.int(), reader.int())]
+        windows = [(reader.integer(), reader.integer())]
     else:
         windows = []
-        for _ in range(reader.int()):
-            window_version = reader.int()
-            windows.append((reader.int(), reader.int()))
+        for _ in range(reader.integer()):
+            window_version = reader.integer()
+            windows.append((reader.integer(), reader.integer()))
             if window_version == 2:
                 reader.string()  # label
     if len(windows) != 1:
         raise DlibFormatError(f"expected one detector window, found {len(windows)}")
-    reader.float()  # loss_per_false_alarm
-    reader.float()  # loss_per_missed_target
-    reader.float()  # truth_match_iou_threshold
-    nms = (reader.float(), reader.float())  # overlaps_nms: iou, percent covered
-    reader.float(), reader.float()  # overlaps_ignore
+    reader.real()  # loss_per_false_alarm
+    reader.real()  # loss_per_missed_target
+    reader.real()  # truth_match_iou_threshold
+    nms = (reader.real(), reader.real())  # overlaps_nms: iou, percent covered
+    reader.real(), reader.real()  # overlaps_ignore
     if version >= 3:
-        reader.int()  # assume_image_pyramid (uint8)
-    if version >= 4 and reader.bool():
+        reader.integer()  # assume_image_pyramid (uint8)
+    if version >= 4 and reader.boolean():
         raise DlibFormatError("bounding box regression is not supported")
     if version >= 4:
-        reader.float()  # bbr_lambda
+        reader.real()  # bbr_lambda
     arrays["settings.window"] = np.array(windows[0], dtype=np.int64)
     arrays["settings.nms"] = np.array(nms, dtype=np.float64)
 
@@ -301,9 +301,9 @@ def _read_input_layer(reader: DlibReader, arrays: dict[str, np.ndarray]) -> None
     version = reader.string()
     if version not in ("input_rgb_image_pyramid", "input_rgb_image_pyramid2"):
         raise DlibFormatError(f"unexpected input layer {version!r}")
-    mean = np.array([reader.float() for _ in range(3)], dtype=np.float32)  # dlib keeps them as float
+    mean = np.array([reader.real() for _ in range(3)], dtype=np.float32)  # dlib keeps them as float
     if version == "input_rgb_image_pyramid2":
-        padding = (reader.int(), reader.int())
+        padding = (reader.integer(), reader.integer())
     else:
         padding = (DEFAULT_PYRAMID_PADDING, DEFAULT_PYRAMID_OUTER_PADDING)
     arrays["settings.input_mean"] = mean
@@ -332,8 +332,8 @@ def convert_detector_model() -> dict[str, np.ndarray]:
         if spec.affine_relu:
             layer_kinds += [("affine", index), ("relu", index)]
     for _ in range(len(layer_kinds) - 1):
-        reader.expect_int(2, "add_layer version")
-    reader.expect_int(3, "input add_layer version")
+        reader.expect_integer(2, "add_layer version")
+    reader.expect_integer(3, "input add_layer version")
     _read_input_layer(reader, arrays)
 
     for position, (kind, index) in enumerate(layer_kinds):

@@ -210,13 +210,13 @@ def _dlib_layers() -> Iterator[_Layer]:
 
 
 def _read_alias_tensor(reader: DlibReader) -> tuple[int, ...]:
-    reader.expect_int(1, "alias tensor version")
-    return tuple(reader.int() for _ in range(4))
+    reader.expect_integer(1, "alias tensor version")
+    return tuple(reader.integer() for _ in range(4))
 
 
 def _read_learning_rates(reader: DlibReader) -> None:
     for _ in range(4):  # learning-rate and weight-decay multipliers: training only
-        reader.float()
+        reader.real()
 
 
 def _read_con(reader: DlibReader, layer: _Layer, out: dict[str, np.ndarray]) -> None:
@@ -224,18 +224,18 @@ def _read_con(reader: DlibReader, layer: _Layer, out: dict[str, np.ndarray]) -> 
     if version not in ("con_4", "con_5"):
         raise DlibFormatError(f"{layer.key}: expected a con_ layer, found {version!r}")
     params = reader.tensor().ravel()
-    reader.expect_int(layer.channels, f"{layer.key} filters")
-    reader.expect_int(layer.size, f"{layer.key} rows")
-    reader.expect_int(layer.size, f"{layer.key} columns")
-    reader.expect_int(layer.stride, f"{layer.key} stride y")
-    reader.expect_int(layer.stride, f"{layer.key} stride x")
+    reader.expect_integer(layer.channels, f"{layer.key} filters")
+    reader.expect_integer(layer.size, f"{layer.key} rows")
+    reader.expect_integer(layer.size, f"{layer.key} columns")
+    reader.expect_integer(layer.stride, f"{layer.key} stride y")
+    reader.expect_integer(layer.stride, f"{layer.key} stride x")
     padding = 0 if layer.stride != 1 else layer.size // 2
-    reader.expect_int(padding, f"{layer.key} padding y")
-    reader.expect_int(padding, f"{layer.key} padding x")
+    reader.expect_integer(padding, f"{layer.key} padding y")
+    reader.expect_integer(padding, f"{layer.key} padding x")
     filters = _read_alias_tensor(reader)
     biases = _read_alias_tensor(reader)
     _read_learning_rates(reader)
-    if version == "con_5" and not reader.bool():
+    if version == "con_5" and not reader.boolean():
         raise DlibFormatError(f"{layer.key}: convolution without bias")
     weight_count = int(np.prod(filters))
     if params.size != weight_count + layer.channels or int(np.prod(biases)) != layer.channels:
@@ -251,8 +251,8 @@ def _read_affine(reader: DlibReader, layer: _Layer, out: dict[str, np.ndarray]) 
     params = reader.tensor().ravel()
     gamma = _read_alias_tensor(reader)
     beta = _read_alias_tensor(reader)
-    reader.expect_int(0, f"{layer.key} mode (0: per channel)")
-    if version == "affine_2" and reader.bool():
+    reader.expect_integer(0, f"{layer.key} mode (0: per channel)")
+    if version == "affine_2" and reader.boolean():
         raise DlibFormatError(f"{layer.key}: disabled affine layer")
     if gamma != beta or int(np.prod(gamma)) != layer.channels or params.size != 2 * layer.channels:
         raise DlibFormatError(f"{layer.key}: affine shapes {gamma}, {beta} for {layer.channels} channels")
@@ -264,24 +264,24 @@ def _read_pool(reader: DlibReader, layer: _Layer, name: str) -> None:
     reader.expect_string(name)
     window = layer.size  # avg_pool_everything is stored as a 0x0 window with stride 1
     for what, value in (("rows", window), ("columns", window), ("stride y", layer.stride), ("stride x", layer.stride)):
-        reader.expect_int(value, f"{name} {what}")
+        reader.expect_integer(value, f"{name} {what}")
     padding = 0 if layer.stride != 1 else window // 2
-    reader.expect_int(padding, f"{name} padding y")
-    reader.expect_int(padding, f"{name} padding x")
+    reader.expect_integer(padding, f"{name} padding y")
+    reader.expect_integer(padding, f"{name} padding x")
 
 
 def _read_fc(reader: DlibReader, layer: _Layer, inputs: int, out: dict[str, np.ndarray]) -> None:
     version = reader.string()
     if version not in ("fc_2", "fc_3"):
         raise DlibFormatError(f"{layer.key}: expected an fc_ layer, found {version!r}")
-    reader.expect_int(layer.channels, "fc outputs")
-    reader.expect_int(inputs, "fc inputs")
+    reader.expect_integer(layer.channels, "fc outputs")
+    reader.expect_integer(inputs, "fc inputs")
     params = reader.tensor().ravel()
     weights = _read_alias_tensor(reader)
     _read_alias_tensor(reader)  # biases: empty for fc_no_bias
-    reader.expect_int(1, "fc bias mode (no bias)")
+    reader.expect_integer(1, "fc bias mode (no bias)")
     _read_learning_rates(reader)
-    if version == "fc_3" and reader.bool():
+    if version == "fc_3" and reader.boolean():
         raise DlibFormatError("fc layer unexpectedly uses a bias")
     if weights != (inputs, layer.channels, 1, 1) or params.size != inputs * layer.channels:
         raise DlibFormatError(f"fc weights {weights} with {params.size} parameters")
@@ -311,7 +311,7 @@ def _read_layer_details(reader: DlibReader, layer: _Layer, channels: int, out: d
 def _read_training_state(reader: DlibReader, what: str) -> None:
     """The three flags and three gradient/cache tensors dlib saves after each layer's settings."""
     for _ in range(3):
-        reader.bool()
+        reader.boolean()
     for _ in range(3):
         if reader.tensor().size:
             raise DlibFormatError(f"{what}: unexpected non-empty gradient or cache tensor")
@@ -320,11 +320,11 @@ def _read_training_state(reader: DlibReader, what: str) -> None:
 def _read_input_layer(reader: DlibReader) -> None:
     reader.expect_string("input_rgb_image_sized")
     for channel, mean in zip("RGB", INPUT_MEAN_RGB, strict=True):
-        found = reader.float()
+        found = reader.real()
         if np.float32(found) != np.float32(mean):
             raise DlibFormatError(f"input mean {channel} is {found}, expected {mean}")
-    reader.expect_int(INPUT_SIZE, "input rows")
-    reader.expect_int(INPUT_SIZE, "input columns")
+    reader.expect_integer(INPUT_SIZE, "input rows")
+    reader.expect_integer(INPUT_SIZE, "input columns")
 
 
 def convert_recognition_model() -> dict[str, np.ndarray]:
@@ -338,15 +338,15 @@ def convert_recognition_model() -> dict[str, np.ndarray]:
         DlibFormatError: the file does not hold the network this code describes.
     """
     reader = DlibReader(model_path(RECOGNITION_FILE).read_bytes())
-    reader.expect_int(1, "loss layer version")
+    reader.expect_integer(1, "loss layer version")
     reader.expect_string("loss_metric_2")
-    reader.float()  # margin, training only
-    reader.float()  # distance threshold, training only (0.6)
+    reader.real()  # margin, training only
+    reader.real()  # distance threshold, training only (0.6)
 
     layers = list(_dlib_layers())
     for depth, layer in enumerate(reversed(layers)):
         innermost = depth == len(layers) - 1  # the layer sitting on the input has its own record
-        reader.expect_int(1 if layer.is_wrapper else 3 if innermost else 2, f"version of {layer.kind} layer")
+        reader.expect_integer(1 if layer.is_wrapper else 3 if innermost else 2, f"version of {layer.kind} layer")
 
     arrays: dict[str, np.ndarray] = {}
     channels = 3
@@ -357,7 +357,7 @@ def convert_recognition_model() -> dict[str, np.ndarray]:
         _read_layer_details(reader, layer, channels, arrays)
         _read_training_state(reader, layer.key or layer.kind)
         if index == 0:
-            reader.expect_int(1, "sample expansion factor")
+            reader.expect_integer(1, "sample expansion factor")
         if layer.kind in ("con", "fc"):
             channels = layer.channels
     if not reader.at_end():
