@@ -11,7 +11,7 @@ The forests are stored as dense arrays so that a whole cascade evaluates at once
 ``split_idx1/split_idx2/split_thresh`` are ``(cascades, trees, 15)`` (nodes in dlib's
 breadth-first order, children of node i at 2i+1 and 2i+2) and ``leaf_values`` is
 ``(cascades, trees, 16, 2*parts)``. The cascade itself is evaluated in
-``gallery.vision.landmarks``; ``load_landmark_model`` caches them.
+``gallery.vision.landmarks``; ``pretrained`` caches and loads these arrays.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import numpy as np
 from gallery.errors import DlibFormatError
 from gallery.models.dlib_serialize import IntegerStream, reals_from_pairs
 from gallery.models.files import LANDMARKS_FILE, model_path
-from gallery.models.weights import load_converted
 
 WEIGHTS_NAME = "shape_predictor_5_face_landmarks"
 # SHA-256 of the safetensors file written from convert_landmark_model()'s arrays.
@@ -119,8 +118,3 @@ def _check_indices(arrays: dict[str, np.ndarray]) -> None:
 def convert_landmark_model() -> dict[str, np.ndarray]:
     """Parse the installed ``shape_predictor_5_face_landmarks.dat`` into flat arrays."""
     return parse_shape_predictor(model_path(LANDMARKS_FILE).read_bytes())
-
-
-def load_landmark_model() -> dict[str, np.ndarray]:
-    """The shape predictor's arrays, from the verified cache (converted on first use)."""
-    return load_converted(WEIGHTS_NAME, LANDMARKS_SHA256, convert_landmark_model)
