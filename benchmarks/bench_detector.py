@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 import gallery  # noqa: F401 - first, so torch and FAISS load with the OpenMP wait policy gallery sets
-from gallery.models.mmod import load_detector_network
+from gallery.models.pretrained import load_detector_network
 from gallery.vision.detector import FaceDetector, build_tiled_pyramid, decode_detections, network_input
 
 PHOTO = Path(__file__).resolve().parent.parent / "data" / "obama.jpg"

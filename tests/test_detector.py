@@ -9,14 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gallery.models.mmod import (
-    DETECTOR_NAME,
-    DETECTOR_SHA256,
-    DetectorSettings,
-    convert_detector_model,
-    load_detector_network,
-    output_to_input_mapping,
-)
+from gallery.models.mmod import DetectorSettings, output_to_input_mapping
+from gallery.models.mmod_dlib import DETECTOR_NAME, DETECTOR_SHA256, convert_detector_model
+from gallery.models.pretrained import load_detector_network
 from gallery.models.weights import cache_dir
 from gallery.vision.detector import (
     Detection,

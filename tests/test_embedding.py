@@ -12,14 +12,9 @@ import torch
 from PIL import Image
 
 from gallery.models import weights
-from gallery.models.resnet import (
-    PARAMETER_COUNT,
-    RECOGNITION_SHA256,
-    WEIGHTS_NAME,
-    FaceResNet,
-    convert_recognition_model,
-    load_recognition_network,
-)
+from gallery.models.pretrained import load_recognition_network
+from gallery.models.resnet import PARAMETER_COUNT, FaceResNet
+from gallery.models.resnet_dlib import RECOGNITION_SHA256, WEIGHTS_NAME, convert_recognition_model
 from gallery.vision.embedding import MODEL_ID, Embedder, embedding_model_id
 
 DATA = Path(__file__).resolve().parent.parent / "data"

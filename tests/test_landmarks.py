@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from gallery.errors import DlibFormatError
-from gallery.models.shape_predictor import load_landmark_model, parse_shape_predictor
+from gallery.models.pretrained import load_landmark_model
+from gallery.models.shape_predictor import parse_shape_predictor
 from gallery.vision.landmarks import LandmarkPredictor, _box_transforms
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

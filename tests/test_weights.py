@@ -10,16 +10,20 @@ import numpy as np
 import pytest
 
 from gallery.errors import WeightsMismatch
-from gallery.models import mmod, resnet, shape_predictor, weights
+from gallery.models import mmod_dlib, resnet_dlib, shape_predictor, weights
 
 MODELS = {
-    "detector": (mmod.DETECTOR_NAME, mmod.DETECTOR_SHA256, mmod.convert_detector_model),
+    "detector": (mmod_dlib.DETECTOR_NAME, mmod_dlib.DETECTOR_SHA256, mmod_dlib.convert_detector_model),
     "landmarks": (
         shape_predictor.WEIGHTS_NAME,
         shape_predictor.LANDMARKS_SHA256,
         shape_predictor.convert_landmark_model,
     ),
-    "recognition": (resnet.WEIGHTS_NAME, resnet.RECOGNITION_SHA256, resnet.convert_recognition_model),
+    "recognition": (
+        resnet_dlib.WEIGHTS_NAME,
+        resnet_dlib.RECOGNITION_SHA256,
+        resnet_dlib.convert_recognition_model,
+    ),
 }
 
 

@@ -7,24 +7,16 @@ The network mirrors the definition in dlib's ``dnn_face_recognition_ex.cpp``::
         max_pool<3,3,2,2, relu<affine<con<32,7,7,2,2, input_rgb_image_sized<150>>>>>>>>>>>>>
 
 where each level is a stack of residual blocks (``ares``) whose first block may halve the
-resolution (``ares_down``). Weights are converted once from dlib's file and cached as
-safetensors by ``gallery.models.weights``; nothing is loaded with pickle.
+resolution (``ares_down``). This module is the network only: ``resnet_dlib`` reads dlib's file
+into arrays named like ``FaceResNet``'s state dict, and ``pretrained`` caches and loads them.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from gallery.errors import DlibFormatError
-from gallery.models.dlib_serialize import DlibReader
-from gallery.models.files import RECOGNITION_FILE, model_path
-from gallery.models.weights import load_converted
 
 # What the weights expect: a 150x150 RGB chip, minus dlib's per-channel mean, divided by 256.
 INPUT_SIZE = 150
@@ -43,10 +35,6 @@ LEVELS: tuple[tuple[int, int, bool], ...] = (
     (256, 1, True),
 )
 PARAMETER_COUNT = 5_614_592
-
-WEIGHTS_NAME = "dlib_face_recognition_resnet_model_v1"
-# SHA-256 of the safetensors file written by convert_recognition_model (checked on every load).
-RECOGNITION_SHA256 = "64bd340e4d1c68d021f9833975abf497df6198a76f0f6ed22e40689b11e9348d"
 
 
 class Affine(nn.Module):
@@ -164,213 +152,8 @@ class FaceResNet(nn.Module):
         return self.descriptor(x.mean(dim=(2, 3)))  # dlib's avg_pool_everything
 
 
-# --- conversion from dlib's file -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Layer:
-    """One layer of dlib's network as serialized, in forward (input-side first) order."""
-
-    kind: str  # con, affine, relu, max_pool, avg_pool, add_prev, tag, skip, avg_pool_everything, fc
-    key: str = ""  # state-dict prefix of the torch module holding its parameters
-    channels: int = 0  # output channels (con, affine, fc)
-    size: int = 0  # window (con, pools)
-    stride: int = 1
-
-    @property
-    def is_wrapper(self) -> bool:
-        # dlib's tag and skip layers carry no settings, only a version number.
-        return self.kind in ("tag", "skip")
-
-
-def _dlib_layers() -> Iterator[_Layer]:
-    """The network definition of dnn_face_recognition_ex.cpp, input side first, keyed like FaceResNet."""
-    yield _Layer("con", "stem.conv", STEM_CHANNELS, 7, 2)
-    yield _Layer("affine", "stem.affine", STEM_CHANNELS)
-    yield _Layer("relu")
-    yield _Layer("max_pool", size=3, stride=2)
-    for level_index, (channels, blocks, downsample) in enumerate(LEVELS):
-        for index in range(blocks):
-            down = index == 0 and downsample
-            block = f"levels.{level_index}.{index}.block"
-            yield _Layer("tag")  # tag1
-            yield _Layer("con", f"{block}.conv1", channels, 3, 2 if down else 1)
-            yield _Layer("affine", f"{block}.affine1", channels)
-            yield _Layer("relu")
-            yield _Layer("con", f"{block}.conv2", channels, 3, 1)
-            yield _Layer("affine", f"{block}.affine2", channels)
-            if down:
-                yield _Layer("tag")  # tag2
-                yield _Layer("skip")  # skip1
-                yield _Layer("avg_pool", size=2, stride=2)
-            yield _Layer("add_prev")
-            yield _Layer("relu")
-    yield _Layer("avg_pool_everything")
-    yield _Layer("fc", "descriptor", DESCRIPTOR_SIZE)
-
-
-def _read_alias_tensor(reader: DlibReader) -> tuple[int, ...]:
-    reader.expect_int(1, "alias tensor version")
-    return tuple(reader.int() for _ in range(4))
-
-
-def _read_learning_rates(reader: DlibReader) -> None:
-    for _ in range(4):  # learning-rate and weight-decay multipliers: training only
-        reader.float()
-
-
-def _read_con(reader: DlibReader, layer: _Layer, out: dict[str, np.ndarray]) -> None:
-    version = reader.string()
-    if version not in ("con_4", "con_5"):
-        raise DlibFormatError(f"{layer.key}: expected a con_ layer, found {version!r}")
-    params = reader.tensor().ravel()
-    reader.expect_int(layer.channels, f"{layer.key} filters")
-    reader.expect_int(layer.size, f"{layer.key} rows")
-    reader.expect_int(layer.size, f"{layer.key} columns")
-    reader.expect_int(layer.stride, f"{layer.key} stride y")
-    reader.expect_int(layer.stride, f"{layer.key} stride x")
-    padding = 0 if layer.stride != 1 else layer.size // 2
-    reader.expect_int(padding, f"{layer.key} padding y")
-    reader.expect_int(padding, f"{layer.key} padding x")
-    filters = _read_alias_tensor(reader)
-    biases = _read_alias_tensor(reader)
-    _read_learning_rates(reader)
-    if version == "con_5" and not reader.bool():
-        raise DlibFormatError(f"{layer.key}: convolution without bias")
-    weight_count = int(np.prod(filters))
-    if params.size != weight_count + layer.channels or int(np.prod(biases)) != layer.channels:
-        raise DlibFormatError(f"{layer.key}: {params.size} parameters do not fit filters {filters}")
-    out[f"{layer.key}.weight"] = params[:weight_count].reshape(filters)  # (out, in, rows, cols) as torch
-    out[f"{layer.key}.bias"] = params[weight_count:]
-
-
-def _read_affine(reader: DlibReader, layer: _Layer, out: dict[str, np.ndarray]) -> None:
-    version = reader.string()
-    if version not in ("affine_", "affine_2"):
-        raise DlibFormatError(f"{layer.key}: expected an affine_ layer, found {version!r}")
-    params = reader.tensor().ravel()
-    gamma = _read_alias_tensor(reader)
-    beta = _read_alias_tensor(reader)
-    reader.expect_int(0, f"{layer.key} mode (0: per channel)")
-    if version == "affine_2" and reader.bool():
-        raise DlibFormatError(f"{layer.key}: disabled affine layer")
-    if gamma != beta or int(np.prod(gamma)) != layer.channels or params.size != 2 * layer.channels:
-        raise DlibFormatError(f"{layer.key}: affine shapes {gamma}, {beta} for {layer.channels} channels")
-    out[f"{layer.key}.gamma"] = params[: layer.channels]
-    out[f"{layer.key}.beta"] = params[layer.channels :]
-
-
-def _read_pool(reader: DlibReader, layer: _Layer, name: str) -> None:
-    reader.expect_string(name)
-    window = layer.size  # avg_pool_everything is stored as a 0x0 window with stride 1
-    for what, value in (("rows", window), ("columns", window), ("stride y", layer.stride), ("stride x", layer.stride)):
-        reader.expect_int(value, f"{name} {what}")
-    padding = 0 if layer.stride != 1 else window // 2
-    reader.expect_int(padding, f"{name} padding y")
-    reader.expect_int(padding, f"{name} padding x")
-
-
-def _read_fc(reader: DlibReader, layer: _Layer, inputs: int, out: dict[str, np.ndarray]) -> None:
-    version = reader.string()
-    if version not in ("fc_2", "fc_3"):
-        raise DlibFormatError(f"{layer.key}: expected an fc_ layer, found {version!r}")
-    reader.expect_int(layer.channels, "fc outputs")
-    reader.expect_int(inputs, "fc inputs")
-    params = reader.tensor().ravel()
-    weights = _read_alias_tensor(reader)
-    _read_alias_tensor(reader)  # biases: empty for fc_no_bias
-    reader.expect_int(1, "fc bias mode (no bias)")
-    _read_learning_rates(reader)
-    if version == "fc_3" and reader.bool():
-        raise DlibFormatError("fc layer unexpectedly uses a bias")
-    if weights != (inputs, layer.channels, 1, 1) or params.size != inputs * layer.channels:
-        raise DlibFormatError(f"fc weights {weights} with {params.size} parameters")
-    # dlib multiplies (N, inputs) by (inputs, outputs); torch's Linear stores (outputs, inputs).
-    out[f"{layer.key}.weight"] = np.ascontiguousarray(params.reshape(inputs, layer.channels).T)
-
-
-def _read_layer_details(reader: DlibReader, layer: _Layer, channels: int, out: dict[str, np.ndarray]) -> None:
-    if layer.kind == "con":
-        _read_con(reader, layer, out)
-    elif layer.kind == "affine":
-        _read_affine(reader, layer, out)
-    elif layer.kind == "relu":
-        reader.expect_string("relu_")
-    elif layer.kind == "max_pool":
-        _read_pool(reader, layer, "max_pool_2")
-    elif layer.kind == "avg_pool" or layer.kind == "avg_pool_everything":
-        _read_pool(reader, layer, "avg_pool_2")
-    elif layer.kind == "add_prev":
-        reader.expect_string("add_prev_")
-    elif layer.kind == "fc":
-        _read_fc(reader, layer, channels, out)
-    else:
-        raise AssertionError(f"unknown layer kind {layer.kind}")
-
-
-def _read_training_state(reader: DlibReader, what: str) -> None:
-    """The three flags and three gradient/cache tensors dlib saves after each layer's settings."""
-    for _ in range(3):
-        reader.bool()
-    for _ in range(3):
-        if reader.tensor().size:
-            raise DlibFormatError(f"{what}: unexpected non-empty gradient or cache tensor")
-
-
-def _read_input_layer(reader: DlibReader) -> None:
-    reader.expect_string("input_rgb_image_sized")
-    for channel, mean in zip("RGB", INPUT_MEAN_RGB, strict=True):
-        found = reader.float()
-        if np.float32(found) != np.float32(mean):
-            raise DlibFormatError(f"input mean {channel} is {found}, expected {mean}")
-    reader.expect_int(INPUT_SIZE, "input rows")
-    reader.expect_int(INPUT_SIZE, "input columns")
-
-
-def convert_recognition_model() -> dict[str, np.ndarray]:
-    """Parse dlib's recognition network file into float32 arrays keyed like ``FaceResNet``'s state dict.
-
-    dlib writes the loss layer, then every wrapper's version number outermost first, then each
-    layer's settings from the input side up. Tags and skips carry no type names, so the parse
-    is driven by the known definition and must end exactly at the file's last byte.
-
-    Raises:
-        DlibFormatError: the file does not hold the network this code describes.
-    """
-    reader = DlibReader(model_path(RECOGNITION_FILE).read_bytes())
-    reader.expect_int(1, "loss layer version")
-    reader.expect_string("loss_metric_2")
-    reader.float()  # margin, training only
-    reader.float()  # distance threshold, training only (0.6)
-
-    layers = list(_dlib_layers())
-    for depth, layer in enumerate(reversed(layers)):
-        innermost = depth == len(layers) - 1  # the layer sitting on the input has its own record
-        reader.expect_int(1 if layer.is_wrapper else 3 if innermost else 2, f"version of {layer.kind} layer")
-
-    arrays: dict[str, np.ndarray] = {}
-    channels = 3
-    _read_input_layer(reader)
-    for index, layer in enumerate(layers):
-        if layer.is_wrapper:
-            continue
-        _read_layer_details(reader, layer, channels, arrays)
-        _read_training_state(reader, layer.key or layer.kind)
-        if index == 0:
-            reader.expect_int(1, "sample expansion factor")
-        if layer.kind in ("con", "fc"):
-            channels = layer.channels
-    if not reader.at_end():
-        raise DlibFormatError(f"{reader.remaining} bytes left after parsing the recognition network")
-    count = sum(a.size for a in arrays.values())
-    if count != PARAMETER_COUNT:
-        raise DlibFormatError(f"parsed {count} parameters, expected {PARAMETER_COUNT}")
-    return arrays
-
-
-def load_recognition_network() -> FaceResNet:
-    """dlib's recognition network with its weights, in eval mode (converted once, then cached)."""
-    arrays = load_converted(WEIGHTS_NAME, RECOGNITION_SHA256, convert_recognition_model)
+def recognition_network_from_arrays(arrays: dict[str, np.ndarray]) -> FaceResNet:
+    """``FaceResNet`` in eval mode, holding ``arrays`` (keyed like its state dict) as its parameters."""
     # Built without storage, so torch skips randomly initialising 5.6M parameters (a sixth of
     # the load); assign=True then adopts the loaded arrays as the parameters, without a copy.
     with torch.device("meta"):

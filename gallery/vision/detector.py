@@ -29,9 +29,9 @@ from gallery.models.mmod import (
     PYRAMID_UP_RATIO,
     DetectorSettings,
     MMODNetwork,
-    load_detector_network,
     output_to_input_mapping,
 )
+from gallery.models.pretrained import load_detector_network
 
 Rect = tuple[int, int, int, int]  # left, top, right, bottom; inclusive like dlib::rectangle
 

@@ -7,13 +7,13 @@ import threading
 import numpy as np
 import torch
 
+from gallery.models.pretrained import load_recognition_network
 from gallery.models.resnet import (
     DESCRIPTOR_SIZE,
     INPUT_MEAN_RGB,
     INPUT_SCALE,
     INPUT_SIZE,
     FaceResNet,
-    load_recognition_network,
 )
 
 # Recorded beside every stored embedding: descriptors of different models must never be compared.

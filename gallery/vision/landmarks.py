@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gallery.models.shape_predictor import NUM_LEAVES, NUM_PARTS, NUM_SPLITS, TREE_DEPTH, load_landmark_model
+from gallery.models.pretrained import load_landmark_model
+from gallery.models.shape_predictor import NUM_LEAVES, NUM_PARTS, NUM_SPLITS, TREE_DEPTH
 from gallery.vision.dlib_linalg import affine_pinv
 
 Box = Sequence[int]
