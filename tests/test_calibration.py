@@ -9,13 +9,20 @@ import pytest
 from labelled_sets import labelled_faces
 
 from gallery.calibration.confidence import fit_confidence
-from gallery.calibration.defaults import default_rule, default_rule_record, default_verify_threshold
 from gallery.calibration.evaluate import apply_rule, evaluate, evidence_for
 from gallery.calibration.fit import CalibrationError, calibrate, calibrate_verify
 from gallery.calibration.metrics import fnir_at_fpir, open_set_rates
-from gallery.calibration.protocol import cohort_distance, cohort_from_searches, simulate, split_identities
-from gallery.calibration.rules import NormalisedDistance
-from gallery.decision import Evidence, rule_from_dict
+from gallery.calibration.protocol import simulate, split_identities
+from gallery.decision import (
+    Evidence,
+    NormalisedDistance,
+    cohort_distance,
+    cohort_from_searches,
+    default_rule,
+    default_rule_record,
+    default_verify_threshold,
+    rule_from_dict,
+)
 
 TARGET = 0.05  # a coarse target keeps the labelled sets small and the tests fast
 
@@ -253,9 +260,9 @@ def test_the_shipped_default_rule_loads_and_decides() -> None:
     rule = default_rule()
     record = default_rule_record()
     assert rule.kind == "normalised_distance" and rule.sizes[0] == 1
-    assert record["provenance"]["fpir"] <= rule.target_fpir == 0.01
+    assert record.identify.provenance.fpir <= rule.target_fpir == 0.01
     assert list(rule.strengths) == sorted(rule.strengths)
-    assert rule_from_dict(record["rule"]) == rule
+    assert rule_from_dict(record.identify.rule.to_dict()) == rule
     assert rule.decide(evidence((0.3, 0.8), (0.9, 0.8), (0.95, 0.8)), gallery_size=100).outcome == "match"
     assert rule.decide(evidence((0.7, 0.8), (0.9, 0.8), (0.95, 0.8)), gallery_size=100).outcome == "unknown"
     assert 0.4 < default_verify_threshold() < 0.7
