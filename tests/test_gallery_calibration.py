@@ -8,6 +8,7 @@ hundreds of people, in seconds. The real models are exercised by the CLI tests.
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +109,33 @@ def test_a_calibration_the_photos_cannot_support_changes_nothing(tmp_path: Path)
             gallery.calibrate(tmp_path / "few", target_fpir=0.01)
         assert gallery.info() == before
         assert before.rule.provenance.source == "shipped default"
+
+
+def test_info_shows_the_shipped_rules_as_their_data_file_holds_them(tmp_path: Path) -> None:
+    shipped = json.loads((Path(__file__).parents[1] / "gallery" / "data" / "default_rule.json").read_text())
+    with Gallery(tmp_path / "home", pipeline=FakePipeline()) as gallery:
+        info = gallery.info()
+    shown = json.loads(json.dumps(info.to_dict(), default=str))  # as `gallery info --json` prints it
+    assert set(shown) == {
+        "home",
+        "people",
+        "faces",
+        "model",
+        "rule",
+        "rule_description",
+        "rule_fingerprint",
+        "verify_rule",
+        "schema_revision",
+    }
+    assert shown["rule"] == {
+        "rule": shipped["rule"],
+        "provenance": {"source": "shipped default", **shipped["provenance"]},
+    }
+    assert shown["verify_rule"] == {
+        "threshold": shipped["verify"]["threshold"],
+        "provenance": {"source": "shipped default", **shipped["verify"]["provenance"]},
+    }
+    assert not info.outgrown_calibration and info.rule.provenance.gallery_size == shipped["provenance"]["gallery_size"]
 
 
 @pytest.fixture
