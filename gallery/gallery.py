@@ -458,9 +458,7 @@ class Gallery:
     def rule(self) -> DecisionRule:
         """The identify rule in force: the one ``calibrate`` stored in the gallery, else the shipped default."""
         stored = self._store.get_setting(RULE_SETTING)
-        if stored:
-            return rule_from_dict(stored["rule"])
-        return default_rule()
+        return rule_from_dict(stored["rule"]) if stored else default_rule()
 
     def verify_threshold(self) -> float:
         """The 1:1 distance threshold in force: the one ``calibrate`` stored, else the shipped default."""
