@@ -73,6 +73,7 @@ if TYPE_CHECKING:
         IdentifiedFace,
         Person,
         PhotoFailure,
+        Reembedding,
         Removal,
         Verification,
     )
@@ -91,6 +92,7 @@ _LAZY = {
     "GalleryInfo": "gallery.results",
     "IdentifiedFace": "gallery.results",
     "Person": "gallery.results",
+    "Reembedding": "gallery.results",
     "Removal": "gallery.results",
     "Verification": "gallery.results",
     "Face": "gallery.vision.pipeline",
@@ -141,6 +143,7 @@ __all__ = [
     "PersonNotFound",
     "PhotoFailure",
     "PoorQuality",
+    "Reembedding",
     "Removal",
     "SchemaTooNew",
     "StorageFailure",

@@ -22,7 +22,14 @@ from gallery.calibration import (
     pair_report,
     read_pairs,
 )
-from gallery.decision import DecisionRule
+from gallery.decision.records import (
+    CALIBRATED,
+    IdentifyProvenance,
+    RuleRecord,
+    VerifyProvenance,
+    VerifyRecord,
+)
+from gallery.decision.rule import DecisionRule
 from gallery.labelled import LabelledFaces, embed_labelled
 from gallery.vision.pipeline import FacePipeline
 
@@ -33,17 +40,21 @@ PhaseProgress = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class LearnedRules:
-    """What ``calibrate`` learned: the settings to store, each a dict with its provenance.
+    """What ``calibrate`` learned: the two settings to store, each with its provenance.
 
     Attributes:
-        identify: ``{"rule": NormalisedDistance as a dict, "provenance": {...}}``.
-        verify: ``{"threshold": float, "provenance": {...}}``.
+        identify: the identify rule (a ``NormalisedDistance``) and where it was learned.
+        verify: the 1:1 distance threshold and where it was learned.
         description: the identify rule, in words.
     """
 
-    identify: dict[str, Any]
-    verify: dict[str, Any]
+    identify: RuleRecord
+    verify: VerifyRecord
     description: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{identify: {rule, provenance}, verify: {threshold, provenance}, description}`` (``calibrate --json``)."""
+        return {"identify": self.identify.to_dict(), "verify": self.verify.to_dict(), "description": self.description}
 
 
 def embed_folder(folder: str | os.PathLike, pipeline: FacePipeline, progress: PhaseProgress | None) -> LabelledFaces:
@@ -64,9 +75,10 @@ def learn_rules(
     )
     verify = calibrate_verify(faces.embeddings, faces.labels, target_fmr=target_fmr)
     source = _source(faces)
+    # The calibration's own counts (photos, identities with a face) take the place of the folder's.
     return LearnedRules(
-        identify={"rule": identify.rule.to_dict(), "provenance": {**source, **identify.provenance()}},
-        verify={"threshold": verify.threshold, "provenance": {**source, **verify.provenance()}},
+        identify=RuleRecord(identify.rule, IdentifyProvenance.from_dict({**source, **identify.provenance()})),
+        verify=VerifyRecord(verify.threshold, VerifyProvenance.from_dict({**source, **verify.provenance()})),
         description=identify.rule.describe(),
     )
 
@@ -106,7 +118,7 @@ def score_pairs(
 def _source(faces: LabelledFaces) -> dict[str, Any]:
     """Where a calibration's photos came from, for its provenance."""
     return {
-        "source": "calibrated",
+        "source": CALIBRATED,
         "folder": str(faces.root.resolve()),
         "photos": len(faces.labels),  # with a face; the others are counted below
         "failures_to_acquire": len(faces.failure_paths),

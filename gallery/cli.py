@@ -24,7 +24,8 @@ import click
 from gallery.errors import GalleryError, NoFaceFound
 
 if TYPE_CHECKING:
-    from gallery.calibration import Evaluation
+    from gallery import Evaluation
+    from gallery.decision import IdentifyProvenance, VerifyProvenance
 
 EXIT_OK, EXIT_NO_MATCH, EXIT_USAGE, EXIT_NO_FACE, EXIT_ERROR = 0, 1, 2, 3, 4
 
@@ -300,11 +301,13 @@ def reembed(ctx: _Context, as_json: bool) -> None:
     Example:
         gallery reembed
     """
-    count, model = ctx.run(lambda g: (g.reembed(), g.info().model))
+    result = ctx.run(lambda g: g.reembed())
     if as_json:
-        _print_json({"reembedded": count, "model": model})
+        _print_json(result.to_dict())
+    elif result.reembedded:
+        click.echo(f"Re-embedded {result.reembedded} face(s) with {result.model}")
     else:
-        click.echo(f"Re-embedded {count} face(s) with {model}" if count else f"Every face is already {model}'s")
+        click.echo(f"Every face is already {result.model}'s")
 
 
 @cli.command()
@@ -342,25 +345,25 @@ def calibrate(ctx: _Context, folder: Path, fpir: float, fmr: float, as_json: boo
     with _ProgressBars(enabled=not as_json) as bars:
         learned = ctx.run(lambda g: g.calibrate(folder, target_fpir=fpir, target_fmr=fmr, progress=bars))
     if as_json:
-        _print_json({"identify": learned.identify, "verify": learned.verify, "description": learned.description})
+        _print_json(learned.to_dict())
         return
-    found, verify = learned.identify["provenance"], learned.verify["provenance"]
+    found, verify = learned.identify.provenance, learned.verify.provenance
     click.echo(
-        f"Calibrated on {found['photos']} faces of {found['identities']} people "
-        f"({found['failures_to_acquire']} photo(s) without a face)."
+        f"Calibrated on {found.photos} faces of {found.identities} people "
+        f"({found.failures_to_acquire} photo(s) without a face)."
     )
     click.echo(f"identify: {learned.description}")
     click.echo(
-        f"  simulated galleries of {found['gallery_size']} people: FPIR {found['fpir']:.4f} "
-        f"(target {fpir:g}), FNIR {found['fnir']:.4f}; a single distance threshold would miss "
-        f"{found['distance_threshold_fnir']:.4f}"
+        f"  simulated galleries of {found.gallery_size} people: FPIR {found.fpir:.4f} "
+        f"(target {fpir:g}), FNIR {found.fnir:.4f}; a single distance threshold would miss "
+        f"{found.distance_threshold_fnir:.4f}"
     )
     click.echo(
-        f"verify: distance <= {learned.verify['threshold']:.4f}: FMR {verify['fmr']:.5f} (target {fmr:g}), "
-        f"FNMR {verify['fnmr']:.4f}"
+        f"verify: distance <= {learned.verify.threshold:.4f}: FMR {verify.fmr:.5f} (target {fmr:g}), "
+        f"FNMR {verify.fnmr:.4f}"
     )
     click.echo(
-        f"Calibrated for galleries of up to {found['gallery_size']} people: a larger gallery refuses more "
+        f"Calibrated for galleries of up to {found.gallery_size} people: a larger gallery refuses more "
         "strangers than the target, and more enrolled people; calibrate on more people to lift that."
     )
 
@@ -402,7 +405,7 @@ def evaluate(ctx: _Context, folder: Path | None, pairs: Path | None, root: Path 
         else:
             report = ctx.run(lambda g: g.evaluate(folder, progress=bars))
     if as_json:
-        _print_json(asdict(report))
+        _print_json(report.to_dict())
     elif pairs is not None:
         click.echo(
             f"{report.pairs} pairs ({report.missing} skipped: no face): accuracy {report.accuracy:.4f} "
@@ -444,26 +447,25 @@ def info(ctx: _Context, as_json: bool) -> None:
     """
     result = ctx.run(lambda g: g.info())
     if as_json:
-        _print_json(asdict(result))
+        _print_json(result.to_dict())
         return
     click.echo(
         f"home: {result.home}\npeople: {result.people}\nfaces: {result.faces}\nmodel: {result.model}\n"
         f"schema: {result.schema_revision}"
     )
     click.echo(f"identify rule: {result.rule_description}")
-    calibrated_up_to = result.rule["provenance"].get("gallery_size")
-    if calibrated_up_to is not None and result.people > calibrated_up_to:
+    if result.outgrown_calibration:
         click.echo(
-            f"  note: calibrated for up to {calibrated_up_to} people, this gallery has {result.people}: "
-            "stricter than its target (more enrolled people refused); calibrate on more people"
+            f"  note: calibrated for up to {result.rule.provenance.gallery_size} people, this gallery has "
+            f"{result.people}: stricter than its target (more enrolled people refused); calibrate on more people"
         )
-    click.echo(f"  learned: {_summary(result.rule['provenance'])}")
-    click.echo(f"verify threshold: {result.verify_rule['threshold']:.4f}")
-    click.echo(f"  learned: {_summary(result.verify_rule['provenance'])}")
+    click.echo(f"  learned: {_summary(result.rule.provenance)}")
+    click.echo(f"verify threshold: {result.verify_rule.threshold:.4f}")
+    click.echo(f"  learned: {_summary(result.verify_rule.provenance)}")
 
 
-def _summary(provenance: dict[str, Any]) -> str:
-    return ", ".join(f"{key} {value}" for key, value in provenance.items() if key != "command")
+def _summary(provenance: IdentifyProvenance | VerifyProvenance) -> str:
+    return ", ".join(f"{key} {value}" for key, value in provenance.to_dict().items() if key != "command")
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from gallery.calibration.protocol import COHORT_SIZE, cohort_from_searches
+from gallery.decision.cohort import COHORT_SIZE, cohort_from_searches
 from gallery.store import Store
 
 

@@ -22,9 +22,18 @@ from gallery.audit import AuditWriter
 from gallery.bulk import FolderEnrolment
 from gallery.calibrating import LearnedRules, PhaseProgress, embed_folder, learn_rules, score_pairs, score_rule
 from gallery.calibration import Evaluation, PairReport
-from gallery.calibration.defaults import default_rule, default_rule_record, default_verify_threshold
 from gallery.cohorts import CohortDistances
-from gallery.decision import DecisionRule, Evidence, rule_fingerprint, rule_from_dict
+from gallery.decision import (
+    DecisionRule,
+    Evidence,
+    RuleRecord,
+    VerifyRecord,
+    default_rule,
+    default_rule_record,
+    default_verify_threshold,
+    rule_fingerprint,
+    rule_from_dict,
+)
 from gallery.enrolment import enrolment_face, face_record, refuse_lookalike, stored_chip_pixels
 from gallery.errors import AlreadyEnrolled, NoFaceFound, NotLive
 from gallery.results import (
@@ -34,6 +43,7 @@ from gallery.results import (
     GalleryInfo,
     IdentifiedFace,
     Person,
+    Reembedding,
     Removal,
     Verification,
 )
@@ -45,7 +55,7 @@ HOME_ENV = "GALLERY_HOME"
 RULE_SETTING = "decision_rule"
 VERIFY_SETTING = "verify_rule"
 # Identities searched per face at least: a learned rule reads the nearest three (runner-up, and the
-# third to tell whether the top two are rivals; see gallery.calibration.rules).
+# third to tell whether the top two are rivals; see gallery.decision.normalised).
 EVIDENCE_DEPTH = 3
 
 LivenessCheck = Callable[[np.ndarray, Face], bool]
@@ -248,7 +258,7 @@ class Gallery:
         )
         return Removal(removed.name, removed.person_id, len(removed.face_ids))
 
-    def reembed(self, *, batch_size: int = 64) -> int:
+    def reembed(self, *, batch_size: int = 64) -> Reembedding:
         """Re-embed the faces stored by another (older) model with this gallery's model, from their chips.
 
         Each face keeps its person, box and chip and gets a new embedding (and a new face id).
@@ -256,7 +266,8 @@ class Gallery:
         again. Until every face is re-embedded, ``enroll``, ``identify`` and ``verify`` refuse.
 
         Returns:
-            How many faces were re-embedded (0 when every face is of this model already).
+            How many faces were re-embedded (0 when every face is of this model already), and
+            the model that embedded them.
         """
         tasks = self._store.faces_to_reembed()
         models = sorted({task.model for task in tasks})
@@ -273,7 +284,7 @@ class Gallery:
                 model=self._pipeline.model_id,
                 detail={"faces": len(tasks), "from_models": models},
             )
-        return len(tasks)
+        return Reembedding(len(tasks), self._pipeline.model_id)
 
     def calibrate(
         self,
@@ -306,13 +317,13 @@ class Gallery:
         self._require_one_model()
         faces = embed_folder(folder, self._pipeline, progress)
         learned = learn_rules(faces, target_fpir=target_fpir, target_fmr=target_fmr, progress=progress)
-        self._store.set_settings({RULE_SETTING: learned.identify, VERIFY_SETTING: learned.verify})
+        self._store.set_settings({RULE_SETTING: learned.identify.to_dict(), VERIFY_SETTING: learned.verify.to_dict()})
         self._audit.put(
             "calibrate",
             outcome="calibrated",
             model=self._pipeline.model_id,
-            rule=_audited(rule_from_dict(learned.identify["rule"])),
-            detail={"identify": learned.identify["provenance"], "verify_threshold": learned.verify["threshold"]},
+            rule=_audited(learned.identify.rule),
+            detail={"identify": learned.identify.provenance.to_dict(), "verify_threshold": learned.verify.threshold},
         )
         return learned
 
@@ -458,23 +469,18 @@ class Gallery:
         """Where the gallery lives, what it holds and which rules decide (with where they were learned)."""
         stats = self._store.stats()
         shipped = default_rule_record()
-        rule = self._store.get_setting(RULE_SETTING) or {
-            "rule": shipped["rule"],
-            "provenance": {"source": "shipped default", **shipped["provenance"]},
-        }
-        verify = self._store.get_setting(VERIFY_SETTING) or {
-            "threshold": shipped["verify"]["threshold"],
-            "provenance": {"source": "shipped default", **shipped["verify"]["provenance"]},
-        }
-        in_force = rule_from_dict(rule["rule"])
+        stored_rule = self._store.get_setting(RULE_SETTING)
+        stored_verify = self._store.get_setting(VERIFY_SETTING)
+        rule = RuleRecord.from_dict(stored_rule) if stored_rule else shipped.identify
+        verify = VerifyRecord.from_dict(stored_verify) if stored_verify else shipped.verify
         return GalleryInfo(
             stats.home,
             stats.people,
             stats.faces,
             stats.model,
             rule,
-            in_force.describe(),
-            rule_fingerprint(in_force),
+            rule.rule.describe(),
+            rule_fingerprint(rule.rule),
             verify,
             stats.schema_revision,
         )

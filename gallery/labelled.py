@@ -19,7 +19,7 @@ import numpy as np
 
 from gallery.errors import ImageError
 from gallery.folders import scan_people_folder
-from gallery.models.resnet import DESCRIPTOR_SIZE
+from gallery.vision.embedding import DESCRIPTOR_SIZE
 from gallery.vision.image import load_rgb
 from gallery.vision.pipeline import Face, FacePipeline
 

@@ -6,8 +6,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from gallery.decision import Outcome
+from gallery.decision.records import RuleRecord, VerifyRecord
+from gallery.decision.rule import Outcome
 from gallery.store import PersonRow as Person
+from gallery.types import Box
 
 __all__ = [
     "Candidate",
@@ -17,11 +19,10 @@ __all__ = [
     "IdentifiedFace",
     "Person",
     "PhotoFailure",
+    "Reembedding",
     "Removal",
     "Verification",
 ]
-
-Box = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -129,15 +130,58 @@ class Removal:
 
 
 @dataclass(frozen=True)
+class Reembedding:
+    """What ``reembed`` did.
+
+    Attributes:
+        reembedded: faces re-embedded (0 when every face was of ``model`` already).
+        model: the model every face is now embedded by: the gallery's.
+    """
+
+    reembedded: int
+    model: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class GalleryInfo:
-    """Where a gallery lives and what it holds."""
+    """Where a gallery lives, what it holds and which rules decide.
+
+    Attributes:
+        rule: the identify rule in force and its provenance (``rule.provenance.source`` is
+            ``"calibrated"`` or ``"shipped default"``).
+        rule_description: that rule, in words.
+        rule_fingerprint: what the audit log records of the rule each identify used.
+        verify_rule: the 1:1 distance threshold in force and its provenance.
+    """
 
     home: Path
     people: int
     faces: int
     model: str
-    rule: dict[str, Any]  # {"rule": parameters, "provenance": where it was learned}
+    rule: RuleRecord
     rule_description: str
-    rule_fingerprint: str  # what the audit log records of the rule each identify used
-    verify_rule: dict[str, Any]  # {"threshold": distance, "provenance": where it was learned}
+    rule_fingerprint: str
+    verify_rule: VerifyRecord
     schema_revision: str | None
+
+    @property
+    def outgrown_calibration(self) -> bool:
+        """More people are enrolled than the rule was calibrated for: it is stricter than its target."""
+        return self.people > self.rule.provenance.gallery_size
+
+    def to_dict(self) -> dict[str, Any]:
+        """``info --json``: the rules as stored (``{rule, provenance}`` and ``{threshold, provenance}``)."""
+        return {
+            "home": self.home,
+            "people": self.people,
+            "faces": self.faces,
+            "model": self.model,
+            "rule": self.rule.to_dict(),
+            "rule_description": self.rule_description,
+            "rule_fingerprint": self.rule_fingerprint,
+            "verify_rule": self.verify_rule.to_dict(),
+            "schema_revision": self.schema_revision,
+        }

@@ -27,7 +27,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gallery.calibration.confidence import ConfidenceCurve
 from gallery.calibration.evaluate import apply_rule
 from gallery.calibration.fit import (
     STRENGTHS,
@@ -39,8 +38,7 @@ from gallery.calibration.fit import (
 )
 from gallery.calibration.metrics import fnir_at_fpir, open_set_rates
 from gallery.calibration.protocol import Searches, simulate, split_identities
-from gallery.calibration.rules import NormalisedDistance
-from gallery.decision import DLIB_DISTANCE_THRESHOLD
+from gallery.decision import DLIB_DISTANCE_THRESHOLD, ConfidenceCurve, NormalisedDistance
 
 # name: (runner-up exponent, cohort exponent, strengths tried per size); None marks fixed distances.
 VARIANTS = {

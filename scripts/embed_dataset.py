@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from gallery.labelled import embed_labelled
-from gallery.models.resnet import DESCRIPTOR_SIZE
-from gallery.vision.embedding import Embedder
+from gallery.vision.embedding import DESCRIPTOR_SIZE, Embedder
 from gallery.vision.pipeline import FacePipeline
 from gallery.vision.threads import set_torch_threads
 

@@ -9,13 +9,23 @@ import pytest
 from labelled_sets import labelled_faces
 
 from gallery.calibration.confidence import fit_confidence
-from gallery.calibration.defaults import default_rule, default_rule_record, default_verify_threshold
 from gallery.calibration.evaluate import apply_rule, evaluate, evidence_for
 from gallery.calibration.fit import CalibrationError, calibrate, calibrate_verify
 from gallery.calibration.metrics import fnir_at_fpir, open_set_rates
-from gallery.calibration.protocol import cohort_distance, cohort_from_searches, simulate, split_identities
-from gallery.calibration.rules import NormalisedDistance
-from gallery.decision import Evidence, rule_from_dict
+from gallery.calibration.protocol import simulate, split_identities
+from gallery.decision import (
+    DistanceThreshold,
+    Evidence,
+    NormalisedDistance,
+    RuleRecord,
+    VerifyRecord,
+    cohort_distance,
+    cohort_from_searches,
+    default_rule,
+    default_rule_record,
+    default_verify_threshold,
+    rule_from_dict,
+)
 
 TARGET = 0.05  # a coarse target keeps the labelled sets small and the tests fast
 
@@ -253,9 +263,58 @@ def test_the_shipped_default_rule_loads_and_decides() -> None:
     rule = default_rule()
     record = default_rule_record()
     assert rule.kind == "normalised_distance" and rule.sizes[0] == 1
-    assert record["provenance"]["fpir"] <= rule.target_fpir == 0.01
+    assert record.identify.provenance.fpir <= rule.target_fpir == 0.01
     assert list(rule.strengths) == sorted(rule.strengths)
-    assert rule_from_dict(record["rule"]) == rule
+    assert rule_from_dict(record.identify.rule.to_dict()) == rule
     assert rule.decide(evidence((0.3, 0.8), (0.9, 0.8), (0.95, 0.8)), gallery_size=100).outcome == "match"
     assert rule.decide(evidence((0.7, 0.8), (0.9, 0.8), (0.95, 0.8)), gallery_size=100).outcome == "unknown"
     assert 0.4 < default_verify_threshold() < 0.7
+
+
+# ---- stored records ------------------------------------------------------------------------
+
+# The provenance ``calibrate`` has written since it counted photos once (key order included).
+CALIBRATED_PROVENANCE = {
+    "source": "calibrated",
+    "folder": "/photos",
+    "photos": 240,
+    "failures_to_acquire": 2,
+    "unreadable": 0,
+    "identities": 60,
+    "model": "dlib_resnet_v1+flip",
+    "date": "2026-11-22T08:00:00+00:00",
+    "target_fpir": 0.01,
+    "gallery_size": 30,
+    "fpir": 0.009,
+    "fnir": 0.2,
+    "distance_threshold_fnir": 0.4,
+    "mated_searches": 900,
+    "stranger_searches": 20000,
+}
+
+
+def test_a_stored_rule_record_reads_into_types_and_writes_back_the_same_json() -> None:
+    stored = {"rule": default_rule().to_dict(), "provenance": CALIBRATED_PROVENANCE}
+    record = RuleRecord.from_dict(json.loads(json.dumps(stored)))
+    assert record.rule == default_rule() and record.provenance.gallery_size == 30
+    assert record.provenance.dataset is None and record.provenance.extra == {}
+    assert json.dumps(record.to_dict()) == json.dumps(stored)
+    verify = {
+        "threshold": 0.55,
+        "provenance": {
+            "source": "shipped default",
+            "dataset": "LFW",
+            "model": "m",
+            **{"target_fmr": 0.001, "fmr": 0.001, "fnmr": 0.06, "genuine_pairs": 3, "impostor_pairs": 4000},
+        },
+    }
+    assert json.dumps(VerifyRecord.from_dict(verify).to_dict()) == json.dumps(verify)
+
+
+def test_a_record_of_an_earlier_version_keeps_the_keys_this_version_does_not_know() -> None:
+    older = {**CALIBRATED_PROVENANCE, "photos_with_face": 240}  # as the first calibrate wrote it
+    stored = {"rule": DistanceThreshold(0.55).to_dict(), "provenance": older}
+    record = RuleRecord.from_dict(stored)
+    assert record.rule == DistanceThreshold(0.55)
+    assert record.provenance.extra == {"photos_with_face": 240}
+    assert record.to_dict() == stored

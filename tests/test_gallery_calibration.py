@@ -8,6 +8,7 @@ hundreds of people, in seconds. The real models are exercised by the CLI tests.
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,8 @@ from fakes import FakePipeline, fake_photo
 from labelled_sets import labelled_faces
 
 from gallery import Gallery
-from gallery.calibration import COHORT_SIZE, CalibrationError, default_rule
-from gallery.decision import Evidence
+from gallery.calibration import CalibrationError
+from gallery.decision import COHORT_SIZE, Evidence, default_rule
 from gallery.store import Store
 
 DIMENSION = 128
@@ -64,8 +65,8 @@ def test_calibrate_stores_a_rule_that_identify_then_applies(calibration_folder, 
     folder, pipeline = calibration_folder
     with Gallery(tmp_path / "home", pipeline=pipeline) as gallery:
         learned = gallery.calibrate(folder, target_fpir=TARGET_FPIR, target_fmr=0.01)
-        assert gallery.rule().to_dict() == learned.identify["rule"] != default_rule().to_dict()
-        assert gallery.verify_threshold() == learned.verify["threshold"]
+        assert gallery.rule().to_dict() == learned.identify.rule.to_dict() != default_rule().to_dict()
+        assert gallery.verify_threshold() == learned.verify.threshold
         people = {}
         embeddings, labels = labelled_faces(40, seed=2, dim=DIMENSION)
         for label in np.unique(labels)[:25]:
@@ -86,10 +87,10 @@ def test_calibrate_stores_a_rule_that_identify_then_applies(calibration_folder, 
     with Gallery(tmp_path / "home", pipeline=pipeline) as reopened:
         info = reopened.info()
         assert info.rule == learned.identify and info.verify_rule == learned.verify
-        provenance = info.rule["provenance"]
-        assert provenance["source"] == "calibrated" and provenance["target_fpir"] == TARGET_FPIR
-        assert provenance["photos"] == len(list(folder.glob("*/*.png")))
-        assert provenance["model"] == pipeline.model_id and provenance["date"]
+        provenance = info.rule.provenance
+        assert provenance.source == "calibrated" and provenance.target_fpir == TARGET_FPIR
+        assert provenance.photos == len(list(folder.glob("*/*.png")))
+        assert provenance.model == pipeline.model_id and provenance.date
     with Store.open(tmp_path / "home", model=pipeline.model_id) as store:
         (calibration,) = store.audit_log(action="calibrate")
         identified = store.audit_log(action="identify", limit=1000)
@@ -107,7 +108,34 @@ def test_a_calibration_the_photos_cannot_support_changes_nothing(tmp_path: Path)
         with pytest.raises(CalibrationError, match="photos"):
             gallery.calibrate(tmp_path / "few", target_fpir=0.01)
         assert gallery.info() == before
-        assert before.rule["provenance"]["source"] == "shipped default"
+        assert before.rule.provenance.source == "shipped default"
+
+
+def test_info_shows_the_shipped_rules_as_their_data_file_holds_them(tmp_path: Path) -> None:
+    shipped = json.loads((Path(__file__).parents[1] / "gallery" / "data" / "default_rule.json").read_text())
+    with Gallery(tmp_path / "home", pipeline=FakePipeline()) as gallery:
+        info = gallery.info()
+    shown = json.loads(json.dumps(info.to_dict(), default=str))  # as `gallery info --json` prints it
+    assert set(shown) == {
+        "home",
+        "people",
+        "faces",
+        "model",
+        "rule",
+        "rule_description",
+        "rule_fingerprint",
+        "verify_rule",
+        "schema_revision",
+    }
+    assert shown["rule"] == {
+        "rule": shipped["rule"],
+        "provenance": {"source": "shipped default", **shipped["provenance"]},
+    }
+    assert shown["verify_rule"] == {
+        "threshold": shipped["verify"]["threshold"],
+        "provenance": {"source": "shipped default", **shipped["verify"]["provenance"]},
+    }
+    assert not info.outgrown_calibration and info.rule.provenance.gallery_size == shipped["provenance"]["gallery_size"]
 
 
 @pytest.fixture
@@ -170,7 +198,7 @@ def test_enrolling_more_people_keeps_the_stranger_acceptance_near_target(calibra
     strangers = embeddings[np.isin(labels, enrolled_order[400:])]  # never enrolled at any size
     rates = {}
     with Gallery(tmp_path / "home", pipeline=pipeline) as gallery:
-        calibrated_up_to = gallery.calibrate(folder, target_fpir=TARGET_FPIR).identify["provenance"]["gallery_size"]
+        calibrated_up_to = gallery.calibrate(folder, target_fpir=TARGET_FPIR).identify.provenance.gallery_size
         enrolled = 0
         for size in (20, calibrated_up_to, 400):
             for label in enrolled_order[enrolled:size]:

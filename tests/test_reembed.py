@@ -60,11 +60,11 @@ def test_a_gallery_of_another_models_faces_refuses_until_reembedded_from_its_chi
                 attempt()
         assert [p.name for p in gallery.people()] == ["Barack Obama", "Joe Biden"]  # reading and removing still work
 
-        assert gallery.reembed() == 2
+        assert gallery.reembed().reembedded == 2
         (face,) = gallery.identify(DATA / "obama2.jpg")
         assert face.match is not None and face.match.name == "Barack Obama"
         assert gallery.verify("Joe Biden", DATA / "biden.jpg").verified
-        assert gallery.reembed() == 0
+        assert gallery.reembed().reembedded == 0
     with Store.open(home, model=default_pipeline().model_id) as store:
         assert store.faces_to_reembed() == []
         assert store.stats().faces_by_model == {default_pipeline().model_id: 2}

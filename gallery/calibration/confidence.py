@@ -1,16 +1,16 @@
-"""Match confidence: a monotone map from a rule's margin to the probability the match is right.
+"""Fitting match confidence: the monotone map from a rule's margin to the probability the match is right.
 
 Fitted by isotonic regression (pool-adjacent-violators, numpy only) on the calibration
 simulation, with strangers and enrolled people weighted equally: the probability assumes a
-probe is as likely to be a stranger as an enrolled person.
+probe is as likely to be a stranger as an enrolled person. The curve itself
+(``gallery.decision.confidence.ConfidenceCurve``) is what identify reads.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import numpy as np
+
+from gallery.decision.confidence import ConfidenceCurve
 
 # Never claim certainty: the calibration data is finite.
 PROBABILITY_FLOOR = 0.001
@@ -18,28 +18,6 @@ PROBABILITY_FLOOR = 0.001
 MAX_KNOTS = 64
 # Searches pooled into this many bins of neighbouring margins before the isotonic fit.
 MAX_BINS = 4000
-
-
-@dataclass(frozen=True)
-class ConfidenceCurve:
-    """P(match is right) as a non-increasing piecewise-linear function of the margin.
-
-    The margin is log(ratio) - log(threshold): negative inside the acceptance region.
-    """
-
-    margins: tuple[float, ...]  # ascending knots
-    probabilities: tuple[float, ...]  # non-increasing, in [PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR]
-
-    def __call__(self, margin: float | np.ndarray) -> np.ndarray:
-        """Probability at ``margin``; flat beyond the end knots."""
-        return np.interp(margin, self.margins, self.probabilities)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"margins": list(self.margins), "probabilities": list(self.probabilities)}
-
-    @staticmethod
-    def from_dict(data: dict[str, Any]) -> ConfidenceCurve:
-        return ConfidenceCurve(tuple(map(float, data["margins"])), tuple(map(float, data["probabilities"])))
 
 
 def fit_confidence(margins: np.ndarray, right: np.ndarray, mated: np.ndarray) -> ConfidenceCurve:

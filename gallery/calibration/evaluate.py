@@ -8,12 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from gallery.calibration.confidence import ConfidenceCurve
 from gallery.calibration.fit import STRENGTHS
 from gallery.calibration.metrics import failure_rates, fnir_at_fpir, open_set_rates, rank_one
 from gallery.calibration.protocol import Searches, simulate
-from gallery.calibration.rules import NormalisedDistance
-from gallery.decision import DecisionRule, Evidence
+from gallery.decision.confidence import ConfidenceCurve
+from gallery.decision.normalised import NormalisedDistance
+from gallery.decision.rule import DecisionRule, Evidence
 
 TARGET_FPIRS = (0.01, 0.003)
 

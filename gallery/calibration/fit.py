@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from gallery.calibration.confidence import ConfidenceCurve, fit_confidence, fit_tie_ratio
+from gallery.calibration.confidence import fit_confidence, fit_tie_ratio
 from gallery.calibration.metrics import open_set_rates, threshold_at_fpir
 from gallery.calibration.protocol import Searches, pairwise_distances, simulate
-from gallery.calibration.rules import NormalisedDistance
+from gallery.decision.confidence import ConfidenceCurve
+from gallery.decision.normalised import NormalisedDistance
 from gallery.errors import CalibrationError
 
 # Gallery sizes simulated for the threshold table: roughly 1.6x apart, plus the largest the data allows.
@@ -183,13 +185,17 @@ def fit_rule(
         strengths: the candidate normalisation strengths; (0.0,) gives the plain distance rule.
         runner_up_exponent, cohort_exponent: the rule's normalisation.
     """
-    shape = {
-        "reference": reference,
-        "runner_up_exponent": runner_up_exponent,
-        "cohort_exponent": cohort_exponent,
-        "target_fpir": target_fpir,
-    }
-    scorer = NormalisedDistance(sizes=(1,), thresholds=(1.0,), strengths=(0.0,), confidence=_FLAT, **shape)
+    # The table's rows are filled in below; this scorer only computes log ratios (strength given per call).
+    scorer = NormalisedDistance(
+        sizes=(1,),
+        thresholds=(1.0,),
+        strengths=(0.0,),
+        reference=reference,
+        confidence=_FLAT,
+        runner_up_exponent=runner_up_exponent,
+        cohort_exponent=cohort_exponent,
+        target_fpir=target_fpir,
+    )
 
     def log_ratios(searches: Searches, strength: float) -> np.ndarray:
         return scorer.log_ratios(searches.distances[:, 0], searches.distances[:, 1], searches.cohort[:, 0], strength)
@@ -209,11 +215,11 @@ def fit_rule(
     )
     beyond = float(np.exp(log_threshold(by_size[-1], 1.0))) if 1.0 in strengths else None
     sizes = tuple(int(s.gallery_size[0]) for s in by_size)
-    table = {"sizes": sizes, "thresholds": thresholds, "strengths": tuple(kept), "beyond_threshold": beyond}
-    pooled = Searches.concat(by_size)
-    margins = NormalisedDistance(confidence=_FLAT, **table, **shape).margins(
-        pooled.distances, pooled.cohort, pooled.gallery_size
+    table = dataclasses.replace(
+        scorer, sizes=sizes, thresholds=thresholds, strengths=tuple(kept), beyond_threshold=beyond
     )
+    pooled = Searches.concat(by_size)
+    margins = table.margins(pooled.distances, pooled.cohort, pooled.gallery_size)
     # Searches whose nearest or runner-up is right: from which d1/d2 is the nearest no longer clearly the one?
     contest = (
         pooled.mated
@@ -225,9 +231,7 @@ def fit_rule(
         if contest.any()
         else 1.0
     )
-    return NormalisedDistance(
-        confidence=fit_confidence(margins, pooled.correct, pooled.mated), tie_ratio=tie, **table, **shape
-    )
+    return dataclasses.replace(table, confidence=fit_confidence(margins, pooled.correct, pooled.mated), tie_ratio=tie)
 
 
 def _non_decreasing(values: Sequence[float], allowed: Sequence[float]) -> list[float]:

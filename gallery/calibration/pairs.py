@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -73,6 +74,9 @@ class PairReport:
     missing: int  # pairs skipped: a photo had no face
     threshold: float  # the mean of the folds' learned thresholds
     accuracy_at: float | None  # accuracy at the given threshold (the verify threshold in force), if any
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def pair_report(

@@ -3,7 +3,8 @@
 A trial enrols one random photo of part of the identities (the gallery) and searches the
 gallery with every other photo: photos of enrolled identities are *mated* probes, photos of
 identities never enrolled are strangers. Each search keeps what a decision rule may use,
-exactly as the Gallery facade will supply it at identify time (see ``gallery.decision``).
+exactly as the Gallery facade will supply it at identify time (see ``gallery.decision``; the
+cohort distance is ``gallery.decision.cohort``'s, computed here for all identities at once).
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gallery.decision.cohort import COHORT_SIZE
+
 # Candidates kept per search, nearest first: the rule uses the top two, the rest are for reports.
 SEARCH_DEPTH = 5
-# An identity's cohort distance: the mean distance to its this many nearest other enrolled identities.
-COHORT_SIZE = 10
 
 
 @dataclass(frozen=True)
@@ -66,46 +67,6 @@ def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = np.asarray(b, dtype=np.float64)
     squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
     return np.sqrt(np.maximum(squared, 0.0))
-
-
-def cohort_distance(distances_to_others: np.ndarray, size: int = COHORT_SIZE) -> float:
-    """An identity's cohort distance: mean of its ``size`` smallest distances to other identities.
-
-    Args:
-        distances_to_others: distances from the identity to other enrolled identities (each
-            identity once, at its nearest face pair); any order.
-        size: how many nearest others to average; fewer are used when fewer are enrolled.
-
-    Returns:
-        The mean, or nan when no other identity is enrolled.
-    """
-    others = np.sort(np.asarray(distances_to_others, dtype=np.float64).ravel())[:size]
-    return float(others.mean()) if len(others) else float("nan")
-
-
-def cohort_from_searches(
-    person_id: int, hits_per_face: Sequence[Sequence[tuple[int, float]]], size: int = COHORT_SIZE
-) -> float:
-    """A person's cohort distance from people searches of each of their enrolled faces.
-
-    Search each of the person's faces for its ``size + 1`` nearest *people* (each person once, at
-    their nearest face; the person finds themself). A person within the true ``size`` nearest
-    others is then found by the face that is nearest them, so the result is exact.
-
-    Args:
-        person_id: the person whose cohort distance this is (their own hits are skipped).
-        hits_per_face: per enrolled face, (person_id, distance) of the nearest people.
-        size: as in ``cohort_distance``.
-
-    Returns:
-        ``cohort_distance`` of the person-to-person distances found; nan if nobody else is enrolled.
-    """
-    nearest: dict[int, float] = {}
-    for hits in hits_per_face:
-        for other, distance in hits:
-            if other != person_id:
-                nearest[other] = min(distance, nearest.get(other, np.inf))
-    return cohort_distance(np.fromiter(nearest.values(), dtype=np.float64, count=len(nearest)), size)
 
 
 def split_identities(labels: np.ndarray, *, fraction: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from gallery.types import Box
+
 
 @dataclass(frozen=True)
 class FaceRecord:
@@ -26,7 +28,7 @@ class FaceRecord:
 
     embedding: np.ndarray = field(compare=False, repr=False)
     model: str
-    box: tuple[int, int, int, int]
+    box: Box
     landmarks: tuple[tuple[float, float], ...]
     quality: float
     photo_sha256: str
@@ -52,7 +54,7 @@ class FaceRow:
     id: int
     person_id: int
     model: str
-    box: tuple[int, int, int, int]
+    box: Box
     landmarks: tuple[tuple[float, float], ...]
     quality: float
     photo_sha256: str

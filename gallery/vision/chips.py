@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gallery.types import Box
 from gallery.vision.dlib_linalg import Point, apply_affine, find_affine_transform, find_similarity_transform
 
 CHIP_SIZE = 150
@@ -214,7 +215,7 @@ class ChipSampling:
     bottom), inclusive, or None when the chip lies wholly outside the image.
     """
 
-    crop: tuple[int, int, int, int] | None
+    crop: Box | None
     depth: int
     level: int
     m: Affine2x2

@@ -32,15 +32,14 @@ from gallery.models.mmod import (
     output_to_input_mapping,
 )
 from gallery.models.pretrained import load_detector_network
-
-Rect = tuple[int, int, int, int]  # left, top, right, bottom; inclusive like dlib::rectangle
+from gallery.types import Box
 
 
 @dataclass(frozen=True)
 class Detection:
     """One face: ``box`` is (left, top, right, bottom), right/bottom inclusive; ``score`` > 0."""
 
-    box: tuple[int, int, int, int]
+    box: Box
     score: float
 
 
@@ -227,7 +226,7 @@ def pyramid_level_sizes(rows: int, cols: int) -> list[tuple[int, int]]:
         sizes.append((rows, cols))
 
 
-def tile_pyramid(rows: int, cols: int, padding: int, outer_padding: int) -> tuple[list[Rect], int, int]:
+def tile_pyramid(rows: int, cols: int, padding: int, outer_padding: int) -> tuple[list[Box], int, int]:
     """Where each level sits in the tiled image, and the tiled image's (rows, cols).
 
     Levels go down a first column from the top, then (right-aligned) up a second column from
@@ -250,7 +249,7 @@ def tile_pyramid(rows: int, cols: int, padding: int, outer_padding: int) -> tupl
         prev_width = w
     height -= padding
 
-    rects: list[Rect] = []
+    rects: list[Box] = []
     y = outer_padding
     index = 0
     while y < height + outer_padding and index < len(sizes):
@@ -272,11 +271,11 @@ def tile_pyramid(rows: int, cols: int, padding: int, outer_padding: int) -> tupl
     return rects, height + 2 * outer_padding, first_width + 2 * outer_padding
 
 
-def _intersects(a: Rect, b: Rect) -> bool:
+def _intersects(a: Box, b: Box) -> bool:
     return max(a[0], b[0]) <= min(a[2], b[2]) and max(a[1], b[1]) <= min(a[3], b[3])
 
 
-def build_tiled_pyramid(image: np.ndarray, settings: DetectorSettings) -> tuple[np.ndarray, list[Rect]]:
+def build_tiled_pyramid(image: np.ndarray, settings: DetectorSettings) -> tuple[np.ndarray, list[Box]]:
     """The network input for an HxWx3 uint8 RGB image: (rows, cols, 3) float32, and the tiles.
 
     Channels stay last: that is the layout the network runs in, so no copy is needed.
@@ -287,7 +286,7 @@ def build_tiled_pyramid(image: np.ndarray, settings: DetectorSettings) -> tuple[
     if not rects:
         return tiled, rects
 
-    def tile(rect: Rect) -> np.ndarray:
+    def tile(rect: Box) -> np.ndarray:
         left, top, right, bottom = rect
         return tiled[top : bottom + 1, left : right + 1]
 
@@ -309,7 +308,7 @@ def network_input(tiled: np.ndarray) -> torch.Tensor:
 # Decoding (dlib/dnn/loss.h loss_mmod_::to_label, tiled_pyramid_to_image)
 
 
-def _nearest_tile(rects: list[Rect], x: int, y: int) -> int:
+def _nearest_tile(rects: list[Box], x: int, y: int) -> int:
     """dlib's nearest_rect: the first tile containing the point, else the closest one."""
     best, best_distance = 0, math.inf
     for index, (left, top, right, bottom) in enumerate(rects):
@@ -328,7 +327,7 @@ def _round(value: float) -> int:
     return math.floor(value + 0.5) if value >= 0 else -math.floor(-value + 0.5)
 
 
-def _overlaps(a: Rect, b: Rect, iou_threshold: float, covered_threshold: float) -> bool:
+def _overlaps(a: Box, b: Box, iou_threshold: float, covered_threshold: float) -> bool:
     """dlib's test_box_overlap: intersection over the ENCLOSING box's area, or over either box."""
     inner_w = min(a[2], b[2]) - max(a[0], b[0]) + 1
     inner_h = min(a[3], b[3]) - max(a[1], b[1]) + 1
@@ -341,12 +340,12 @@ def _overlaps(a: Rect, b: Rect, iou_threshold: float, covered_threshold: float) 
     return inner / outer > iou_threshold or inner / area_a > covered_threshold or inner / area_b > covered_threshold
 
 
-def decode_detections(scores: np.ndarray, rects: list[Rect], settings: DetectorSettings) -> list[Detection]:
+def decode_detections(scores: np.ndarray, rects: list[Box], settings: DetectorSettings) -> list[Detection]:
     """Positive cells of the (rows, cols) score map -> boxes in the pyramid's base image, after NMS."""
     scale, offset = output_to_input_mapping()
     half_width = (settings.window_width - 1) / 2  # centered_drect shrinks width by one first
     half_height = (settings.window_height - 1) / 2
-    candidates: list[tuple[float, Rect]] = []
+    candidates: list[tuple[float, Box]] = []
     for r, c in zip(*np.nonzero(scores > 0), strict=True):
         # The window is centred on the cell's input pixel; that centre is an integer, so it
         # picks the tile directly (dlib rounds dcenter(rect) to a point).
@@ -368,7 +367,7 @@ def decode_detections(scores: np.ndarray, rects: list[Rect], settings: DetectorS
     return kept
 
 
-def _box_down(box: Rect, levels: int) -> Rect:
+def _box_down(box: Box, levels: int) -> Box:
     """pyramid_down<2>::rect_down ``levels`` times: back from a pyramid_up'ed image."""
     corners = [float(v) for v in box]
     for _ in range(levels):

@@ -20,9 +20,8 @@ import numpy as np
 
 from gallery.models.pretrained import load_landmark_model
 from gallery.models.shape_predictor import NUM_LEAVES, NUM_PARTS, NUM_SPLITS, TREE_DEPTH
+from gallery.types import Box
 from gallery.vision.dlib_linalg import affine_pinv
-
-Box = Sequence[int]
 
 _ONES3 = np.ones(3, dtype=np.float32)
 # dlib maps the unit square onto the box with find_affine_transform from these corners.

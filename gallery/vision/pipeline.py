@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from gallery.types import Box
 from gallery.vision.chips import CHIP_SIZE, extract_chip
 from gallery.vision.detector import FaceDetector
 from gallery.vision.embedding import Embedder
@@ -39,7 +40,7 @@ class Face:
         chip: (150, 150, 3) uint8 aligned face crop the embedding was computed from.
     """
 
-    box: tuple[int, int, int, int]
+    box: Box
     score: float
     landmarks: np.ndarray = field(repr=False)
     embedding: np.ndarray = field(repr=False)
@@ -86,7 +87,7 @@ class FacePipeline:
         generator of photos bounds memory. Batching the embedder across photos is what makes
         bulk enrolment fast: one face per photo would otherwise run the network at batch 1.
         """
-        located_per_photo: list[list[tuple[tuple[int, int, int, int], float, np.ndarray]]] = []
+        located_per_photo: list[list[tuple[Box, float, np.ndarray]]] = []
         chips: list[np.ndarray] = []
         for image in images:
             rgb = load_rgb(image)
@@ -125,7 +126,7 @@ class FacePipeline:
             return []
         return self.faces(image, upsample=1)
 
-    def locate(self, rgb: np.ndarray, *, upsample: int = 0) -> list[tuple[tuple[int, int, int, int], float]]:
+    def locate(self, rgb: np.ndarray, *, upsample: int = 0) -> list[tuple[Box, float]]:
         """Boxes (in ``rgb``'s pixels) and scores, detecting on a downscaled copy of a huge photo."""
         if upsample < 0:
             raise ValueError("upsample must be >= 0")

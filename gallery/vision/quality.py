@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gallery.types import Box
+
 MIN_FACE_SIZE = 60  # pixels, detector box side: below this the 150 px chip is mostly upscaled blur
 MIN_DETECTOR_SCORE = 0.3  # mmod confidence: real faces score about 1 (LFW: 0.45 and up)
 MIN_SHARPNESS = 5.0  # variance of the chip's Laplacian: LFW photos score 7 and up, a 3 px blur about 3
@@ -34,7 +36,7 @@ class Quality:
         return self.problem is None
 
 
-def assess(box: tuple[int, int, int, int], score: float, chip: np.ndarray) -> Quality:
+def assess(box: Box, score: float, chip: np.ndarray) -> Quality:
     """Measure a detected face (its box, detector score and aligned chip) against the gate."""
     size = min(box[2] - box[0], box[3] - box[1]) + 1
     grey = chip.astype(np.float32).mean(axis=2)

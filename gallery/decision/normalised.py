@@ -1,4 +1,4 @@
-"""Learned decision rules: the nearest distance judged against the gallery's own density.
+"""The learned decision rule: the nearest distance judged against the gallery's own density.
 
 ``NormalisedDistance`` accepts the nearest identity when
 
@@ -30,12 +30,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from gallery.calibration.confidence import ConfidenceCurve
-from gallery.decision import Decision, Evidence
+from gallery.decision.confidence import ConfidenceCurve
+from gallery.decision.rule import Decision, Evidence
 
 KIND = "normalised_distance"
 _TINY = 1e-12  # floor under distances before logs: a probe identical to an enrolled face
@@ -70,8 +70,8 @@ class NormalisedDistance:
     cohort_exponent: float = 0.5
     target_fpir: float = 0.01
     tie_ratio: float = 1.0
-    kind: str = KIND
-    uses_cohort = True
+    kind: ClassVar[str] = KIND
+    uses_cohort: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if not self.sizes or not len(self.sizes) == len(self.thresholds) == len(self.strengths):
