@@ -11,11 +11,12 @@ Exit codes (documented in the README):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -25,6 +26,7 @@ from gallery.errors import GalleryError, NoFaceFound
 
 if TYPE_CHECKING:
     from gallery.calibration import Evaluation
+    from gallery.vision.pipeline import FacePipelineProtocol
 
 EXIT_OK, EXIT_NO_MATCH, EXIT_USAGE, EXIT_NO_FACE, EXIT_ERROR = 0, 1, 2, 3, 4
 
@@ -38,10 +40,24 @@ def _print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
 
 
-class _Context:
-    def __init__(self, home: Path | None, threads: int | None) -> None:
-        self.home = home
-        self.threads = threads
+@dataclass(frozen=True)
+class CliContext:
+    """What every command works with: the gallery folder, the CPU threads, and the face pipeline.
+
+    The ``cli`` group builds one from its options. A program embedding the command (or a test)
+    may hand one in as click's ``obj``, e.g. to run the commands over another pipeline:
+    ``cli.main(args, obj=CliContext(pipeline=FacePipeline(flip=False)))``. ``--home`` and
+    ``--threads`` (or their environment variables), when given, override its own.
+
+    Attributes:
+        home: the gallery folder (None: ``$GALLERY_HOME``, else the user data directory).
+        threads: CPU threads (None: every core the process may use).
+        pipeline: the face pipeline (None: the process-wide ``FacePipeline``).
+    """
+
+    home: Path | None = None
+    threads: int | None = None
+    pipeline: FacePipelineProtocol | None = None
 
     def run(self, action: Callable[[Any], Any]) -> Any:
         """Open the gallery, run ``action`` on it, turn gallery errors into exit codes."""
@@ -49,13 +65,13 @@ class _Context:
 
         set_threads(self.threads or _available_cores())
         try:
-            with Gallery(self.home) as g:
+            with Gallery(self.home, pipeline=self.pipeline) as g:
                 return action(g)
         except GalleryError as err:
             _fail(err)
 
 
-pass_context = click.make_pass_decorator(_Context)
+pass_context = click.make_pass_decorator(CliContext)
 
 
 class _ProgressBars(contextlib.AbstractContextManager):
@@ -115,7 +131,8 @@ def cli(ctx: click.Context, home: Path | None, threads: int | None) -> None:
         gallery enroll "Ada Lovelace" ada.jpg
         gallery identify door.jpg
     """
-    ctx.obj = _Context(home, threads)
+    given = ctx.obj if isinstance(ctx.obj, CliContext) else CliContext()
+    ctx.obj = dataclasses.replace(given, home=home or given.home, threads=threads or given.threads)
 
 
 @cli.command()
@@ -128,7 +145,7 @@ def cli(ctx: click.Context, home: Path | None, threads: int | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
 def enroll(
-    ctx: _Context,
+    ctx: CliContext,
     name: str,
     photo: Path,
     add: bool,
@@ -160,7 +177,7 @@ def enroll(
 @click.option("--allow-similar", is_flag=True, help="Enrol faces even if they match another enrolled person.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (no progress bar).")
 @pass_context
-def enroll_dir(ctx: _Context, folder: Path, largest: bool, allow_similar: bool, as_json: bool) -> None:
+def enroll_dir(ctx: CliContext, folder: Path, largest: bool, allow_similar: bool, as_json: bool) -> None:
     """Enrol everyone in FOLDER: one sub-folder per person, or one photo per person named after the file.
 
     Photos already enrolled are skipped, so an interrupted run can be started again. Photos
@@ -206,7 +223,7 @@ def enroll_dir(ctx: _Context, folder: Path, largest: bool, allow_similar: bool, 
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
-def identify(ctx: _Context, photo: Path, top_k: int, upsample: int, as_json: bool) -> None:
+def identify(ctx: CliContext, photo: Path, top_k: int, upsample: int, as_json: bool) -> None:
     """Identify every face in PHOTO. Exit 0 if anyone is recognised, 1 if not, 3 if no face.
 
     \b
@@ -235,7 +252,7 @@ def identify(ctx: _Context, photo: Path, top_k: int, upsample: int, as_json: boo
 @click.argument("photo", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
-def verify(ctx: _Context, name: str, photo: Path, as_json: bool) -> None:
+def verify(ctx: CliContext, name: str, photo: Path, as_json: bool) -> None:
     """Check that the largest face in PHOTO is NAME. Exit 0 if so, 1 if not.
 
     \b
@@ -254,7 +271,7 @@ def verify(ctx: _Context, name: str, photo: Path, as_json: bool) -> None:
 @cli.command(name="list")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
-def list_people(ctx: _Context, as_json: bool) -> None:
+def list_people(ctx: CliContext, as_json: bool) -> None:
     """List everyone enrolled.
 
     \b
@@ -273,7 +290,7 @@ def list_people(ctx: _Context, as_json: bool) -> None:
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
-def remove(ctx: _Context, name: str, as_json: bool) -> None:
+def remove(ctx: CliContext, name: str, as_json: bool) -> None:
     """Erase NAME: their photos' embeddings and face chips are deleted for good.
 
     \b
@@ -290,7 +307,7 @@ def remove(ctx: _Context, name: str, as_json: bool) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
-def reembed(ctx: _Context, as_json: bool) -> None:
+def reembed(ctx: CliContext, as_json: bool) -> None:
     """Re-embed faces stored by another (older) embedding model, from their stored face chips.
 
     Needed after upgrading to a gallery whose model differs from the one that enrolled the
@@ -325,7 +342,7 @@ def reembed(ctx: _Context, as_json: bool) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (no progress bar).")
 @pass_context
-def calibrate(ctx: _Context, folder: Path, fpir: float, fmr: float, as_json: bool) -> None:
+def calibrate(ctx: CliContext, folder: Path, fpir: float, fmr: float, as_json: bool) -> None:
     """Learn the decision rules from labelled photos in FOLDER (one sub-folder per person) and put them in force.
 
     Simulates one-shot enrolment on the photos (one photo of half the people enrolled, all
@@ -379,7 +396,7 @@ def calibrate(ctx: _Context, folder: Path, fpir: float, fmr: float, as_json: boo
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (no progress bar).")
 @pass_context
-def evaluate(ctx: _Context, folder: Path | None, pairs: Path | None, root: Path | None, as_json: bool) -> None:
+def evaluate(ctx: CliContext, folder: Path | None, pairs: Path | None, root: Path | None, as_json: bool) -> None:
     """Measure the rules in force on labelled photos in FOLDER (one sub-folder per person), or on --pairs.
 
     FOLDER: simulates one-shot galleries (nothing is enrolled) and reports the rule in force
@@ -435,7 +452,7 @@ def _echo_evaluation(report: Evaluation) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
-def info(ctx: _Context, as_json: bool) -> None:
+def info(ctx: CliContext, as_json: bool) -> None:
     """Show where the gallery lives, what it holds and the decision rule in force.
 
     \b
