@@ -32,7 +32,9 @@ EXIT_OK, EXIT_NO_MATCH, EXIT_USAGE, EXIT_NO_FACE, EXIT_ERROR = 0, 1, 2, 3, 4
 
 
 def _fail(err: GalleryError) -> NoReturn:
-    click.echo(f"Error: {err}", err=True)
+    # One line, as documented, even when the message quotes a path or a SQLite error holding newlines.
+    message = " ".join(str(err).splitlines())
+    click.echo(f"Error: {message}", err=True)
     sys.exit(EXIT_NO_FACE if isinstance(err, NoFaceFound) else EXIT_ERROR)
 
 

@@ -318,6 +318,14 @@ def test_errors_are_one_line_on_stderr_with_exit_4_and_usage_errors_exit_2(ada_a
     assert ada_and_alan("no-such-command").exit_code == EXIT_USAGE
 
 
+def test_an_error_message_quoting_a_newline_is_still_one_line(photos, tmp_path: Path):
+    (tmp_path / "two\nlines").write_text("a file, not a folder")
+    home = tmp_path / "two\nlines" / "home"
+    result = CliRunner().invoke(cli, ["--home", str(home), "list"], obj=CliContext(pipeline=FakePipeline()))
+    assert result.exit_code == EXIT_ERROR
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("Error: cannot create the gallery folder")
+
+
 def test_enroll_dir_json_summary_and_exit_1_when_a_photo_was_refused(fake, photos, tmp_path: Path):
     staff = tmp_path / "staff"
     (staff / "Ada Lovelace").mkdir(parents=True)
