@@ -178,7 +178,7 @@ def _not_a_gallery(shell: Shell) -> Outcome:
 def _write_lock_held_elsewhere(shell: Shell) -> Outcome:
     shell.gallery().close()
     # Another holder really has the write lock; only the wait is cut from the default 60 s.
-    shell.monkeypatch.setitem(Store.open.__func__.__kwdefaults__, "lock_timeout", 0.2)
+    shell.monkeypatch.setitem(vars(Store)["open"].__func__.__kwdefaults__, "lock_timeout", 0.2)
     with filelock.FileLock(shell.home / "gallery.db.lock"):
         return shell("enroll", "Ada Lovelace", shell.photo("ada"))
 
