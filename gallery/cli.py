@@ -73,6 +73,10 @@ class CliContext:
             _fail(err)
 
 
+# The old name, still on the info, calibrate, eval and reembed commands while they are being
+# retyped in parallel (issue 10); drop it once those signatures say CliContext.
+_Context = CliContext
+
 pass_context = click.make_pass_decorator(CliContext)
 
 
@@ -309,7 +313,7 @@ def remove(ctx: CliContext, name: str, as_json: bool) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
-def reembed(ctx: CliContext, as_json: bool) -> None:
+def reembed(ctx: _Context, as_json: bool) -> None:
     """Re-embed faces stored by another (older) embedding model, from their stored face chips.
 
     Needed after upgrading to a gallery whose model differs from the one that enrolled the
@@ -344,7 +348,7 @@ def reembed(ctx: CliContext, as_json: bool) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (no progress bar).")
 @pass_context
-def calibrate(ctx: CliContext, folder: Path, fpir: float, fmr: float, as_json: bool) -> None:
+def calibrate(ctx: _Context, folder: Path, fpir: float, fmr: float, as_json: bool) -> None:
     """Learn the decision rules from labelled photos in FOLDER (one sub-folder per person) and put them in force.
 
     Simulates one-shot enrolment on the photos (one photo of half the people enrolled, all
@@ -398,7 +402,7 @@ def calibrate(ctx: CliContext, folder: Path, fpir: float, fmr: float, as_json: b
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (no progress bar).")
 @pass_context
-def evaluate(ctx: CliContext, folder: Path | None, pairs: Path | None, root: Path | None, as_json: bool) -> None:
+def evaluate(ctx: _Context, folder: Path | None, pairs: Path | None, root: Path | None, as_json: bool) -> None:
     """Measure the rules in force on labelled photos in FOLDER (one sub-folder per person), or on --pairs.
 
     FOLDER: simulates one-shot galleries (nothing is enrolled) and reports the rule in force
@@ -454,7 +458,7 @@ def _echo_evaluation(report: Evaluation) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
-def info(ctx: CliContext, as_json: bool) -> None:
+def info(ctx: _Context, as_json: bool) -> None:
     """Show where the gallery lives, what it holds and the decision rule in force.
 
     \b

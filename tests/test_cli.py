@@ -199,22 +199,6 @@ def test_calibrate_puts_the_learned_rules_in_force_and_eval_measures_them(run, l
     assert 0.0 <= pairs["accuracy"] <= 1.0
 
 
-def test_calibrate_on_too_few_photos_fails_and_keeps_the_rules(run, labelled: Path, tmp_path: Path):
-    few = tmp_path / "few"
-    for person in ("Barack_Obama", "Joe_Biden"):
-        (few / person).mkdir(parents=True)
-        for photo in sorted((labelled / person).iterdir())[:2]:
-            (few / person / photo.name).write_bytes(photo.read_bytes())
-    result = run("calibrate", "--fpir", "0.01", few)
-    assert result.exit_code == EXIT_ERROR and "needs at least 100 stranger photos" in result.stderr
-    assert "source shipped default" in run("info").stdout
-    assert run("eval").exit_code == EXIT_USAGE
-    assert run("eval", "--pairs", tmp_path / "missing.txt").exit_code == EXIT_USAGE
-    (tmp_path / "elsewhere.txt").write_text("Barack_Obama 1 2\n")
-    elsewhere = run("eval", "--pairs", tmp_path / "elsewhere.txt")
-    assert elsewhere.exit_code == EXIT_ERROR and "none of the 1 pairs" in elsewhere.stderr
-
-
 # ---- over the fake pipeline: the shell's own behaviour ---------------------------------
 
 
@@ -324,6 +308,22 @@ def test_an_error_message_quoting_a_newline_is_still_one_line(photos, tmp_path: 
     result = CliRunner().invoke(cli, ["--home", str(home), "list"], obj=CliContext(pipeline=FakePipeline()))
     assert result.exit_code == EXIT_ERROR
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("Error: cannot create the gallery folder")
+
+
+def test_calibrate_on_too_few_photos_fails_and_keeps_the_rules(fake, tmp_path: Path):
+    few = tmp_path / "few"
+    for person in ("Ada_Lovelace", "Alan_Turing"):
+        (few / person).mkdir(parents=True)
+        for number in (1, 2):
+            (few / person / f"{person}_{number:04d}.png").write_bytes(fake_photo(f"{person}-{number}"))
+    result = fake("calibrate", "--fpir", "0.01", few)
+    assert result.exit_code == EXIT_ERROR and "needs at least 100 stranger photos" in result.stderr
+    assert "source shipped default" in fake("info").stdout
+    assert fake("eval").exit_code == EXIT_USAGE
+    assert fake("eval", "--pairs", tmp_path / "missing.txt").exit_code == EXIT_USAGE
+    (tmp_path / "elsewhere.txt").write_text("Ada_Lovelace 1 2\n")
+    elsewhere = fake("eval", "--pairs", tmp_path / "elsewhere.txt")
+    assert elsewhere.exit_code == EXIT_ERROR and "none of the 1 pairs" in elsewhere.stderr
 
 
 def test_enroll_dir_json_summary_and_exit_1_when_a_photo_was_refused(fake, photos, tmp_path: Path):
