@@ -272,7 +272,7 @@ def _start_fresh_process(folder: Path, model_files: dict[str, bytes]) -> subproc
     )
 
 
-def _verify_after_close(shell: Shell) -> None:
+def _used_after_close(shell: Shell) -> None:
     g = shell.gallery()
     g.close()
     with pytest.raises(gallery.StoreClosed):
@@ -368,7 +368,7 @@ CASES: dict[type[GalleryError], ThroughTheCli | NotThroughTheCli] = {
     E.NotAGallery: ThroughTheCli(_not_a_gallery, "not a readable gallery database"),
     E.StoreBusy: ThroughTheCli(_write_lock_held_elsewhere, r"gallery\.db\.lock for over"),
     E.StoreClosed: NotThroughTheCli(
-        "only a Gallery used after close() raises it; each command opens and closes its own", _verify_after_close
+        "only a Gallery used after close() raises it; each command opens and closes its own", _used_after_close
     ),
     E.ModelMismatch: ThroughTheCli(_faces_of_another_model, "run `gallery reembed`"),
     E.InvalidFaceRecord: ThroughTheCli(lambda shell: shell("enroll", "   ", shell.photo("ada")), "name is empty"),
