@@ -1,3 +1,6 @@
+"""``python -m gallery``: the ``gallery`` command."""
+
 from gallery.cli import main
 
-main()
+if __name__ == "__main__":
+    main()

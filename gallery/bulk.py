@@ -18,7 +18,7 @@ from gallery.results import Enrollment, FolderEnrollment, PhotoFailure
 from gallery.store import Store
 from gallery.store.store import clean_name
 from gallery.vision.image import load_rgb, photo_sha256, read_photo
-from gallery.vision.pipeline import Face, FacePipeline
+from gallery.vision.pipeline import Face, FacePipelineProtocol
 
 
 class FolderEnrolment:
@@ -34,7 +34,7 @@ class FolderEnrolment:
     def __init__(
         self,
         store: Store,
-        pipeline: FacePipeline,
+        pipeline: FacePipelineProtocol,
         audit: AuditWriter,
         *,
         largest: bool,

@@ -31,7 +31,7 @@ from gallery.decision.records import (
 )
 from gallery.decision.rule import DecisionRule
 from gallery.labelled import LabelledFaces, embed_labelled
-from gallery.vision.pipeline import FacePipeline
+from gallery.vision.pipeline import FacePipelineProtocol
 
 PhaseProgress = Callable[[str, int, int], None]
 """``progress(phase, done, total)``; phases: "embedding" (photos), "calibrating" (gallery sizes),
@@ -57,7 +57,9 @@ class LearnedRules:
         return {"identify": self.identify.to_dict(), "verify": self.verify.to_dict(), "description": self.description}
 
 
-def embed_folder(folder: str | os.PathLike, pipeline: FacePipeline, progress: PhaseProgress | None) -> LabelledFaces:
+def embed_folder(
+    folder: str | os.PathLike, pipeline: FacePipelineProtocol, progress: PhaseProgress | None
+) -> LabelledFaces:
     """The labelled folder's faces (``gallery.labelled.embed_labelled``), reporting the "embedding" phase."""
     return embed_labelled(folder, pipeline, progress=_phase("embedding", progress))
 
@@ -97,7 +99,7 @@ def score_rule(faces: LabelledFaces, rule: DecisionRule, *, progress: PhaseProgr
 def score_pairs(
     pairs_file: str | os.PathLike,
     root: str | os.PathLike | None,
-    pipeline: FacePipeline,
+    pipeline: FacePipelineProtocol,
     *,
     threshold: float,
     progress: PhaseProgress | None = None,

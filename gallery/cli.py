@@ -11,13 +11,14 @@ Exit codes (documented in the README):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -26,12 +27,18 @@ from gallery.errors import GalleryError, NoFaceFound
 if TYPE_CHECKING:
     from gallery import Evaluation
     from gallery.decision import IdentifyProvenance, VerifyProvenance
+    from gallery.gallery import Gallery
+    from gallery.vision.pipeline import FacePipelineProtocol
+
+T = TypeVar("T")
 
 EXIT_OK, EXIT_NO_MATCH, EXIT_USAGE, EXIT_NO_FACE, EXIT_ERROR = 0, 1, 2, 3, 4
 
 
 def _fail(err: GalleryError) -> NoReturn:
-    click.echo(f"Error: {err}", err=True)
+    # One line, as documented, even when the message quotes a path or a SQLite error holding newlines.
+    message = " ".join(str(err).splitlines())
+    click.echo(f"Error: {message}", err=True)
     sys.exit(EXIT_NO_FACE if isinstance(err, NoFaceFound) else EXIT_ERROR)
 
 
@@ -39,24 +46,38 @@ def _print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
 
 
-class _Context:
-    def __init__(self, home: Path | None, threads: int | None) -> None:
-        self.home = home
-        self.threads = threads
+@dataclass(frozen=True)
+class CliContext:
+    """What every command works with: the gallery folder, the CPU threads, and the face pipeline.
 
-    def run(self, action: Callable[[Any], Any]) -> Any:
+    The ``cli`` group builds one from its options. A program embedding the command (or a test)
+    may hand one in as click's ``obj``, e.g. to run the commands over another pipeline:
+    ``cli.main(args, obj=CliContext(pipeline=FacePipeline(flip=False)))``. ``--home`` and
+    ``--threads`` (or their environment variables), when given, override its own.
+
+    Attributes:
+        home: the gallery folder (None: ``$GALLERY_HOME``, else the user data directory).
+        threads: CPU threads (None: every core the process may use).
+        pipeline: the face pipeline (None: the process-wide ``FacePipeline``).
+    """
+
+    home: Path | None = None
+    threads: int | None = None
+    pipeline: FacePipelineProtocol | None = None
+
+    def run(self, action: Callable[[Gallery], T]) -> T:
         """Open the gallery, run ``action`` on it, turn gallery errors into exit codes."""
         from gallery.gallery import Gallery, set_threads  # deferred: keeps `--help` instant (no torch import)
 
         set_threads(self.threads or _available_cores())
         try:
-            with Gallery(self.home) as g:
+            with Gallery(self.home, pipeline=self.pipeline) as g:
                 return action(g)
         except GalleryError as err:
             _fail(err)
 
 
-pass_context = click.make_pass_decorator(_Context)
+pass_context = click.make_pass_decorator(CliContext)
 
 
 class _ProgressBars(contextlib.AbstractContextManager):
@@ -116,7 +137,8 @@ def cli(ctx: click.Context, home: Path | None, threads: int | None) -> None:
         gallery enroll "Ada Lovelace" ada.jpg
         gallery identify door.jpg
     """
-    ctx.obj = _Context(home, threads)
+    given = ctx.obj if isinstance(ctx.obj, CliContext) else CliContext()
+    ctx.obj = dataclasses.replace(given, home=home or given.home, threads=threads or given.threads)
 
 
 @cli.command()
@@ -129,7 +151,7 @@ def cli(ctx: click.Context, home: Path | None, threads: int | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
 def enroll(
-    ctx: _Context,
+    ctx: CliContext,
     name: str,
     photo: Path,
     add: bool,
@@ -161,7 +183,7 @@ def enroll(
 @click.option("--allow-similar", is_flag=True, help="Enrol faces even if they match another enrolled person.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (no progress bar).")
 @pass_context
-def enroll_dir(ctx: _Context, folder: Path, largest: bool, allow_similar: bool, as_json: bool) -> None:
+def enroll_dir(ctx: CliContext, folder: Path, largest: bool, allow_similar: bool, as_json: bool) -> None:
     """Enrol everyone in FOLDER: one sub-folder per person, or one photo per person named after the file.
 
     Photos already enrolled are skipped, so an interrupted run can be started again. Photos
@@ -207,7 +229,7 @@ def enroll_dir(ctx: _Context, folder: Path, largest: bool, allow_similar: bool, 
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
-def identify(ctx: _Context, photo: Path, top_k: int, upsample: int, as_json: bool) -> None:
+def identify(ctx: CliContext, photo: Path, top_k: int, upsample: int, as_json: bool) -> None:
     """Identify every face in PHOTO. Exit 0 if anyone is recognised, 1 if not, 3 if no face.
 
     \b
@@ -236,7 +258,7 @@ def identify(ctx: _Context, photo: Path, top_k: int, upsample: int, as_json: boo
 @click.argument("photo", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
-def verify(ctx: _Context, name: str, photo: Path, as_json: bool) -> None:
+def verify(ctx: CliContext, name: str, photo: Path, as_json: bool) -> None:
     """Check that the largest face in PHOTO is NAME. Exit 0 if so, 1 if not.
 
     \b
@@ -255,7 +277,7 @@ def verify(ctx: _Context, name: str, photo: Path, as_json: bool) -> None:
 @cli.command(name="list")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
-def list_people(ctx: _Context, as_json: bool) -> None:
+def list_people(ctx: CliContext, as_json: bool) -> None:
     """List everyone enrolled.
 
     \b
@@ -274,7 +296,7 @@ def list_people(ctx: _Context, as_json: bool) -> None:
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
-def remove(ctx: _Context, name: str, as_json: bool) -> None:
+def remove(ctx: CliContext, name: str, as_json: bool) -> None:
     """Erase NAME: their photos' embeddings and face chips are deleted for good.
 
     \b
@@ -291,7 +313,7 @@ def remove(ctx: _Context, name: str, as_json: bool) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
-def reembed(ctx: _Context, as_json: bool) -> None:
+def reembed(ctx: CliContext, as_json: bool) -> None:
     """Re-embed faces stored by another (older) embedding model, from their stored face chips.
 
     Needed after upgrading to a gallery whose model differs from the one that enrolled the
@@ -328,7 +350,7 @@ def reembed(ctx: _Context, as_json: bool) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (no progress bar).")
 @pass_context
-def calibrate(ctx: _Context, folder: Path, fpir: float, fmr: float, as_json: bool) -> None:
+def calibrate(ctx: CliContext, folder: Path, fpir: float, fmr: float, as_json: bool) -> None:
     """Learn the decision rules from labelled photos in FOLDER (one sub-folder per person) and put them in force.
 
     Simulates one-shot enrolment on the photos (one photo of half the people enrolled, all
@@ -382,7 +404,7 @@ def calibrate(ctx: _Context, folder: Path, fpir: float, fmr: float, as_json: boo
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (no progress bar).")
 @pass_context
-def evaluate(ctx: _Context, folder: Path | None, pairs: Path | None, root: Path | None, as_json: bool) -> None:
+def evaluate(ctx: CliContext, folder: Path | None, pairs: Path | None, root: Path | None, as_json: bool) -> None:
     """Measure the rules in force on labelled photos in FOLDER (one sub-folder per person), or on --pairs.
 
     FOLDER: simulates one-shot galleries (nothing is enrolled) and reports the rule in force
@@ -401,19 +423,24 @@ def evaluate(ctx: _Context, folder: Path | None, pairs: Path | None, root: Path 
         raise click.UsageError("give either FOLDER or --pairs FILE")
     with _ProgressBars(enabled=not as_json) as bars:
         if pairs is not None:
-            report = ctx.run(lambda g: g.evaluate_pairs(pairs, root=root, progress=bars))
+            pair_report = ctx.run(lambda g: g.evaluate_pairs(pairs, root=root, progress=bars))
         else:
-            report = ctx.run(lambda g: g.evaluate(folder, progress=bars))
-    if as_json:
-        _print_json(report.to_dict())
-    elif pairs is not None:
-        click.echo(
-            f"{report.pairs} pairs ({report.missing} skipped: no face): accuracy {report.accuracy:.4f} "
-            f"± {report.std:.4f} over {report.folds} folds (mean learned threshold {report.threshold:.4f}); "
-            f"at the verify threshold in force: {report.accuracy_at:.4f}"
-        )
+            assert folder is not None  # exactly one of the two, checked above
+            evaluation = ctx.run(lambda g: g.evaluate(folder, progress=bars))
+    if pairs is not None:
+        if as_json:
+            _print_json(pair_report.to_dict())
+        else:
+            click.echo(
+                f"{pair_report.pairs} pairs ({pair_report.missing} skipped: no face): accuracy "
+                f"{pair_report.accuracy:.4f} ± {pair_report.std:.4f} over {pair_report.folds} folds (mean learned "
+                f"threshold {pair_report.threshold:.4f}); "
+                f"at the verify threshold in force: {pair_report.accuracy_at:.4f}"
+            )
+    elif as_json:
+        _print_json(evaluation.to_dict())
     else:
-        _echo_evaluation(report)
+        _echo_evaluation(evaluation)
 
 
 def _echo_evaluation(report: Evaluation) -> None:
@@ -438,7 +465,7 @@ def _echo_evaluation(report: Evaluation) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
-def info(ctx: _Context, as_json: bool) -> None:
+def info(ctx: CliContext, as_json: bool) -> None:
     """Show where the gallery lives, what it holds and the decision rule in force.
 
     \b

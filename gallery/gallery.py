@@ -49,7 +49,7 @@ from gallery.results import (
 )
 from gallery.store import ModelMismatch, PersonNotFound, Store
 from gallery.vision.image import ImageInput, load_rgb, photo_sha256, read_photo
-from gallery.vision.pipeline import Face, FacePipeline, default_pipeline
+from gallery.vision.pipeline import Face, FacePipelineProtocol, default_pipeline
 
 HOME_ENV = "GALLERY_HOME"
 RULE_SETTING = "decision_rule"
@@ -113,7 +113,7 @@ class Gallery:
         self,
         home: str | os.PathLike | None = None,
         *,
-        pipeline: FacePipeline | None = None,
+        pipeline: FacePipelineProtocol | None = None,
         liveness: LivenessCheck | None = None,
     ) -> None:
         self._pipeline = pipeline or default_pipeline()

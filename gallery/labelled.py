@@ -21,7 +21,7 @@ from gallery.errors import ImageError
 from gallery.folders import scan_people_folder
 from gallery.vision.embedding import DESCRIPTOR_SIZE
 from gallery.vision.image import load_rgb
-from gallery.vision.pipeline import Face, FacePipeline
+from gallery.vision.pipeline import Face, FacePipelineProtocol
 
 UNLABELLED_PREFIX = "_"
 BATCH_PHOTOS = 64  # photos whose chips are embedded together: bounds memory on big folders
@@ -75,7 +75,7 @@ def labelled_photos(root: str | os.PathLike) -> list[tuple[Path, str]]:
 
 def embed_labelled(
     root: str | os.PathLike,
-    pipeline: FacePipeline,
+    pipeline: FacePipelineProtocol,
     *,
     photos: list[tuple[Path, str]] | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -123,7 +123,7 @@ class _LabelledRun:
     failure_labels: list[str] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)
 
-    def embed(self, pipeline: FacePipeline, batch: list[tuple[Path, str]]) -> None:
+    def embed(self, pipeline: FacePipelineProtocol, batch: list[tuple[Path, str]]) -> None:
         """One batch of photos through the pipeline, its chips embedded together."""
         readable: list[tuple[Path, str, tuple[int, int]]] = []
 

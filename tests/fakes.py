@@ -15,12 +15,16 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from gallery.vision.image import ImageInput, load_rgb
 from gallery.vision.pipeline import Face
+
+if TYPE_CHECKING:
+    from gallery.vision.pipeline import ChipEmbedder, FacePipelineProtocol
 
 FAKE_MODEL = "fake-embedder-v1"
 PHOTO_SIDE = 96
@@ -48,7 +52,7 @@ def fake_embedding_of(name: str) -> np.ndarray:
 def fake_chip(rgb: np.ndarray) -> np.ndarray:
     """The 150x150 chip the fake pipeline gives the photo ``rgb``: smooth noise that passes the quality gate."""
     coarse = _rng(b"chip" + rgb.tobytes()).integers(40, 216, (30, 30, 3), dtype=np.uint8)
-    return np.asarray(Image.fromarray(coarse).resize((150, 150), Image.BILINEAR))
+    return np.asarray(Image.fromarray(coarse).resize((150, 150), Image.Resampling.BILINEAR))
 
 
 class FakeEmbedder:
@@ -59,7 +63,7 @@ class FakeEmbedder:
 
 
 class FakePipeline:
-    """Looks like ``gallery.vision.pipeline.FacePipeline``: ``model_id``, ``faces``, ``faces_many``, ``embedder``.
+    """A ``gallery.vision.pipeline.FacePipelineProtocol``, as the real ``FacePipeline`` is (mypy checks both).
 
     Args:
         model_id: the embedding model id it claims (open a gallery "made by another model" with it).
@@ -69,8 +73,8 @@ class FakePipeline:
     """
 
     def __init__(self, model_id: str = FAKE_MODEL) -> None:
-        self.model_id = model_id
-        self.embedder = FakeEmbedder()
+        self.model_id: str = model_id
+        self.embedder: FakeEmbedder = FakeEmbedder()
         self._given: dict[bytes, np.ndarray] = {}
 
     def give(self, photo: bytes, embedding: np.ndarray) -> bytes:
@@ -103,6 +107,11 @@ class FakePipeline:
 
     def faces_many(self, images: Iterable[ImageInput], *, upsample: int = 0) -> list[list[Face]]:
         return [self.faces(image, upsample=upsample) for image in images]
+
+
+if TYPE_CHECKING:  # mypy rejects these if the fakes drift from the interface the gallery calls
+    _fake_embedder: ChipEmbedder = FakeEmbedder()
+    _fake_pipeline: FacePipelineProtocol = FakePipeline()
 
 
 def _pixels_key(rgb: np.ndarray) -> bytes:

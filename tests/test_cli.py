@@ -1,18 +1,25 @@
-"""The gallery command: outputs, JSON schema and exit codes, with the real models."""
+"""The gallery command: outputs, JSON schema and exit codes.
+
+Most tests run the commands over ``FakePipeline`` (handed in as click's ``obj``, a
+``CliContext``), so they take milliseconds: the shell's own behaviour does not depend on real
+faces. A few run the real models end to end, as a user would.
+"""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from fakes import FAKE_MODEL, FakePipeline, fake_photo
 from PIL import Image
 
-from gallery.cli import EXIT_ERROR, EXIT_NO_FACE, EXIT_NO_MATCH, EXIT_OK, EXIT_USAGE, cli
+from gallery.cli import EXIT_ERROR, EXIT_NO_FACE, EXIT_NO_MATCH, EXIT_OK, EXIT_USAGE, CliContext, cli
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 CANDIDATE_KEYS = {"name", "person_id", "distance"}
@@ -21,6 +28,7 @@ FACE_KEYS = {"box", "candidates", "match", "outcome", "confidence", "rule"}
 
 @pytest.fixture
 def run(tmp_path: Path):
+    """The command with the real models."""
     runner = CliRunner()
     home = tmp_path / "home"
 
@@ -35,6 +43,44 @@ def enrolled(run):
     assert run("enroll", "Barack Obama", DATA / "obama.jpg").exit_code == EXIT_OK
     assert run("enroll", "Joe Biden", DATA / "biden.jpg").exit_code == EXIT_OK
     return run
+
+
+@pytest.fixture
+def photos(tmp_path: Path):
+    """``photos(name)``: the path of a fake photo of ``name`` (one distinct face per name)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+
+    def make(name: str) -> Path:
+        path = folder / f"{name}.png"
+        if not path.exists():
+            path.write_bytes(fake_photo(name))
+        return path
+
+    return make
+
+
+@pytest.fixture
+def fake(tmp_path: Path):
+    """The command over ``FakePipeline``: every command in milliseconds."""
+    runner = CliRunner()
+    home = tmp_path / "fake-home"
+    context = CliContext(pipeline=FakePipeline())
+
+    def invoke(*args: str):
+        return runner.invoke(cli, ["--home", str(home), *map(str, args)], obj=context, catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture
+def ada_and_alan(fake, photos):
+    assert fake("enroll", "Ada Lovelace", photos("ada")).exit_code == EXIT_OK
+    assert fake("enroll", "Alan Turing", photos("alan")).exit_code == EXIT_OK
+    return fake
+
+
+# ---- with the real models --------------------------------------------------------------
 
 
 def test_identify_json_matches_the_documented_schema(enrolled):
@@ -54,31 +100,17 @@ def test_identify_json_matches_the_documented_schema(enrolled):
     assert sorted(f["match"]["name"] for f in doc["faces"]) == ["Barack Obama", "Joe Biden"]
 
 
-def test_exit_codes_tell_match_no_match_no_face_and_error_apart(enrolled, tmp_path: Path):
+def test_the_real_models_tell_match_no_match_and_no_face_apart(enrolled, tmp_path: Path):
     blank = tmp_path / "blank.png"
     Image.fromarray(np.full((200, 200, 3), 127, np.uint8)).save(blank)
     assert enrolled("identify", DATA / "obama2.jpg").exit_code == EXIT_OK
     assert enrolled("identify", DATA / "grace_hopper.jpg").exit_code == EXIT_NO_MATCH
     assert enrolled("identify", blank).exit_code == EXIT_NO_FACE
-    missing = enrolled("identify", tmp_path / "missing.jpg")
-    assert missing.exit_code == EXIT_ERROR and "no such file" in missing.stderr
-    assert enrolled("identify", "--top-k", "0", DATA / "obama2.jpg").exit_code == EXIT_USAGE
     assert enrolled("verify", "Barack Obama", DATA / "obama2.jpg").exit_code == EXIT_OK
     assert enrolled("verify", "Joe Biden", DATA / "obama2.jpg").exit_code == EXIT_NO_MATCH
     assert enrolled("enroll", "Blank", blank).exit_code == EXIT_NO_FACE
     assert enrolled("enroll", "Barack Obama", DATA / "obama3.jpg").exit_code == EXIT_ERROR
-
-
-def test_list_remove_and_info_json(enrolled):
-    people = json.loads(enrolled("list", "--json").stdout)
-    assert [p["name"] for p in people] == ["Barack Obama", "Joe Biden"]
-    assert all(p["face_count"] == 1 for p in people)
-    removed = json.loads(enrolled("remove", "--json", "Joe Biden").stdout)
-    assert removed["name"] == "Joe Biden" and removed["faces_removed"] == 1
-    info = json.loads(enrolled("info", "--json").stdout)
-    assert info["people"] == 1 and info["faces"] == 1
-    assert info["rule"]["rule"]["kind"]
-    assert enrolled("remove", "Joe Biden").exit_code == EXIT_ERROR
+    assert json.loads(enrolled("info", "--json").stdout)["model"] == "dlib_resnet_v1+flip"
 
 
 def test_every_command_help_has_an_example():
@@ -167,17 +199,164 @@ def test_calibrate_puts_the_learned_rules_in_force_and_eval_measures_them(run, l
     assert 0.0 <= pairs["accuracy"] <= 1.0
 
 
-def test_calibrate_on_too_few_photos_fails_and_keeps_the_rules(run, labelled: Path, tmp_path: Path):
+# ---- over the fake pipeline: the shell's own behaviour ---------------------------------
+
+
+def test_a_context_handed_in_keeps_its_pipeline_and_takes_home_from_the_command_line(fake, photos, tmp_path: Path):
+    assert fake("enroll", "Ada Lovelace", photos("ada")).exit_code == EXIT_OK
+    info = json.loads(fake("info", "--json").stdout)
+    assert info["model"] == FAKE_MODEL and info["home"] == str(tmp_path / "fake-home")
+
+
+def test_enroll_prints_what_was_stored_and_its_json_has_the_documented_keys(fake, photos):
+    first = fake("enroll", "--json", "--external-id", "E-1", "Ada Lovelace", photos("ada"))
+    assert first.exit_code == EXIT_OK
+    doc = json.loads(first.stdout)
+    assert set(doc) == {"name", "person_id", "face_id", "box", "new_person"}
+    assert doc["name"] == "Ada Lovelace" and doc["new_person"] is True and len(doc["box"]) == 4
+    added = fake("enroll", "--add", "Ada Lovelace", photos("ada-2"))
+    assert added.exit_code == EXIT_OK
+    assert added.stdout.startswith(f"Added a photo of Ada Lovelace (person {doc['person_id']}, face ")
+    assert fake("enroll", "Alan Turing", photos("alan")).stdout.startswith("Enrolled Alan Turing (person ")
+
+
+def test_identify_exits_0_on_a_match_1_on_a_stranger_3_without_a_face(ada_and_alan, photos, tmp_path: Path):
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((80, 80, 3), 127, np.uint8)).save(blank)
+    matched = ada_and_alan("identify", photos("ada"))
+    assert matched.exit_code == EXIT_OK
+    assert matched.stdout.startswith("Ada Lovelace\tbox=[0, 0, 95, 95]\tdistance=0.000\tconfidence=")
+    assert matched.stderr.startswith("rule: ")
+    stranger = ada_and_alan("identify", photos("grace"))
+    assert stranger.exit_code == EXIT_NO_MATCH and stranger.stdout.startswith("unknown\t")
+    nobody = ada_and_alan("identify", blank)
+    assert nobody.exit_code == EXIT_NO_FACE and nobody.stdout == "" and nobody.stderr == "No face found.\n"
+    assert json.loads(ada_and_alan("identify", "--json", blank).stdout) == {"photo": str(blank), "faces": []}
+
+
+def test_identify_json_has_the_documented_keys_and_top_k_candidates(ada_and_alan, photos):
+    result = ada_and_alan("identify", "--json", "--top-k", "1", photos("alan"))
+    assert result.exit_code == EXIT_OK
+    doc = json.loads(result.stdout)
+    assert doc["photo"] == str(photos("alan")) and len(doc["faces"]) == 1
+    (face,) = doc["faces"]
+    assert set(face) == FACE_KEYS and face["outcome"] == "match"
+    assert [set(c) for c in face["candidates"]] == [CANDIDATE_KEYS]
+    assert face["match"] == face["candidates"][0] and face["match"]["name"] == "Alan Turing"
+
+
+def test_verify_exits_0_when_verified_and_1_when_not(ada_and_alan, photos):
+    yes = ada_and_alan("verify", "Ada Lovelace", photos("ada"))
+    assert yes.exit_code == EXIT_OK and yes.stdout.startswith("Ada Lovelace: verified (distance 0.000, threshold ")
+    no = ada_and_alan("verify", "--json", "Ada Lovelace", photos("alan"))
+    assert no.exit_code == EXIT_NO_MATCH
+    doc = json.loads(no.stdout)
+    assert set(doc) == {"name", "person_id", "verified", "distance", "threshold", "box"}
+    assert doc["verified"] is False and doc["distance"] > doc["threshold"]
+
+
+def test_list_remove_and_info_json(ada_and_alan, photos):
+    people = json.loads(ada_and_alan("list", "--json").stdout)
+    assert [p["name"] for p in people] == ["Ada Lovelace", "Alan Turing"]
+    assert set(people[0]) == {"id", "name", "external_id", "created_at", "updated_at", "face_count"}
+    assert all(p["face_count"] == 1 for p in people)
+    datetime.fromisoformat(people[0]["created_at"])
+    listed = ada_and_alan("list").stdout.splitlines()
+    assert [line.split("\t")[:2] for line in listed] == [["Ada Lovelace", "1 photo(s)"], ["Alan Turing", "1 photo(s)"]]
+    removed = json.loads(ada_and_alan("remove", "--json", "Alan Turing").stdout)
+    assert removed == {"name": "Alan Turing", "person_id": people[1]["id"], "faces_removed": 1}
+    assert ada_and_alan("remove", "Ada Lovelace").stdout == "Removed Ada Lovelace (1 face(s))\n"
+    info = json.loads(ada_and_alan("info", "--json").stdout)
+    assert set(info) == {
+        "home",
+        "people",
+        "faces",
+        "model",
+        "rule",
+        "rule_description",
+        "rule_fingerprint",
+        "verify_rule",
+        "schema_revision",
+    }
+    assert info["people"] == 0 and info["faces"] == 0
+    assert set(info["rule"]) == {"rule", "provenance"} and info["rule"]["rule"]["kind"]
+    assert set(info["verify_rule"]) == {"threshold", "provenance"}
+    assert "source shipped default" in ada_and_alan("info").stdout
+    assert ada_and_alan("list").stdout == ""
+
+
+def test_errors_are_one_line_on_stderr_with_exit_4_and_usage_errors_exit_2(ada_and_alan, photos, tmp_path: Path):
+    missing = ada_and_alan("identify", tmp_path / "missing.jpg")
+    assert missing.exit_code == EXIT_ERROR and missing.stdout == ""
+    assert missing.stderr.startswith("Error: no such file") and missing.stderr.count("\n") == 1
+    again = ada_and_alan("enroll", "Ada Lovelace", photos("ada-2"))
+    assert again.exit_code == EXIT_ERROR and "already enrolled" in again.stderr
+    assert ada_and_alan("remove", "Grace Hopper").exit_code == EXIT_ERROR
+    assert ada_and_alan("verify", "Grace Hopper", photos("ada")).exit_code == EXIT_ERROR
+    assert ada_and_alan("identify", "--top-k", "0", photos("ada")).exit_code == EXIT_USAGE
+    assert ada_and_alan("identify", "--upsample", "4", photos("ada")).exit_code == EXIT_USAGE
+    assert ada_and_alan("--threads", "0", "list").exit_code == EXIT_USAGE
+    assert ada_and_alan("enroll", "Only A Name").exit_code == EXIT_USAGE
+    assert ada_and_alan("eval").exit_code == EXIT_USAGE
+    assert ada_and_alan("eval", "--pairs", tmp_path / "missing.txt").exit_code == EXIT_USAGE
+    assert ada_and_alan("no-such-command").exit_code == EXIT_USAGE
+
+
+def test_an_error_message_quoting_a_newline_is_still_one_line(photos, tmp_path: Path):
+    (tmp_path / "two\nlines").write_text("a file, not a folder")
+    home = tmp_path / "two\nlines" / "home"
+    result = CliRunner().invoke(cli, ["--home", str(home), "list"], obj=CliContext(pipeline=FakePipeline()))
+    assert result.exit_code == EXIT_ERROR
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("Error: cannot create the gallery folder")
+
+
+def test_calibrate_on_too_few_photos_fails_and_keeps_the_rules(fake, tmp_path: Path):
     few = tmp_path / "few"
-    for person in ("Barack_Obama", "Joe_Biden"):
+    for person in ("Ada_Lovelace", "Alan_Turing"):
         (few / person).mkdir(parents=True)
-        for photo in sorted((labelled / person).iterdir())[:2]:
-            (few / person / photo.name).write_bytes(photo.read_bytes())
-    result = run("calibrate", "--fpir", "0.01", few)
+        for number in (1, 2):
+            (few / person / f"{person}_{number:04d}.png").write_bytes(fake_photo(f"{person}-{number}"))
+    result = fake("calibrate", "--fpir", "0.01", few)
     assert result.exit_code == EXIT_ERROR and "needs at least 100 stranger photos" in result.stderr
-    assert "source shipped default" in run("info").stdout
-    assert run("eval").exit_code == EXIT_USAGE
-    assert run("eval", "--pairs", tmp_path / "missing.txt").exit_code == EXIT_USAGE
-    (tmp_path / "elsewhere.txt").write_text("Barack_Obama 1 2\n")
-    elsewhere = run("eval", "--pairs", tmp_path / "elsewhere.txt")
+    assert "source shipped default" in fake("info").stdout
+    assert fake("eval").exit_code == EXIT_USAGE
+    assert fake("eval", "--pairs", tmp_path / "missing.txt").exit_code == EXIT_USAGE
+    (tmp_path / "elsewhere.txt").write_text("Ada_Lovelace 1 2\n")
+    elsewhere = fake("eval", "--pairs", tmp_path / "elsewhere.txt")
     assert elsewhere.exit_code == EXIT_ERROR and "none of the 1 pairs" in elsewhere.stderr
+
+
+def test_enroll_dir_json_summary_and_exit_1_when_a_photo_was_refused(fake, photos, tmp_path: Path):
+    staff = tmp_path / "staff"
+    (staff / "Ada Lovelace").mkdir(parents=True)
+    (staff / "Ada Lovelace" / "1.png").write_bytes(photos("ada").read_bytes())
+    (staff / "Alan Turing.png").write_bytes(photos("alan").read_bytes())
+    (staff / "Grace Hopper.png").write_bytes(b"not a photo")
+    result = fake("enroll-dir", "--json", staff)
+    assert result.exit_code == EXIT_NO_MATCH
+    doc = json.loads(result.stdout)
+    assert set(doc) == {"photos", "enrolled", "skipped", "failures"}
+    assert doc["photos"] == 3 and [e["name"] for e in doc["enrolled"]] == ["Ada Lovelace", "Alan Turing"]
+    assert [(f["name"], f["error"]) for f in doc["failures"]] == [("Grace Hopper", "ImageUnreadable")]
+    assert set(doc["failures"][0]) == {"photo", "name", "error", "reason"}
+    (staff / "Grace Hopper.png").unlink()
+    rerun = fake("enroll-dir", staff)
+    assert rerun.exit_code == EXIT_OK
+    assert rerun.stdout.startswith("2 photo(s): 0 enrolled (0 people), 2 already enrolled, 0 refused")
+
+
+def test_reembed_reports_the_faces_of_another_model_it_re_embedded(photos, tmp_path: Path):
+    home = tmp_path / "home"
+
+    def command(pipeline: FakePipeline, *args: object):
+        return CliRunner().invoke(cli, ["--home", str(home), *map(str, args)], obj=CliContext(pipeline=pipeline))
+
+    old, new = FakePipeline("fake-embedder-v0"), FakePipeline()
+    assert command(old, "enroll", "Ada Lovelace", photos("ada")).exit_code == EXIT_OK
+    refused = command(new, "identify", photos("ada"))
+    assert refused.exit_code == EXIT_ERROR and "gallery reembed" in refused.stderr
+    done = command(new, "reembed", "--json")
+    assert done.exit_code == EXIT_OK and json.loads(done.stdout) == {"reembedded": 1, "model": FAKE_MODEL}
+    assert command(new, "reembed").stdout == f"Every face is already {FAKE_MODEL}'s\n"
+    # No longer refused (the fake embeds a stored chip, not the photo, so Ada may not be matched).
+    assert command(new, "identify", photos("ada")).exit_code in (EXIT_OK, EXIT_NO_MATCH)

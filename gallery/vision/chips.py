@@ -267,7 +267,8 @@ def chip_sampling(image_shape: tuple[int, ...], details: ChipDetails) -> ChipSam
     target = [_rotate_point(center, corner, sin_a, cos_a) for corner in ((rl, rt), (rr, rt), (rl, rb))]
     chip_corners = [(0.0, 0.0), (float(details.cols - 1), 0.0), (0.0, float(details.rows - 1))]
     m, b = find_affine_transform(chip_corners, target)
-    return ChipSampling(crop, depth, level, (tuple(m[0]), tuple(m[1])), b)
+    (m00, m01), (m10, m11) = m
+    return ChipSampling(crop, depth, level, ((m00, m01), (m10, m11)), b)
 
 
 def extract_chip_from_details(image: np.ndarray, details: ChipDetails) -> np.ndarray:

@@ -157,8 +157,9 @@ def _pil_to_rgb(im: Image.Image, source: str) -> np.ndarray:
         raise ImageTooLarge(f"{source} is {width}x{height} pixels; gallery decodes at most {MAX_PIXELS:,}")
     if width == 0 or height == 0:
         raise ImageUnreadable(f"{source} has no pixels")
-    if im.format not in _PRIMARY_FRAME_FORMATS and getattr(im, "n_frames", 1) > 1:
-        raise MultiFrameImage(f"{source} has {im.n_frames} frames (animated or multi-page); give a single photo")
+    frames = getattr(im, "n_frames", 1)  # only multi-frame formats' plugins define it
+    if im.format not in _PRIMARY_FRAME_FORMATS and frames > 1:
+        raise MultiFrameImage(f"{source} has {frames} frames (animated or multi-page); give a single photo")
     im.load()  # decode now, so truncation surfaces here as an error
     return np.ascontiguousarray(_to_rgb_array(_upright(im), source))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
@@ -55,6 +56,44 @@ class Face:
         return self.box[3] - self.box[1] + 1
 
 
+class ChipEmbedder(Protocol):
+    """What turns aligned face chips into descriptors (``gallery.vision.embedding.Embedder``)."""
+
+    def embed(self, chips: np.ndarray) -> np.ndarray:
+        """(N, 150, 150, 3) uint8 chips -> (N, d) float32 descriptors; N may be 0."""
+        ...
+
+
+class FacePipelineProtocol(Protocol):
+    """What the gallery asks of a face pipeline: the plug-in point that ``FacePipeline`` and the tests' fake fill.
+
+    ``Gallery``, bulk enrolment and calibration call only these; mypy checks that both the real
+    pipeline and ``tests/fakes.py``'s ``FakePipeline`` satisfy it, so the fake cannot drift.
+    """
+
+    @property
+    def model_id(self) -> str:
+        """Id of the embedding model, recorded with every stored embedding."""
+        ...
+
+    @property
+    def embedder(self) -> ChipEmbedder:
+        """The descriptor network alone, for re-embedding stored chips (``Gallery.reembed``)."""
+        ...
+
+    def faces(self, image: ImageInput, *, upsample: int = 0) -> list[Face]:
+        """Every face in ``image``, largest first; an empty list when there is none."""
+        ...
+
+    def faces_many(self, images: Iterable[ImageInput], *, upsample: int = 0) -> list[list[Face]]:
+        """The faces of each photo taken from ``images`` (one list per photo, in order), largest first."""
+        ...
+
+    def look_closer(self, image: ImageInput, shape: tuple[int, ...]) -> list[Face]:
+        """The faces of a photo in which ``faces`` found none, looked for harder (``shape``: the decoded photo's)."""
+        ...
+
+
 class FacePipeline:
     """Detector, landmark predictor and embedder, each loaded on first use.
 
@@ -92,20 +131,21 @@ class FacePipeline:
         for image in images:
             rgb = load_rgb(image)
             located = self.locate(rgb, upsample=upsample)
-            points = self.landmarks.predict_many(rgb, [box for box, _ in located]) if located else []
+            points = self.landmarks.predict_many(rgb, [box for box, _ in located]) if located else np.empty((0, 5, 2))
             located_per_photo.append([(box, score, points[i]) for i, (box, score) in enumerate(located)])
             chips += [extract_chip(rgb, p) for p in points]
         chip_array = np.stack(chips) if chips else np.empty((0, CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
         embeddings = self.embedder.embed(chip_array)
-        results, next_chip = [], 0
-        for located in located_per_photo:
+        results: list[list[Face]] = []
+        next_chip = 0
+        for faces_located in located_per_photo:
             found = []
-            for box, score, points in located:
+            for box, score, landmarks in faces_located:
                 found.append(
                     Face(
                         box=box,
                         score=score,
-                        landmarks=points,
+                        landmarks=landmarks,
                         embedding=embeddings[next_chip],
                         chip=chip_array[next_chip],
                     )
@@ -135,7 +175,7 @@ class FacePipeline:
         if scale == 1.0:
             return [(d.box, d.score) for d in self.detector.detect(rgb, upsample=upsample)]
         small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        small = np.asarray(Image.fromarray(rgb).resize(small_size, Image.BILINEAR, reducing_gap=2.0))
+        small = np.asarray(Image.fromarray(rgb).resize(small_size, Image.Resampling.BILINEAR, reducing_gap=2.0))
         sx, sy = width / small_size[0], height / small_size[1]
         located = []
         for d in self.detector.detect(small, upsample=upsample):

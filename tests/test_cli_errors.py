@@ -1,0 +1,444 @@
+"""Every error class the library defines, run into through the command line: one line on stderr, no
+traceback, exit code 3 for ``NoFaceFound`` and 4 for every other ``GalleryError``.
+
+``CASES`` maps each class of ``gallery.errors`` (found by walking the module, so a new class
+without a case fails ``test_every_error_class_has_a_case``) to how the command meets it for
+real: a missing photo, a gallery database that is not one, a model file that is not there. The
+few that the command cannot meet say why (``NotThroughTheCli``) and are provoked through the
+Python API instead, or shown never to be raised at all.
+
+Most cases run the command in-process over ``FakePipeline`` (milliseconds); the photo policy
+case that needs two real faces runs the real models, and the model-file cases run
+``python -m gallery`` in a fresh process whose ``face_recognition_models`` package is a fake
+one, so the models really are loaded from the broken files.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import sqlite3
+import struct
+import subprocess
+import sys
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import filelock
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from fakes import FakePipeline, fake_photo
+from PIL import Image
+
+import gallery
+import gallery.cli
+import gallery.errors
+from gallery.cli import EXIT_ERROR, EXIT_NO_FACE, CliContext, cli
+from gallery.errors import GalleryError
+from gallery.gallery import Gallery
+from gallery.models.files import DETECTOR_FILE, model_path
+from gallery.store import Store
+from gallery.vision.image import load_rgb
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+PACKAGE = Path(gallery.__file__).resolve().parent
+
+ERROR_CLASSES = sorted(
+    (
+        value
+        for value in vars(gallery.errors).values()
+        if isinstance(value, type) and issubclass(value, GalleryError) and value.__module__ == "gallery.errors"
+    ),
+    key=lambda cls: cls.__name__,
+)
+
+
+@dataclass
+class Outcome:
+    """What the command did: exit code, stdout, stderr, and the error class it failed with (in-process only)."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    raised: type[GalleryError] | None
+
+
+class Shell:
+    """A gallery home and the command run on it, over the fake pipeline unless told otherwise."""
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        failures: list[GalleryError],
+        monkeypatch: pytest.MonkeyPatch,
+        fresh_process: Callable[[str], Outcome],
+    ) -> None:
+        self.tmp = tmp_path
+        self.home = tmp_path / "home"
+        self.monkeypatch = monkeypatch
+        self.fresh_process = fresh_process
+        self._failures = failures
+
+    def photo(self, name: str, **options: int) -> Path:
+        path = self.tmp / f"{name}.png"
+        if not path.exists():
+            path.write_bytes(fake_photo(name, **options))
+        return path
+
+    def file(self, name: str, content: bytes) -> Path:
+        path = self.tmp / name
+        path.write_bytes(content)
+        return path
+
+    def __call__(self, *args: object, pipeline: FakePipeline | None = None, real: bool = False) -> Outcome:
+        context = CliContext() if real else CliContext(pipeline=pipeline or FakePipeline())
+        before = len(self._failures)
+        result = CliRunner().invoke(cli, ["--home", str(self.home), *map(str, args)], obj=context)
+        raised = self._failures[before:]
+        return Outcome(result.exit_code, result.stdout, result.stderr, type(raised[-1]) if raised else None)
+
+    def gallery(self, pipeline: FakePipeline | None = None) -> Gallery:
+        return Gallery(self.home, pipeline=pipeline or FakePipeline())
+
+
+@dataclass(frozen=True)
+class ThroughTheCli:
+    """How the command meets the error, and a pattern its one-line message matches."""
+
+    provoke: Callable[[Shell], Outcome]
+    says: str
+
+
+@dataclass(frozen=True)
+class NotThroughTheCli:
+    """A class the command cannot meet, why, and what is checked instead."""
+
+    reason: str
+    check: Callable[[Shell], None]
+
+
+# ---- inputs -------------------------------------------------------------------------------
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A tiny valid PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb's header)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b"")
+    )
+
+
+def _animated_gif(shell: Shell) -> Path:
+    frames = [Image.new("RGB", (64, 64), colour) for colour in ((200, 30, 30), (30, 200, 30))]
+    path = shell.tmp / "blink.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    return path
+
+
+def _blank(shell: Shell) -> Path:
+    path = shell.tmp / "blank.png"
+    Image.fromarray(np.full((120, 120, 3), 127, np.uint8)).save(path)
+    return path
+
+
+def _labelled(shell: Shell, people: int, photos_each: int) -> Path:
+    root = shell.tmp / "labelled"
+    for person in range(people):
+        folder = root / f"Person_{person}"
+        folder.mkdir(parents=True)
+        for number in range(1, photos_each + 1):
+            (folder / f"Person_{person}_{number:04d}.png").write_bytes(fake_photo(f"{person}-{number}"))
+    return root
+
+
+# ---- the cases ----------------------------------------------------------------------------
+
+
+def _schema_from_the_future(shell: Shell) -> Outcome:
+    shell.gallery().close()
+    with sqlite3.connect(shell.home / "gallery.db") as connection:
+        connection.execute("UPDATE alembic_version SET version_num = 'f00d_from_the_future'")
+    return shell("list")
+
+
+def _not_a_gallery(shell: Shell) -> Outcome:
+    shell.home.mkdir()
+    (shell.home / "gallery.db").write_bytes(b"these are my holiday notes, not a database\n" * 200)
+    return shell("list")
+
+
+def _write_lock_held_elsewhere(shell: Shell) -> Outcome:
+    shell.gallery().close()
+    # Another holder really has the write lock; only the wait is cut from the default 60 s.
+    shell.monkeypatch.setitem(vars(Store)["open"].__func__.__kwdefaults__, "lock_timeout", 0.2)
+    with filelock.FileLock(shell.home / "gallery.db.lock"):
+        return shell("enroll", "Ada Lovelace", shell.photo("ada"))
+
+
+def _home_under_a_file(shell: Shell) -> Outcome:
+    shell.file("a-file", b"not a folder")
+    shell.home = shell.tmp / "a-file" / "home"
+    return shell("list")
+
+
+def _damaged_stored_embedding(shell: Shell) -> Outcome:
+    assert shell("enroll", "Ada Lovelace", shell.photo("ada")).exit_code == 0
+    with sqlite3.connect(shell.home / "gallery.db") as connection:
+        connection.execute("UPDATE faces SET embedding = x'00010203'")
+    (shell.home / "faces.faiss").unlink()  # so opening rebuilds the index from the stored embeddings
+    return shell("list")
+
+
+def _damaged_stored_chip(shell: Shell) -> Outcome:
+    assert shell("enroll", "Ada Lovelace", shell.photo("ada"), pipeline=FakePipeline("older-model")).exit_code == 0
+    with sqlite3.connect(shell.home / "gallery.db") as connection:
+        connection.execute("UPDATE faces SET chip_jpeg = x'ffd8ffe000104a4649'")  # a JPEG cut after its header
+    return shell("reembed")
+
+
+def _faces_of_another_model(shell: Shell) -> Outcome:
+    assert shell("enroll", "Ada Lovelace", shell.photo("ada"), pipeline=FakePipeline("older-model")).exit_code == 0
+    return shell("identify", shell.photo("ada"))
+
+
+def _enrolled_twice(shell: Shell) -> Outcome:
+    assert shell("enroll", "Ada Lovelace", shell.photo("ada")).exit_code == 0
+    return shell("enroll", "Ada Lovelace", shell.photo("ada-2"))
+
+
+def _external_id_twice(shell: Shell) -> Outcome:
+    assert shell("enroll", "--external-id", "E-1", "Ada Lovelace", shell.photo("ada")).exit_code == 0
+    return shell("enroll", "--external-id", "E-1", "Alan Turing", shell.photo("alan"))
+
+
+def _same_face_two_names(shell: Shell) -> Outcome:
+    assert shell("enroll", "Ada Lovelace", shell.photo("ada")).exit_code == 0
+    return shell("enroll", "Augusta Ada King", shell.photo("ada"))
+
+
+def _calibrate_on_four_photos(shell: Shell) -> Outcome:
+    # --json: no progress bar, so stderr holds the error alone
+    return shell("calibrate", "--json", "--fpir", "0.01", _labelled(shell, people=2, photos_each=2))
+
+
+def _pairs(shell: Shell, text: str) -> Outcome:
+    root = _labelled(shell, people=2, photos_each=2)
+    (root / "pairs.txt").write_text(text)
+    return shell("eval", "--json", "--pairs", root / "pairs.txt")
+
+
+def _detector_file_with_one_weight_changed() -> bytes:
+    data = bytearray(model_path(DETECTOR_FILE).read_bytes())
+    data[len(data) // 2] ^= 0x01  # inside the convolution weights (raw floats): still parses, to other numbers
+    return bytes(data)
+
+
+# What ``face_recognition_models`` holds in the fresh process of each model-file case.
+MODEL_FILES: dict[str, Callable[[], dict[str, bytes]]] = {
+    "ModelFilesNotFound": lambda: {},
+    "DlibFormatError": lambda: {DETECTOR_FILE: model_path(DETECTOR_FILE).read_bytes()[:1000]},
+    "WeightsMismatch": lambda: {DETECTOR_FILE: _detector_file_with_one_weight_changed()},
+}
+
+
+def _start_fresh_process(folder: Path, model_files: dict[str, bytes]) -> subprocess.Popen[str]:
+    """``python -m gallery enroll`` with the real pipeline, whose ``face_recognition_models`` holds ``model_files``.
+
+    The package is a stand-in put first on the path, and the weight cache is empty, so the
+    models are read from these files and converted, as on a first run.
+    """
+    models = folder / "site" / "face_recognition_models" / "models"
+    models.mkdir(parents=True)
+    (models.parent / "__init__.py").write_text("")
+    for name, content in model_files.items():
+        (models / name).write_bytes(content)
+    path = [str(models.parent.parent), str(PACKAGE.parent), os.environ.get("PYTHONPATH", "")]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in path if p),
+        "GALLERY_CACHE_DIR": str(folder / "empty-cache"),
+    }
+    command = [sys.executable, "-m", "gallery", "--home", str(folder / "home"), "enroll", "Barack Obama"]
+    return subprocess.Popen(
+        [*command, str(DATA / "obama.jpg")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+
+
+def _used_after_close(shell: Shell) -> None:
+    g = shell.gallery()
+    g.close()
+    with pytest.raises(gallery.StoreClosed):
+        g.people()
+
+
+def _vetoed_by_liveness(shell: Shell) -> None:
+    with Gallery(shell.home, pipeline=FakePipeline(), liveness=lambda photo, face: False) as g:
+        g.enroll("Ada Lovelace", shell.photo("ada"))
+        with pytest.raises(gallery.NotLive):
+            g.verify("Ada Lovelace", shell.photo("ada"))
+
+
+def _unsupported_arrays(shell: Shell) -> None:
+    for array in (np.zeros((8, 8, 3), np.float32), np.zeros((8, 8, 2), np.uint8)):
+        with pytest.raises(gallery.UnsupportedImage):
+            load_rgb(array)
+    with pytest.raises(gallery.UnsupportedImage):
+        load_rgb(12345)  # type: ignore[arg-type]
+
+
+def _index_repaired(shell: Shell) -> None:
+    assert shell("enroll", "Ada Lovelace", shell.photo("ada")).exit_code == 0
+    (shell.home / "faces.faiss").write_bytes(b"garbage" * 100)
+    outcome = shell("identify", shell.photo("ada"))
+    assert outcome.exit_code == 0 and outcome.stdout.startswith("Ada Lovelace\t"), outcome.stderr
+
+
+def _never_raised_directly(shell: Shell, error: type[GalleryError]) -> None:
+    """A family's base class: no code raises it itself, only its members (each with its own case)."""
+    raised = set()
+    for source in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and isinstance(node.exc.func, ast.Name):
+                raised.add(node.exc.func.id)
+    assert error.__name__ not in raised, f"{error.__name__} is raised directly now: give it a CLI case"
+    assert error.__subclasses__(), f"{error.__name__} has no members"
+
+
+def _family(error: type[GalleryError]) -> NotThroughTheCli:
+    return NotThroughTheCli(
+        "a family's base class: never raised itself, only its members (each has its own case)",
+        lambda shell: _never_raised_directly(shell, error),
+    )
+
+
+E = gallery.errors
+CASES: dict[type[GalleryError], ThroughTheCli | NotThroughTheCli] = {
+    E.GalleryError: _family(E.GalleryError),
+    E.ImageError: ThroughTheCli(_damaged_stored_chip, r"face \d+'s stored chip cannot be decoded"),
+    E.ImageNotFound: ThroughTheCli(lambda shell: shell("identify", shell.tmp / "missing.jpg"), "no such file"),
+    E.ImageUnreadable: ThroughTheCli(
+        lambda shell: shell("identify", shell.file("letter.jpg", b"Dear visitor, this is not a photo.\n" * 20)),
+        "is not an image Pillow can read",
+    ),
+    E.ImageTooLarge: ThroughTheCli(
+        lambda shell: shell("enroll", "Ada Lovelace", shell.file("huge.png", _png_claiming(9000, 9000))),
+        "9000x9000 pixels; gallery decodes at most",
+    ),
+    E.MultiFrameImage: ThroughTheCli(lambda shell: shell("identify", _animated_gif(shell)), "has 2 frames"),
+    E.UnsupportedImage: NotThroughTheCli(
+        "the command hands the library file paths, and every pixel mode Pillow decodes converts to RGB; "
+        "it is raised for Python API inputs (arrays of another dtype or shape, other objects)",
+        _unsupported_arrays,
+    ),
+    E.NoFaceFound: ThroughTheCli(lambda shell: shell("enroll", "Ada Lovelace", _blank(shell)), "no face found"),
+    E.MultipleFaces: ThroughTheCli(
+        lambda shell: shell("enroll", "Two People", DATA / "two_people.jpg", real=True), "holds 2 faces"
+    ),
+    E.PoorQuality: ThroughTheCli(
+        lambda shell: shell("enroll", "Ada Lovelace", shell.photo("tiny", side=40)), "40 px across"
+    ),
+    E.NotLive: NotThroughTheCli(
+        "the liveness check is a Python API hook (Gallery(liveness=...)); the command has none", _vetoed_by_liveness
+    ),
+    E.LooksLikeSomeoneElse: ThroughTheCli(_same_face_two_names, "this face matches 'Ada Lovelace'"),
+    E.ModelError: _family(E.ModelError),
+    E.ModelFilesNotFound: ThroughTheCli(
+        lambda shell: shell.fresh_process("ModelFilesNotFound"),
+        f"{DETECTOR_FILE} is missing from the face-recognition-models package",
+    ),
+    E.DlibFormatError: ThroughTheCli(
+        lambda shell: shell.fresh_process("DlibFormatError"), "unexpected end of file|expected .* but found"
+    ),
+    E.WeightsMismatch: ThroughTheCli(
+        lambda shell: shell.fresh_process("WeightsMismatch"), "has SHA-256 [0-9a-f]{64}, expected"
+    ),
+    E.StoreError: ThroughTheCli(_damaged_stored_embedding, r"face \d+'s embedding has 4 bytes"),
+    E.AlreadyEnrolled: ThroughTheCli(_enrolled_twice, "'Ada Lovelace' is already enrolled"),
+    E.DuplicateExternalId: ThroughTheCli(_external_id_twice, "external id 'E-1'"),
+    E.PersonNotFound: ThroughTheCli(lambda shell: shell("remove", "Nobody"), "'Nobody' is not enrolled"),
+    E.SchemaTooNew: ThroughTheCli(_schema_from_the_future, "f00d_from_the_future"),
+    E.NotAGallery: ThroughTheCli(_not_a_gallery, "not a readable gallery database"),
+    E.StoreBusy: ThroughTheCli(_write_lock_held_elsewhere, r"gallery\.db\.lock for over"),
+    E.StoreClosed: NotThroughTheCli(
+        "only a Gallery used after close() raises it; each command opens and closes its own", _used_after_close
+    ),
+    E.ModelMismatch: ThroughTheCli(_faces_of_another_model, "run `gallery reembed`"),
+    E.InvalidFaceRecord: ThroughTheCli(lambda shell: shell("enroll", "   ", shell.photo("ada")), "name is empty"),
+    E.IndexFileInvalid: NotThroughTheCli(
+        "the store catches it and rebuilds the index from the database; the command succeeds", _index_repaired
+    ),
+    E.StorageFailure: ThroughTheCli(_home_under_a_file, "cannot create the gallery folder"),
+    E.CalibrationError: ThroughTheCli(_calibrate_on_four_photos, "needs at least 100 stranger photos"),
+    E.PairsFormatError: ThroughTheCli(
+        lambda shell: _pairs(shell, "Person_0 1 2 3 4 5\n"), r"pair 1 \('Person_0 1 2 3 4 5'\): 6 fields"
+    ),
+    E.NoUsablePairs: ThroughTheCli(lambda shell: _pairs(shell, "Nobody 1 2\n"), "none of the 1 pairs"),
+}
+
+
+# ---- the tests ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fresh_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Outcome]]:
+    """``fresh_process(case)``: the model-file case's outcome; the first call starts every case's process at once."""
+    running: dict[str, subprocess.Popen[str]] = {}
+
+    def outcome(name: str) -> Outcome:
+        if not running:
+            for case, files in MODEL_FILES.items():
+                running[case] = _start_fresh_process(tmp_path_factory.mktemp(case), files())
+        stdout, stderr = running[name].communicate(timeout=300)
+        return Outcome(running[name].returncode, stdout, stderr, None)
+
+    yield outcome
+    for process in running.values():
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_process: Callable[[str], Outcome]) -> Iterator[Shell]:
+    failures: list[GalleryError] = []
+    fail = gallery.cli._fail
+
+    def spy(err: GalleryError):  # records which class reached the command, then fails as it would
+        failures.append(err)
+        fail(err)
+
+    monkeypatch.setattr(gallery.cli, "_fail", spy)
+    yield Shell(tmp_path, failures, monkeypatch, fresh_process)
+
+
+def test_every_error_class_has_a_case() -> None:
+    missing = [cls.__name__ for cls in ERROR_CLASSES if cls not in CASES]
+    assert not missing, f"add a CLI case (or say why there cannot be one) for {missing}"
+    assert set(CASES) == set(ERROR_CLASSES)
+    assert {cls.__name__ for cls in ERROR_CLASSES} <= set(gallery.__all__)
+
+
+@pytest.mark.parametrize("error", ERROR_CLASSES, ids=lambda cls: cls.__name__)
+def test_the_command_reports_each_error_on_one_line_with_its_exit_code(error: type[GalleryError], shell: Shell):
+    found = CASES[error]
+    if isinstance(found, NotThroughTheCli):
+        assert found.reason
+        found.check(shell)
+        return
+    outcome = found.provoke(shell)
+    assert outcome.exit_code == (EXIT_NO_FACE if error is gallery.NoFaceFound else EXIT_ERROR), outcome.stderr
+    if outcome.raised is not None:  # in-process: the very class reached the command
+        assert outcome.raised is error
+    assert outcome.stdout == ""
+    assert "Traceback" not in outcome.stderr
+    lines = outcome.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), outcome.stderr
+    assert re.search(found.says, lines[0]), lines[0]
