@@ -113,8 +113,8 @@ def rebuild_index(home: Path, size: int, model_id: str) -> float:
 
 def refresh_home(home: Path, size: int) -> None:
     """Bring a home made by an earlier version up to date: the pipeline's model id, a new index file."""
-    from gallery.store import INDEX_FILE
-    from gallery.store.index import FaceIndex, IndexFileInvalid
+    from gallery.store import INDEX_FILE, IndexFileInvalid
+    from gallery.store.index import FaceIndex
     from gallery.vision.pipeline import FacePipeline
 
     model_id = FacePipeline().model_id
