@@ -156,7 +156,7 @@ def measure_ours(home: Path, runs: int, threads: int) -> dict[str, float | str]:
         start = time.perf_counter()
         (_face,) = gallery.identify(photo)
         times.append(1000 * (time.perf_counter() - start))
-    kind = gallery._store._snapshot.index.kind
+    kind = gallery._store._replica.snapshot.index.kind
     result = {
         "open_s": open_s,
         "first_identify_s": first_s,

@@ -11,7 +11,7 @@ from fakes import FakePipeline
 from gallery.cli import EXIT_ERROR, EXIT_OK, cli
 from gallery.gallery import Gallery
 from gallery.store import SchemaTooNew, migrate
-from gallery.store.database import make_engine
+from gallery.store.sqlite import make_engine
 
 
 def _info(home: Path):

@@ -77,37 +77,34 @@ def current_revision(connection: Connection) -> str | None:
     return revision
 
 
-def _run_with_foreign_keys_off(connection: Connection, action: str, revision: str) -> None:
-    """Run an Alembic command in one transaction with foreign keys off, then check them.
-
-    Batch migrations rebuild tables on SQLite; with foreign keys on, dropping ``people``
-    during a rebuild would cascade-delete every face. SQLite ignores the pragma inside a
-    transaction, so it is switched on the raw connection before the transaction begins.
-    """
-    raw = connection.connection.driver_connection
-    assert raw is not None
-    if connection.in_transaction():
-        raise StoreError("migrations must start outside a transaction")
-    raw.execute("PRAGMA foreign_keys=OFF")
-    try:
+def _run(connection: Connection, action: str, revision: str) -> None:
+    """Run an Alembic command in one transaction (on SQLite with foreign keys off, then checked)."""
+    if connection.dialect.name != "sqlite":
         with connection.begin():
-            config = alembic_config(connection)
-            if action == "upgrade":
-                command.upgrade(config, revision)
-            else:
-                command.downgrade(config, revision)
-            violations = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-            if violations:
-                raise StoreError(f"migration to {revision!r} left foreign key violations: {violations[:5]}")
-    finally:
-        raw.execute("PRAGMA foreign_keys=ON")
+            _command(connection, action, revision)
+        return
+    from gallery.store import sqlite
+
+    with sqlite.foreign_keys_off(connection), connection.begin():
+        _command(connection, action, revision)
+        violations = sqlite.foreign_key_violations(connection)
+        if violations:
+            raise StoreError(f"migration to {revision!r} left foreign key violations: {violations[:5]}")
+
+
+def _command(connection: Connection, action: str, revision: str) -> None:
+    config = alembic_config(connection)
+    if action == "upgrade":
+        command.upgrade(config, revision)
+    else:
+        command.downgrade(config, revision)
 
 
 def upgrade(connection: Connection, revision: str = "head") -> None:
     """Migrate the database up to ``revision`` in one transaction."""
-    _run_with_foreign_keys_off(connection, "upgrade", revision)
+    _run(connection, "upgrade", revision)
 
 
 def downgrade(connection: Connection, revision: str) -> None:
     """Migrate the database down to ``revision`` (``"base"`` empties it) in one transaction."""
-    _run_with_foreign_keys_off(connection, "downgrade", revision)
+    _run(connection, "downgrade", revision)
