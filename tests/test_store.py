@@ -521,3 +521,12 @@ def test_add_many_writes_new_and_known_people_in_one_go(store: Store) -> None:
     with pytest.raises(InvalidFaceRecord):
         store.add_many([("Alan", [face(embedding(5))]), ("Bad", [face(np.full(DIMENSION, np.nan, np.float32))])])
     assert store.find_person("Alan") is None  # nothing of the batch was written
+
+
+def test_a_sync_reads_every_chunk_of_many_new_faces(store: Store) -> None:
+    # More new faces than one IN (...) query takes (500), fewer than half the gallery: read in chunks.
+    store.add_many([(f"p{i}", [face(embedding(i))]) for i in range(1100)])
+    store.add_many([(f"q{i}", [face(embedding(10_000 + i))]) for i in range(600)])
+    assert len(store._replica.snapshot.index) == 1700
+    assert store.search(embedding(10_001), 1)[0][0].name == "q1"
+    assert store.consistency_problems() == []

@@ -47,6 +47,20 @@ def insert_person(session: Session, name: str, external_id: str | None) -> int:
     return person.id
 
 
+def add_face(session: Session, person_id: int, face: FaceRecord, vector: np.ndarray) -> int:
+    """Add a (checked) face to an enrolled person, marking them updated; returns the face's id.
+
+    Raises:
+        PersonNotFound: no person has ``person_id``.
+    """
+    person = session.get(Person, person_id)
+    if person is None:
+        raise PersonNotFound(f"no person has id {person_id}")
+    face_id = insert_face(session, person.id, face, vector)
+    person.updated_at = utcnow()
+    return face_id
+
+
 def person_named(session: Session, name: str) -> int:
     """The id of the person called ``name``, added if there is none, marked updated if there is."""
     person = session.scalar(select(Person).where(Person.name == name))
@@ -184,6 +198,11 @@ def replace_embedding(session: Session, face_id: int, vector: np.ndarray, model:
     session.flush()
     session.delete(old)
     return new.id
+
+
+def gallery_id(session: Session) -> str:
+    """The random id made with the database, which binds an index file to it."""
+    return session.scalars(select(StoreState.gallery_id).where(StoreState.id == 1)).one()
 
 
 def bump_faces_generation(session: Session) -> None:

@@ -5,19 +5,15 @@ promises together:
 
 - ``backend`` / ``sqlite``: the database engine behind one seam (SQLite today).
 - ``replica``: the in-memory FAISS index, kept in step with the database, and its file.
-- ``validation``: what may be stored (names, face records).
+- ``validation``: what may be stored (names, face records); ``queries``: the portable SQL.
 - ``settings``, ``audit_log``: the settings and the audit log.
 
-Consistency: the database is the truth; the index is a cache of one model's embeddings
-keyed by ``faces.id`` (``gallery.store.replica`` states the rules). A write holds the
-gallery's write lock (a thread lock and a cross-process lock) across the database commit
-and the index file's atomic save, so writers in any process never interleave, and the
-saved index always matches some committed state. Searches never wait for a write.
-
-Crash safety: an enrolment or removal is one database transaction (on SQLite,
-synchronous=FULL), so it is wholly there or wholly absent after a crash; the index file is
-replaced atomically after the commit, and a file that lags the database is detected (face
-ids) and rebuilt on open.
+Consistency and crash safety: the database is the truth, the index a cache of one model's
+embeddings keyed by ``faces.id`` (``replica`` states the rules). A write is one database
+transaction (on SQLite, synchronous=FULL: wholly there or wholly absent after a crash) and
+holds the gallery's write lock (a thread lock and a cross-process lock) across the commit
+and the index file's atomic save, so writers in any process never interleave and the saved
+index always matches some committed state. Searches never wait for a write.
 
 Erasure (``remove_person``): the person's rows are deleted with ``secure_delete`` on (their
 bytes in the database file are overwritten with zeros), the index is saved without their
@@ -38,16 +34,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gallery.errors import (
     AlreadyEnrolled,
     DuplicateExternalId,
-    InvalidFaceRecord,
     ModelMismatch,
-    PersonNotFound,
     StorageFailure,
     StoreClosed,
 )
@@ -65,10 +59,10 @@ from gallery.store.records import (
     StoreStats,
 )
 from gallery.store.replica import IndexReplica
-from gallery.store.schema import Person, StoreState, utcnow
+from gallery.store.schema import Person
 from gallery.store.settings import Settings
 from gallery.store.sqlite import SqliteBackend
-from gallery.store.validation import checked_embedding, checked_face, clean_name
+from gallery.store.validation import checked_batch, checked_embedding, checked_face, checked_queries, clean_name
 
 DATABASE_FILE = "gallery.db"
 INDEX_FILE = "faces.faiss"
@@ -90,21 +84,19 @@ class Store:
         model: str,
         dimension: int,
         index_policy: IndexPolicy = DEFAULT_POLICY,
-        *,
-        database_path: Path,
     ) -> None:
         """Use ``Store.open``."""
         self.home = home
         self.model = model
         self.dimension = dimension
         self.index_policy = index_policy
-        self.database_path = database_path
+        self.database_path = home / DATABASE_FILE
         self.index_path = home / INDEX_FILE
         self._db = backend
         self._closed = False
         self._schema_revision = backend.schema_revision()
         with backend.read() as session:
-            gallery_id = session.scalars(select(StoreState.gallery_id).where(StoreState.id == 1)).one()
+            gallery_id = queries.gallery_id(session)
         self._replica = IndexReplica(
             backend, self.index_path, model=model, dimension=dimension, policy=index_policy, gallery_id=gallery_id
         )
@@ -144,10 +136,9 @@ class Store:
             home.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise StorageFailure(f"cannot create the gallery folder {home}: {error}") from error
-        database_path = home / DATABASE_FILE
-        backend = SqliteBackend.open(database_path, lock_timeout=lock_timeout)
+        backend = SqliteBackend.open(home / DATABASE_FILE, lock_timeout=lock_timeout)
         try:
-            store = cls(home, backend, model, dimension, index_policy, database_path=database_path)
+            store = cls(home, backend, model, dimension, index_policy)
             store._replica.load()
             # A removal killed between its commit and its checkpoint left the erased rows' old
             # pages in the WAL; empty it now (best effort, without waiting long for readers).
@@ -176,6 +167,13 @@ class Store:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreClosed("the store is closed")
+
+    @contextmanager
+    def _reading(self) -> Iterator[Session]:
+        """One read transaction of an open store."""
+        self._check_open()
+        with self._db.read() as session:
+            yield session
 
     # ---- writes ----------------------------------------------------------------------
 
@@ -246,12 +244,7 @@ class Store:
         """
         vector = checked_face(face, self.model, self.dimension)
         with self._writing_faces() as session:
-            person = session.get(Person, person_id)
-            if person is None:
-                raise PersonNotFound(f"no person has id {person_id}")
-            face_id = queries.insert_face(session, person.id, face, vector)
-            person.updated_at = utcnow()
-        return face_id
+            return queries.add_face(session, person_id, face, vector)
 
     def add_many(self, entries: Sequence[tuple[str, Sequence[FaceRecord]]]) -> list[tuple[int, tuple[int, ...]]]:
         """Add faces of many people in one transaction and one index save (bulk enrolment).
@@ -269,14 +262,7 @@ class Store:
         Raises:
             ModelMismatch, InvalidFaceRecord: a face cannot be stored (nothing was written).
         """
-        cleaned = [
-            (clean_name(name), [(face, checked_face(face, self.model, self.dimension)) for face in faces])
-            for name, faces in entries
-        ]
-        if len({name for name, _ in cleaned}) != len(cleaned):
-            raise InvalidFaceRecord("add_many needs each name at most once")
-        if any(not faces for _, faces in cleaned):
-            raise InvalidFaceRecord("add_many needs at least one face per name")
+        cleaned = checked_batch(entries, self.model, self.dimension)
         if not cleaned:
             self._check_open()
             return []
@@ -322,11 +308,8 @@ class Store:
         if not vectors:
             self._check_open()
             return {}
-        renumbered: dict[int, int] = {}
         with self._writing_faces() as session:
-            for old_id, vector in vectors.items():
-                renumbered[old_id] = queries.replace_embedding(session, old_id, vector, self.model)
-        return renumbered
+            return {old: queries.replace_embedding(session, old, vector, self.model) for old, vector in vectors.items()}
 
     # ---- reads -----------------------------------------------------------------------
 
@@ -350,25 +333,28 @@ class Store:
         """
         if model is not None and model != self.model:
             raise ModelMismatch(f"queries from {model!r} cannot search a gallery of {self.model!r} faces")
-        given = np.asarray(embeddings)
-        vectors = np.stack([checked_embedding(q, self.dimension) for q in (given[None] if given.ndim == 1 else given)])
+        vectors = checked_queries(embeddings, self.dimension)
         self._check_open()
         return self._replica.search(vectors, k)
 
     def find_person(self, name: str) -> PersonRow | None:
         """The person enrolled under ``name`` (NFC-normalised, trimmed), or None."""
         self._check_open()
-        return self._one_person(Person.name == clean_name(name))
+        return self._person_where(Person.name == clean_name(name))
 
     def person(self, person_id: int) -> PersonRow | None:
         """The person with this id, or None."""
-        self._check_open()
-        return self._one_person(Person.id == person_id)
+        return self._person_where(Person.id == person_id)
 
     def people(self) -> list[PersonRow]:
         """Every enrolled person, by name."""
-        self._check_open()
-        return self._people_where(None)
+        with self._reading() as session:
+            return queries.people_where(session, None)
+
+    def _person_where(self, condition: ColumnElement[bool]) -> PersonRow | None:
+        with self._reading() as session:
+            rows = queries.people_where(session, condition)
+        return rows[0] if rows else None
 
     def generation(self) -> int:
         """A number that changes whenever faces are added or removed (by any process): keys caches of search results."""
@@ -387,8 +373,7 @@ class Store:
             ``(face_ids, embeddings)``: int64 (n,) and float32 (n, dimension), oldest first;
             empty when the person has no faces of this model or does not exist.
         """
-        self._check_open()
-        with self._db.read() as session:
+        with self._reading() as session:
             rows = queries.embedding_rows(session, person_id, self.model)
         ids = np.array([i for i, _ in rows], dtype=np.int64)
         decode = self._replica.decode
@@ -397,23 +382,13 @@ class Store:
 
     def faces_to_reembed(self) -> list[ReembedTask]:
         """Faces stored with another model than the store's, with the chips to re-embed them."""
-        self._check_open()
-        with self._db.read() as session:
+        with self._reading() as session:
             return queries.faces_to_reembed(session, self.model)
 
     def photos_enrolled(self, photo_sha256s: Iterable[str]) -> dict[str, str]:
         """Which of these photos (by SHA-256) are enrolled already: sha -> the person's name."""
-        self._check_open()
-        with self._db.read() as session:
+        with self._reading() as session:
             return queries.photos_enrolled(session, sorted(set(photo_sha256s)))
-
-    def _one_person(self, condition: ColumnElement[bool]) -> PersonRow | None:
-        rows = self._people_where(condition)
-        return rows[0] if rows else None
-
-    def _people_where(self, condition: ColumnElement[bool] | None) -> list[PersonRow]:
-        with self._db.read() as session:
-            return queries.people_where(session, condition)
 
     # ---- settings and audit ------------------------------------------------------------
 

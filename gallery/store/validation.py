@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -58,6 +59,35 @@ def checked_embedding(embedding: np.ndarray, dimension: int) -> np.ndarray:
     if not np.isfinite(vector).all():
         raise InvalidFaceRecord("an embedding holds non-finite values")
     return vector
+
+
+def checked_batch(
+    entries: Sequence[tuple[str, Sequence[FaceRecord]]], model: str, dimension: int
+) -> list[tuple[str, list[tuple[FaceRecord, np.ndarray]]]]:
+    """A bulk write's ``(name, faces)`` entries: names cleaned, each face with its checked embedding.
+
+    Raises:
+        InvalidFaceRecord: a name appears twice or has no face, or a field is malformed.
+        ModelMismatch: a face was embedded by another model than ``model``.
+    """
+    cleaned = [
+        (clean_name(name), [(face, checked_face(face, model, dimension)) for face in faces]) for name, faces in entries
+    ]
+    if len({name for name, _ in cleaned}) != len(cleaned):
+        raise InvalidFaceRecord("add_many needs each name at most once")
+    if any(not faces for _, faces in cleaned):
+        raise InvalidFaceRecord("add_many needs at least one face per name")
+    return cleaned
+
+
+def checked_queries(embeddings: np.ndarray, dimension: int) -> np.ndarray:
+    """Query embeddings, one or (n, dimension), as an (n, dimension) little-endian float32 array.
+
+    Raises:
+        InvalidFaceRecord: a query is not ``dimension`` finite floats.
+    """
+    given = np.asarray(embeddings)
+    return np.stack([checked_embedding(q, dimension) for q in (given[None] if given.ndim == 1 else given)])
 
 
 def checked_face(face: FaceRecord, model: str, dimension: int) -> np.ndarray:
