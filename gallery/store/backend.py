@@ -28,10 +28,6 @@ from sqlalchemy.orm import Session
 class Backend(Protocol):
     """A gallery database, migrated to the newest schema, ready for ``Store``."""
 
-    @property
-    def location(self) -> str:
-        """Where the database is (a file path, a URL without its password), for messages."""
-
     def read(self) -> AbstractContextManager[Session]:
         """A session in one read transaction: every query sees the same snapshot."""
 

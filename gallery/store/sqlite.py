@@ -201,10 +201,6 @@ class SqliteBackend:
         ):
             yield session
 
-    @property
-    def location(self) -> str:
-        return str(self.path)
-
     def faces_generation(self) -> int:
         return int(self._read_scalar(_GENERATION_SQL))
 

@@ -136,7 +136,7 @@ class Store:
             home.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise StorageFailure(f"cannot create the gallery folder {home}: {error}") from error
-        backend = SqliteBackend.open(home / DATABASE_FILE, lock_timeout=lock_timeout)
+        backend: Backend = SqliteBackend.open(home / DATABASE_FILE, lock_timeout=lock_timeout)
         try:
             store = cls(home, backend, model, dimension, index_policy)
             store._replica.load()
