@@ -1,4 +1,4 @@
-"""The FAISS index of face embeddings, keyed by ``faces.id``, and its on-disk files.
+"""The in-memory FAISS index of face embeddings, keyed by ``faces.id``, and the policy that shapes it.
 
 The index is chosen by size (``IndexPolicy``): exact search (FAISS's flat L2 scan) up to
 ``EXACT_UP_TO`` faces, where a search takes a fraction of a millisecond; beyond, the same
