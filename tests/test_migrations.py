@@ -12,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
 from gallery.errors import GalleryError
-from gallery.store import NotAGallery, SchemaTooNew, Store, StoreError, migrate
+from gallery.store import NotAGallery, SchemaTooNew, Store, StoreError, migrate, sqlite
 from gallery.store.schema import HEAD_REVISION, metadata
 from gallery.store.sqlite import SqliteBackend, make_engine
 
@@ -44,12 +44,12 @@ def test_downgrade_to_base_then_upgrade_again(tmp_path: Path) -> None:
     database = SqliteBackend.open(path)
     engine = make_engine(path)
     with engine.connect() as connection:
-        migrate.downgrade(connection, "base")
+        sqlite.downgrade(connection, "base")
     assert tables(path) - {"sqlite_sequence"} == {"alembic_version"}
     with engine.connect() as connection:
         assert migrate.current_revision(connection) is None
         connection.rollback()
-        migrate.upgrade(connection, "head")
+        sqlite.upgrade(connection, "head")
     engine.dispose()
     database.close()
     assert schema_differences(path) == []
@@ -61,7 +61,7 @@ def test_an_older_database_is_upgraded_when_opened(tmp_path: Path) -> None:
     SqliteBackend.open(path).close()
     engine = make_engine(path)
     with engine.connect() as connection:
-        migrate.downgrade(connection, "base")
+        sqlite.downgrade(connection, "base")
     engine.dispose()
     with Store.open(tmp_path, model=MODEL) as store:
         assert store.stats().schema_revision == migrate.head_revision()

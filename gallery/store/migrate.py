@@ -1,7 +1,9 @@
-"""Run the packaged Alembic migrations on a gallery database, programmatically.
+"""The packaged Alembic migrations, programmatically, on any backend.
 
 No ``alembic.ini`` is needed: the script location is found from the installed package
 (``gallery.migrations``) or, in a source checkout, the repository's ``migrations/`` folder.
+A backend runs them in its own way (``gallery.store.sqlite.upgrade``: one transaction with
+foreign keys off, then checked).
 """
 
 from __future__ import annotations
@@ -77,34 +79,15 @@ def current_revision(connection: Connection) -> str | None:
     return revision
 
 
-def _run(connection: Connection, action: str, revision: str) -> None:
-    """Run an Alembic command in one transaction (on SQLite with foreign keys off, then checked)."""
-    if connection.dialect.name != "sqlite":
-        with connection.begin():
-            _command(connection, action, revision)
-        return
-    from gallery.store import sqlite
+def run(connection: Connection, action: str, revision: str) -> None:
+    """Run Alembic's ``upgrade`` or ``downgrade`` to ``revision`` in the connection's transaction.
 
-    with sqlite.foreign_keys_off(connection), connection.begin():
-        _command(connection, action, revision)
-        violations = sqlite.foreign_key_violations(connection)
-        if violations:
-            raise StoreError(f"migration to {revision!r} left foreign key violations: {violations[:5]}")
-
-
-def _command(connection: Connection, action: str, revision: str) -> None:
+    Each backend wraps this in its own transaction and checks (``sqlite.upgrade``).
+    """
     config = alembic_config(connection)
     if action == "upgrade":
         command.upgrade(config, revision)
-    else:
+    elif action == "downgrade":
         command.downgrade(config, revision)
-
-
-def upgrade(connection: Connection, revision: str = "head") -> None:
-    """Migrate the database up to ``revision`` in one transaction."""
-    _run(connection, "upgrade", revision)
-
-
-def downgrade(connection: Connection, revision: str) -> None:
-    """Migrate the database down to ``revision`` (``"base"`` empties it) in one transaction."""
-    _run(connection, "downgrade", revision)
+    else:
+        raise ValueError(f"not a migration action: {action!r}")

@@ -144,7 +144,7 @@ class SqliteBackend:
                 current = migrate.current_revision(connection)
                 connection.rollback()
                 if current != head:
-                    migrate.upgrade(connection, "head")
+                    upgrade(connection, "head")
         except DBAPIError as error:
             if _is_damaged_file(error):
                 raise NotAGallery(f"{self.path} is not a readable gallery database: {error.orig}") from error
@@ -367,29 +367,38 @@ def _cursor(session: Session) -> sqlite3.Cursor:
     return connection.cursor()
 
 
-@contextmanager
-def foreign_keys_off(connection: Connection) -> Iterator[None]:
-    """Run a migration with foreign keys off, then check them before it commits.
+def upgrade(connection: Connection, revision: str = "head") -> None:
+    """Migrate the database up to ``revision`` in one transaction."""
+    _run_migration(connection, "upgrade", revision)
+
+
+def downgrade(connection: Connection, revision: str) -> None:
+    """Migrate the database down to ``revision`` (``"base"`` empties it) in one transaction."""
+    _run_migration(connection, "downgrade", revision)
+
+
+def _run_migration(connection: Connection, action: str, revision: str) -> None:
+    """Run a migration in one transaction with foreign keys off, then check them before it commits.
 
     Batch migrations rebuild tables on SQLite; with foreign keys on, dropping ``people``
     during a rebuild would cascade-delete every face. SQLite ignores the pragma inside a
-    transaction, so it is switched on the raw connection before the transaction begins. Use
-    as ``with foreign_keys_off(connection), connection.begin(): ...``.
+    transaction, so it is switched on the raw connection before the transaction begins.
 
     Raises:
         StoreError: the migration left foreign key violations (it is rolled back).
     """
+    from gallery.store import migrate
+
     raw = connection.connection.driver_connection
     assert raw is not None
     if connection.in_transaction():
         raise StoreError("migrations must start outside a transaction")
     raw.execute("PRAGMA foreign_keys=OFF")
     try:
-        yield
+        with connection.begin():
+            migrate.run(connection, action, revision)
+            violations = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if violations:
+                raise StoreError(f"migration to {revision!r} left foreign key violations: {violations[:5]}")
     finally:
         raw.execute("PRAGMA foreign_keys=ON")
-
-
-def foreign_key_violations(connection: Connection) -> list[Any]:
-    """What ``PRAGMA foreign_key_check`` reports, inside the connection's transaction."""
-    return list(connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall())
