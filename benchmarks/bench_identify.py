@@ -113,8 +113,8 @@ def rebuild_index(home: Path, size: int, model_id: str) -> float:
 
 def refresh_home(home: Path, size: int) -> None:
     """Bring a home made by an earlier version up to date: the pipeline's model id, a new index file."""
-    from gallery.store import INDEX_FILE
-    from gallery.store.index import FaceIndex, IndexFileInvalid
+    from gallery.store import INDEX_FILE, IndexFileInvalid
+    from gallery.store.index import FaceIndex
     from gallery.vision.pipeline import FacePipeline
 
     model_id = FacePipeline().model_id
@@ -156,7 +156,7 @@ def measure_ours(home: Path, runs: int, threads: int) -> dict[str, float | str]:
         start = time.perf_counter()
         (_face,) = gallery.identify(photo)
         times.append(1000 * (time.perf_counter() - start))
-    kind = gallery._store._snapshot.index.kind
+    kind = gallery._store._replica.snapshot.index.kind
     result = {
         "open_s": open_s,
         "first_identify_s": first_s,

@@ -1,4 +1,8 @@
-"""The audit log's writer: events go to the database on a background thread, batched."""
+"""The audit log's writer: events go to the database on a background thread, batched.
+
+What each event holds is decided by its callers (``gallery.gallery``, ``gallery.bulk``);
+``gallery.store.audit_log`` says how they are filtered when read back (``Store.audit_log``).
+"""
 
 from __future__ import annotations
 

@@ -15,8 +15,7 @@ from gallery.enrolment import enrolment_face, face_record, refuse_lookalike
 from gallery.errors import GalleryError, ImageError, LooksLikeSomeoneElse
 from gallery.folders import PersonPhotos, scan_people_folder
 from gallery.results import Enrollment, FolderEnrollment, PhotoFailure
-from gallery.store import Store
-from gallery.store.store import clean_name
+from gallery.store import Store, clean_name
 from gallery.vision.image import load_rgb, photo_sha256, read_photo
 from gallery.vision.pipeline import Face, FacePipelineProtocol
 

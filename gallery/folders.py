@@ -12,11 +12,11 @@ files that are not photos by their extension, and folders nested deeper are igno
 from __future__ import annotations
 
 import os
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 from gallery.errors import ImageNotFound
+from gallery.store import normalise_name
 
 PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm"})
 
@@ -54,6 +54,6 @@ def scan_people_folder(root: str | os.PathLike) -> list[PersonPhotos]:
         else:
             continue
         if photos:
-            # The store normalises names the same way, so "José" typed two ways is one person.
-            people.setdefault(unicodedata.normalize("NFC", name).strip(), []).extend(photos)
+            # As the store keeps names, so "José" typed two ways is one person.
+            people.setdefault(normalise_name(name), []).extend(photos)
     return [PersonPhotos(name, tuple(photos)) for name, photos in sorted(people.items())]

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import store_rows
 from fakes import FAKE_MODEL, FakePipeline, fake_photo
 
 from gallery.gallery import Gallery
@@ -48,7 +49,7 @@ def _biometrics(store: Store, name: str) -> tuple[list[bytes], list[bytes]]:
     person = store.find_person(name)
     assert person is not None
     ids, vectors = store.embeddings_for(person.id)
-    return [v.astype("<f4").tobytes() for v in vectors], [store.chip(int(i)) for i in ids]
+    return [v.astype("<f4").tobytes() for v in vectors], [store_rows.chip(store, int(i)) for i in ids]
 
 
 def _found(traces: list[bytes], files: dict[str, bytes]) -> list[str]:

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from gallery.store import IndexFileInvalid
-from gallery.store.index import MAGIC, FaceIndex, IndexPolicy
+from gallery.store.index import FaceIndex, IndexPolicy
+from gallery.store.index_file import MAGIC
 
 DIMENSION = 128
 

@@ -12,9 +12,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
 from gallery.errors import GalleryError
-from gallery.store import NotAGallery, SchemaTooNew, Store, StoreError, migrate
-from gallery.store.database import Database, make_engine
+from gallery.store import NotAGallery, SchemaTooNew, Store, StoreError, migrate, sqlite
 from gallery.store.schema import HEAD_REVISION, metadata
+from gallery.store.sqlite import SqliteBackend, make_engine
 
 MODEL = "test-model"
 
@@ -35,33 +35,33 @@ def tables(path: Path) -> set[str]:
 
 
 def test_upgrade_from_empty_matches_the_models(tmp_path: Path) -> None:
-    Database.open(tmp_path / "gallery.db").close()
+    SqliteBackend.open(tmp_path / "gallery.db").close()
     assert schema_differences(tmp_path / "gallery.db") == []
 
 
 def test_downgrade_to_base_then_upgrade_again(tmp_path: Path) -> None:
     path = tmp_path / "gallery.db"
-    database = Database.open(path)
+    database = SqliteBackend.open(path)
     engine = make_engine(path)
     with engine.connect() as connection:
-        migrate.downgrade(connection, "base")
+        sqlite.downgrade(connection, "base")
     assert tables(path) - {"sqlite_sequence"} == {"alembic_version"}
     with engine.connect() as connection:
         assert migrate.current_revision(connection) is None
         connection.rollback()
-        migrate.upgrade(connection, "head")
+        sqlite.upgrade(connection, "head")
     engine.dispose()
     database.close()
     assert schema_differences(path) == []
-    assert Database.open(path).schema_revision() == migrate.head_revision()
+    assert SqliteBackend.open(path).schema_revision() == migrate.head_revision()
 
 
 def test_an_older_database_is_upgraded_when_opened(tmp_path: Path) -> None:
     path = tmp_path / "gallery.db"
-    Database.open(path).close()
+    SqliteBackend.open(path).close()
     engine = make_engine(path)
     with engine.connect() as connection:
-        migrate.downgrade(connection, "base")
+        sqlite.downgrade(connection, "base")
     engine.dispose()
     with Store.open(tmp_path, model=MODEL) as store:
         assert store.stats().schema_revision == migrate.head_revision()
@@ -69,7 +69,7 @@ def test_an_older_database_is_upgraded_when_opened(tmp_path: Path) -> None:
 
 
 def test_people_and_face_ids_are_never_reused(tmp_path: Path) -> None:
-    Database.open(tmp_path / "gallery.db").close()
+    SqliteBackend.open(tmp_path / "gallery.db").close()
     with sqlite3.connect(tmp_path / "gallery.db") as connection:
         sql = dict(connection.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
     assert "AUTOINCREMENT" in sql["people"]
@@ -78,7 +78,7 @@ def test_people_and_face_ids_are_never_reused(tmp_path: Path) -> None:
 
 def test_a_database_from_a_newer_gallery_is_refused_with_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "gallery.db"
-    Database.open(path).close()
+    SqliteBackend.open(path).close()
     with sqlite3.connect(path) as connection:
         connection.execute("UPDATE alembic_version SET version_num = 'f00d_from_the_future'")
     with pytest.raises(SchemaTooNew, match=r"f00d_from_the_future.*upgrade the gallery"):
@@ -112,7 +112,7 @@ def test_opening_does_not_touch_the_hosts_logging(tmp_path: Path) -> None:
 
 
 def test_every_connection_has_the_gallery_pragmas(tmp_path: Path) -> None:
-    database = Database.open(tmp_path / "gallery.db")
+    database = SqliteBackend.open(tmp_path / "gallery.db")
     for _ in range(3):  # several pooled connections, held at once
         engine_connections = [database._engine.connect() for _ in range(3)]
         for connection in engine_connections:
@@ -128,8 +128,8 @@ def test_every_connection_has_the_gallery_pragmas(tmp_path: Path) -> None:
 
 
 def test_migrations_keep_foreign_keys_on_afterwards_and_leave_data_intact(tmp_path: Path) -> None:
-    database = Database.open(tmp_path / "gallery.db")
-    assert database.pragma("foreign_keys") == 1
+    database = SqliteBackend.open(tmp_path / "gallery.db")
+    assert database._pragma("foreign_keys") == 1
     assert database.integrity_problems() == []
     assert set(inspect(create_engine(f"sqlite:///{tmp_path / 'gallery.db'}")).get_table_names()) >= {
         "people",

@@ -10,8 +10,8 @@ from fakes import FakePipeline
 
 from gallery.cli import EXIT_ERROR, EXIT_OK, cli
 from gallery.gallery import Gallery
-from gallery.store import SchemaTooNew, migrate
-from gallery.store.database import make_engine
+from gallery.store import SchemaTooNew, migrate, sqlite
+from gallery.store.sqlite import make_engine
 
 
 def _info(home: Path):
@@ -39,7 +39,7 @@ def test_a_gallery_from_an_older_version_is_migrated_when_opened(tmp_path: Path)
     Gallery(home, pipeline=FakePipeline()).close()
     engine = make_engine(home / "gallery.db")
     with engine.connect() as connection:
-        migrate.downgrade(connection, "base")  # the oldest schema there is: none yet
+        sqlite.downgrade(connection, "base")  # the oldest schema there is: none yet
     engine.dispose()
     result = _info(home)
     assert result.exit_code == EXIT_OK, result.output

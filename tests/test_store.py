@@ -12,6 +12,7 @@ from pathlib import Path
 import filelock
 import numpy as np
 import pytest
+import store_rows
 
 from gallery.store import (
     INDEX_FILE,
@@ -122,7 +123,7 @@ def test_a_duplicate_external_id_is_refused(store: Store) -> None:
     assert [p.name for p in store.people()] == ["Ada"]
     store.add_person_with_face("Grace", face(embedding(2)))
     store.add_person_with_face("Alan", face(embedding(3)))  # many people without an external id
-    assert store.find_person_by_external_id("badge-7").name == "Ada"
+    assert store_rows.person_by_external_id(store, "badge-7").name == "Ada"
 
 
 def test_names_are_unicode_normalised_so_one_person_cannot_be_enrolled_twice(store: Store) -> None:
@@ -190,37 +191,37 @@ def test_rows_come_back_as_plain_records_with_utc_timestamps(store: Store) -> No
     (person,) = store.people()
     assert (person.id, person.name, person.external_id, person.face_count) == (person_id, "Ada", "E-1", 1)
     assert person.created_at.tzinfo == UTC and person.updated_at.tzinfo == UTC
-    (stored,) = store.faces_of(person_id)
+    (stored,) = store_rows.faces_of(store, person_id)
     assert stored.id == face_id and stored.box == (10, 20, 110, 120) and stored.landmarks[4] == (55.0, 90.0)
     assert stored.model == MODEL and stored.quality == 1.25 and stored.created_at.tzinfo == UTC
     ids, vectors = store.embeddings_for(person_id)
     assert ids.tolist() == [face_id] and vectors.dtype == np.float32
     np.testing.assert_array_equal(vectors[0], embedding(1))
-    assert store.chip(face_id) == face(embedding(1)).chip_jpeg
+    assert store_rows.chip(store, face_id) == face(embedding(1)).chip_jpeg
 
 
 def test_settings_hold_json_values(store: Store) -> None:
     assert store.get_setting("decision_rule") is None
     rule = {"kind": "threshold", "distance": 0.6, "source": "dlib documentation"}
-    store.set_setting("decision_rule", rule)
-    store.set_setting("decision_rule", {**rule, "distance": 0.55})
+    store._settings.put({"decision_rule": rule})
+    store._settings.put({"decision_rule": {**rule, "distance": 0.55}})
     assert store.get_setting("decision_rule")["distance"] == 0.55
-    assert store.settings() == {"decision_rule": {**rule, "distance": 0.55}}
+    assert store._settings.all() == {"decision_rule": {**rule, "distance": 0.55}}
 
 
 def test_settings_written_together_are_all_or_nothing(store: Store) -> None:
     store.set_settings({"decision_rule": {"v": 1}, "verify_rule": {"v": 1}})
     with pytest.raises(TypeError):  # the second value is not JSON: the first must not land either
         store.set_settings({"decision_rule": {"v": 2}, "verify_rule": {"v": object()}})
-    assert store.settings() == {"decision_rule": {"v": 1}, "verify_rule": {"v": 1}}
+    assert store._settings.all() == {"decision_rule": {"v": 1}, "verify_rule": {"v": 1}}
 
 
 def test_the_audit_log_survives_the_removal_it_records(store: Store) -> None:
     person_id, _ = store.add_person_with_face("Ada", face(embedding(1)))
-    store.audit("enroll", outcome="enrolled", person_name="Ada", person_id=person_id, model=MODEL)
+    store._audit_log.append("enroll", outcome="enrolled", person_name="Ada", person_id=person_id, model=MODEL)
     store.remove_person("Ada")
-    store.audit("remove", outcome="removed", person_name="Ada", person_id=person_id, rule={"distance": 0.6})
-    store.audit("identify", outcome="unknown", detail={"faces": 1})
+    store._audit_log.append("remove", outcome="removed", person_name="Ada", person_id=person_id, rule={"distance": 0.6})
+    store._audit_log.append("identify", outcome="unknown", detail={"faces": 1})
     events = store.audit_log()
     assert [e.action for e in events] == ["identify", "remove", "enroll"]
     assert events[1].person_id == person_id and events[1].rule == {"distance": 0.6}
@@ -358,7 +359,7 @@ def test_the_generation_moves_with_every_faces_write_of_any_store_and_only_then(
         seen = [reader.generation()]
         writer.add_person_with_face("Ada", face(embedding(1)))
         seen.append(reader.generation())
-        writer.set_setting("unrelated", 1)
+        writer._settings.put({"unrelated": 1})
         seen.append(reader.generation())
         writer.add_face(writer.find_person("Ada").id, face(embedding(2)))
         seen.append(reader.generation())
@@ -435,7 +436,7 @@ def test_numpy_integers_in_a_box_are_stored_as_plain_integers(store: Store) -> N
     record = face(embedding(1))
     box = tuple(np.int64(v) for v in record.box)
     person_id, _ = store.add_person_with_face("Ada", FaceRecord(**{**record.__dict__, "box": box}))
-    assert store.faces_of(person_id)[0].box == (10, 20, 110, 120)
+    assert store_rows.faces_of(store, person_id)[0].box == (10, 20, 110, 120)
 
 
 def test_a_write_waiting_too_long_for_another_writer_fails_with_store_busy(tmp_path: Path) -> None:
@@ -496,13 +497,13 @@ def test_a_gallery_past_the_exact_search_threshold_stays_consistent_on_a_compres
     vectors = {f"p{i:03d}": embedding(i) for i in range(400)}
     with Store.open(home, model=MODEL, index_policy=policy) as store:
         written = store.add_many([(name, [face(v)]) for name, v in vectors.items()])
-        assert len(written) == 400 and store._snapshot.index.kind == "pq"
+        assert len(written) == 400 and store._replica.snapshot.index.kind == "pq"
         assert store.search(vectors["p123"] + 0.001, 1)[0][0].name == "p123"
         store.remove_person("p123")
         assert all(hit.name != "p123" for hit in store.search(vectors["p123"], 5)[0])
         assert vectors["p123"].tobytes()[:16] not in (home / INDEX_FILE).read_bytes()  # erased
         with Store.open(home, model=MODEL, index_policy=policy) as other:  # loads vectors and codes
-            assert other.index_repair is None and other._snapshot.index.kind == "pq"
+            assert other.index_repair is None and other._replica.snapshot.index.kind == "pq"
             store.add_person_with_face("late", face(embedding(999)))
             assert other.search(embedding(999), 1)[0][0].name == "late"  # synced into a copy
             assert other.consistency_problems() == []
@@ -520,3 +521,12 @@ def test_add_many_writes_new_and_known_people_in_one_go(store: Store) -> None:
     with pytest.raises(InvalidFaceRecord):
         store.add_many([("Alan", [face(embedding(5))]), ("Bad", [face(np.full(DIMENSION, np.nan, np.float32))])])
     assert store.find_person("Alan") is None  # nothing of the batch was written
+
+
+def test_a_sync_reads_every_chunk_of_many_new_faces(store: Store) -> None:
+    # More new faces than one IN (...) query takes (500), fewer than half the gallery: read in chunks.
+    store.add_many([(f"p{i}", [face(embedding(i))]) for i in range(1100)])
+    store.add_many([(f"q{i}", [face(embedding(10_000 + i))]) for i in range(600)])
+    assert len(store._replica.snapshot.index) == 1700
+    assert store.search(embedding(10_001), 1)[0][0].name == "q1"
+    assert store.consistency_problems() == []

@@ -11,7 +11,9 @@ Knows nothing of images. The facade uses one ``Store`` per gallery home::
 A home holds ``gallery.db`` (+ ``-wal``/``-shm``), ``gallery.db.lock`` (the cross-process
 write lock) and ``faces.faiss`` (the index). Writes hold the lock across the database
 commit and the index save; searches never wait for a write and pick up other processes'
-writes by checking a generation counter first. See ``gallery.store.store`` for the rules.
+writes by checking a generation counter first. See ``gallery.store.store`` for the rules
+and the module behind each concern. ``clean_name`` and ``checked_face`` are what the store
+accepts, for callers that read names or build face records elsewhere.
 """
 
 from gallery.errors import (
@@ -39,6 +41,7 @@ from gallery.store.records import (
     StoreStats,
 )
 from gallery.store.store import DATABASE_FILE, INDEX_FILE, Store
+from gallery.store.validation import checked_embedding, checked_face, clean_name, normalise_name
 
 __all__ = [
     "DATABASE_FILE",
@@ -64,4 +67,8 @@ __all__ = [
     "StoreClosed",
     "StoreError",
     "StoreStats",
+    "checked_embedding",
+    "checked_face",
+    "clean_name",
+    "normalise_name",
 ]

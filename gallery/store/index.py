@@ -1,4 +1,4 @@
-"""The FAISS index of face embeddings, keyed by ``faces.id``, and its on-disk files.
+"""The in-memory FAISS index of face embeddings, keyed by ``faces.id``, and the policy that shapes it.
 
 The index is chosen by size (``IndexPolicy``): exact search (FAISS's flat L2 scan) up to
 ``EXACT_UP_TO`` faces, where a search takes a fraction of a millisecond; beyond, the same
@@ -25,44 +25,26 @@ Thread safety: searching one ``FaceIndex`` from many threads at once is safe; ``
 ``remove_ids`` change it in place and must not run while anyone searches it. The store
 only ever calls ``updated``, which leaves the index it is called on untouched.
 
-Files: ``faces.faiss`` (the main file) holds the last slice and the PQ codes, and names
-the other slices, each in its own file ``faces.faiss.<digest>.seg`` (its ids, then its
-vectors, little-endian) with its SHA-256; so a save writes the main file and only the slices
-that are new, and a small gallery is the main file alone. The main file is ``MAGIC``, a
-little-endian u32 header length, a UTF-8 JSON header (format, model, dimension, count,
-SHA-256 of the sorted ids, the gallery id and faces generation it was saved at, the slices
-in their files, SHA-256 and length of the payload), then the payload: the last slice's ids
-and vectors, then FAISS's serialization of the PQ codes' index if any (``codes_length``
-bytes). Every file is replaced atomically, slices before the main file that names them,
-and slices no longer named are deleted after it (so a removed face's vector leaves every
-file). Checksums are verified before FAISS parses a byte, so a damaged file is rejected
-instead of crashing the process.
+Files: ``save`` and ``load`` go through ``gallery.store.index_file``, which owns the on-disk
+format (a main file ``faces.faiss`` and one file per older slice, checksummed, replaced
+atomically).
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
-import os
-import struct
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gallery.atomicfile import remove_stale_temporaries, write_atomically
 from gallery.errors import IndexFileInvalid
+from gallery.store.index_file import IndexFileHeader, Segment, ids_digest, read_index_files, write_index_files
+from gallery.store.index_file import faiss_module as _faiss
 
 if TYPE_CHECKING:
     import faiss
 
-MAGIC = b"GALLERY-FAISS\n"
-FORMAT_VERSION = 3
-_HEADER_LENGTH = struct.Struct("<I")
-_MAX_HEADER_BYTES = 1 << 20
 # Below this many queries a search runs on the calling thread alone: an OpenMP team costs
 # more than it saves for a few queries, and the teams of concurrent callers (a door served
 # from several threads) oversubscribe the cores, making searches 10-30x slower under load.
@@ -79,16 +61,6 @@ PQ_KMEANS_ITERATIONS = 10
 # Faces per slice of a large index: 16 MB of 128-d vectors, what a write copies and saves at
 # most besides the PQ codes; 31 slice files at a million faces.
 SEGMENT_ROWS = 32_768
-_SEGMENT_SUFFIX = ".seg"
-_LOAD_ATTEMPTS = 5  # a save that replaces the main file mid-load makes a load start over
-_IO_CHUNK = 1 << 22
-
-
-def _faiss() -> Any:
-    """The faiss module, imported on first use (it takes a noticeable fraction of a second)."""
-    import faiss
-
-    return faiss
 
 
 def set_faiss_threads(count: int) -> None:
@@ -98,29 +70,6 @@ def set_faiss_threads(count: int) -> None:
     (``OMP_NUM_THREADS``, else one per core). Searches of a few queries always use one thread.
     """
     _faiss().omp_set_num_threads(count)
-
-
-def ids_digest(ids: np.ndarray) -> str:
-    """SHA-256 of a set of face ids (order-independent)."""
-    return hashlib.sha256(np.sort(np.asarray(ids, dtype="<i8")).tobytes()).hexdigest()
-
-
-@dataclass(frozen=True)
-class IndexFileHeader:
-    """What an index's main file says about itself."""
-
-    model: str
-    dimension: int
-    count: int
-    ids_sha256: str
-    gallery_id: str
-    generation: int
-    payload_sha256: str
-    payload_length: int
-    inline_rows: int = 0  # faces of the last slice, at the start of the payload
-    codes_length: int = 0  # the payload's last bytes: the PQ codes' index, if any
-    segments: list[dict[str, Any]] = field(default_factory=list)  # the other slices: {file, rows, sha256}
-    format: int = FORMAT_VERSION
 
 
 class IndexPolicy:
@@ -168,49 +117,6 @@ class IndexPolicy:
 DEFAULT_POLICY = IndexPolicy()
 
 
-class _Segment:
-    """A slice of faces: ids and their vectors, row for row, never changed once made."""
-
-    __slots__ = ("_digest", "ids", "vectors")
-
-    def __init__(self, ids: np.ndarray, vectors: np.ndarray, digest: str | None = None) -> None:
-        ids.flags.writeable = False
-        vectors.flags.writeable = False
-        self.ids = ids
-        self.vectors = vectors
-        self._digest = digest
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    @classmethod
-    def of(cls, ids: np.ndarray, vectors: np.ndarray) -> _Segment:
-        """A slice holding copies of ``ids`` (int64) and ``vectors`` (float32 rows)."""
-        return cls(np.array(ids, dtype="<i8"), np.array(vectors, dtype="<f4"))
-
-    @classmethod
-    def joined(cls, parts: Sequence[_Segment]) -> _Segment:
-        if len(parts) == 1:
-            return parts[0]
-        return cls(np.concatenate([p.ids for p in parts]), np.concatenate([p.vectors for p in parts]))
-
-    def chunks(self) -> tuple[memoryview, memoryview]:
-        """The slice's bytes as a file holds them: ids, then vectors."""
-        return _bytes_of(self.ids), _bytes_of(self.vectors)
-
-    def digest(self) -> str:
-        """SHA-256 of the slice's bytes (computed once; it names the slice's file)."""
-        if self._digest is None:
-            digest = hashlib.sha256()
-            for chunk in self.chunks():
-                digest.update(chunk)
-            self._digest = digest.hexdigest()  # a race computes the same value twice: harmless
-        return self._digest
-
-    def file_name(self, main: Path) -> str:
-        return f"{main.name}.{self.digest()[:16]}{_SEGMENT_SUFFIX}"
-
-
 class FaceIndex:
     """Nearest-neighbour search over one model's embeddings, keyed by face id.
 
@@ -233,13 +139,13 @@ class FaceIndex:
         self.model = model
         self.dimension = dimension
         self.policy = policy
-        self._segments: tuple[_Segment, ...] = ()
+        self._segments: tuple[Segment, ...] = ()
         self._coarse: faiss.IndexPQFastScan | None = None
         self._ends = np.empty(0, np.int64)  # exclusive end row of each slice
         self._sorted_ids: np.ndarray | None = None  # caches, filled on first use
         self._rows_by_id: tuple[np.ndarray, np.ndarray] | None = None
 
-    def _with(self, segments: Iterable[_Segment], coarse: faiss.IndexPQFastScan | None) -> FaceIndex:
+    def _with(self, segments: Iterable[Segment], coarse: faiss.IndexPQFastScan | None) -> FaceIndex:
         """A new index of this one's model and policy holding ``segments`` (and their codes)."""
         index = FaceIndex(self.model, self.dimension, policy=self.policy)
         index._segments = tuple(s for s in segments if len(s))
@@ -325,7 +231,7 @@ class FaceIndex:
         positions = np.minimum(np.searchsorted(held, ids), max(len(held) - 1, 0))
         return held[positions] == ids if len(held) else np.zeros(len(ids), bool)
 
-    def _without(self, gone: np.ndarray) -> tuple[list[_Segment], np.ndarray]:
+    def _without(self, gone: np.ndarray) -> tuple[list[Segment], np.ndarray]:
         """The slices less the faces ``gone`` (copying only slices that lose some), and the rows removed."""
         if not len(gone) or not self._holds(gone).any():
             return list(self._segments), np.empty(0, np.int64)
@@ -334,23 +240,23 @@ class FaceIndex:
             losing = np.isin(segment.ids, gone)
             if losing.any():
                 removed.append(start + np.flatnonzero(losing))
-                segment = _Segment(segment.ids[~losing], segment.vectors[~losing])  # fresh copies
+                segment = Segment(segment.ids[~losing], segment.vectors[~losing])  # fresh copies
             segments.append(segment)
         return segments, np.concatenate(removed).astype(np.int64)
 
-    def _merged(self, segments: list[_Segment]) -> list[_Segment]:
+    def _merged(self, segments: list[Segment]) -> list[Segment]:
         """Neighbouring slices joined where they fit in one, so removals do not leave many small ones."""
-        merged: list[_Segment] = []
+        merged: list[Segment] = []
         for segment in segments:
             if not len(segment):
                 continue
             if merged and len(merged[-1]) + len(segment) <= self.policy.segment_rows:
-                merged[-1] = _Segment.joined([merged[-1], segment])
+                merged[-1] = Segment.joined([merged[-1], segment])
             else:
                 merged.append(segment)
         return merged
 
-    def _appended(self, segments: list[_Segment], ids: np.ndarray, vectors: np.ndarray) -> list[_Segment]:
+    def _appended(self, segments: list[Segment], ids: np.ndarray, vectors: np.ndarray) -> list[Segment]:
         """The slices with new faces at the end: the last slice filled up, then new ones."""
         if not len(ids):
             return segments
@@ -358,9 +264,9 @@ class FaceIndex:
         start = 0
         if segments and len(segments[-1]) < size:
             start = size - len(segments[-1])
-            segments[-1] = _Segment.joined([segments[-1], _Segment.of(ids[:start], vectors[:start])])
+            segments[-1] = Segment.joined([segments[-1], Segment.of(ids[:start], vectors[:start])])
         for offset in range(start, len(ids), size):
-            segments.append(_Segment.of(ids[offset : offset + size], vectors[offset : offset + size]))
+            segments.append(Segment.of(ids[offset : offset + size], vectors[offset : offset + size]))
         return segments
 
     def add(self, ids: np.ndarray, embeddings: np.ndarray) -> None:
@@ -388,7 +294,7 @@ class FaceIndex:
         if wanted == "exact":
             self._coarse = None
             if len(self._segments) > 1:
-                self._adopt(self._with([_Segment.joined(self._segments)], None))
+                self._adopt(self._with([Segment.joined(self._segments)], None))
             return
         if self._coarse is not None:
             return
@@ -493,74 +399,41 @@ class FaceIndex:
     def save(self, path: Path, *, gallery_id: str, generation: int) -> None:
         """Write the index to ``path`` (its main file) and its slice files, each atomically.
 
-        Slices the main file on disk already names are not written again; slice files the new
-        main file does not name are deleted once it is in place. Call only while holding the
-        lock that serialises the index's writers.
+        Slices the main file on disk already names are not written again (see
+        ``gallery.store.index_file``). Call only while holding the lock that serialises the
+        index's writers.
 
         Args:
             path: the index's main file.
             gallery_id: the database's ``store_state.gallery_id``, binding the file to it.
             generation: the faces generation this index reflects.
         """
-        remove_stale_temporaries(path)
-        named_on_disk = _segment_files_named_by(path)
-        entries = []
-        for segment in self._segments[:-1]:
-            name = segment.file_name(path)
-            if name not in named_on_disk or not (path.parent / name).is_file():
-                # Written afresh even if a stray copy exists: see _remove_stray_segments on why
-                # every file a main file names must be either named before or newer than it.
-                write_atomically(path.parent / name, list(segment.chunks()))
-            entries.append({"file": name, "rows": len(segment), "sha256": segment.digest()})
-        inline = list(self._segments[-1].chunks()) if self._segments else []
-        codes = [memoryview(_faiss().serialize_index(self._coarse))] if self._coarse is not None else []
-        digest = hashlib.sha256()
-        for chunk in inline + codes:
-            digest.update(chunk)
-        header = IndexFileHeader(
+        write_index_files(
+            path,
+            self._segments,
+            self._coarse,
             model=self.model,
             dimension=self.dimension,
-            count=len(self),
             ids_sha256=ids_digest(self.ids()),
             gallery_id=gallery_id,
             generation=generation,
-            payload_sha256=digest.hexdigest(),
-            payload_length=sum(len(c) for c in inline + codes),
-            inline_rows=len(self._segments[-1]) if self._segments else 0,
-            codes_length=sum(len(c) for c in codes),
-            segments=entries,
         )
-        header_bytes = json.dumps(asdict(header), sort_keys=True).encode()
-        write_atomically(path, [MAGIC, _HEADER_LENGTH.pack(len(header_bytes)), header_bytes, *inline, *codes])
-        _remove_stray_segments(path, keep={entry["file"] for entry in entries})
 
     @classmethod
     def load(cls, path: Path, *, policy: IndexPolicy = DEFAULT_POLICY) -> tuple[FaceIndex, IndexFileHeader]:
         """Read and check an index (main file and slice files).
 
         A save that replaces the main file while this reads makes it start over, so a load
-        never takes a concurrent save for damage. Slice files an interrupted save left behind
-        are deleted (only those older than the main file: see ``_remove_stray_segments``).
+        never takes a concurrent save for damage (``index_file.read_index_files``).
 
         Raises:
             FileNotFoundError: there is no main file.
             IndexFileInvalid: a file is truncated, damaged or missing, or not an index file.
         """
-        for attempt in range(_LOAD_ATTEMPTS):
-            with open(path, "rb") as file:
-                written = os.fstat(file.fileno())
-                header, inline, coarse = _read_main_file(path, file)
-            try:
-                segments = [_read_segment(path, entry, header.dimension) for entry in header.segments]
-            except FileNotFoundError as error:
-                if attempt + 1 < _LOAD_ATTEMPTS and _replaced_since(path, written):
-                    continue
-                raise IndexFileInvalid(f"{path}: a segment file is missing ({error.filename})") from error
-            break
-        _remove_stray_segments(path, keep={e["file"] for e in header.segments}, older_than=written.st_mtime_ns)
+        header, segments, coarse = read_index_files(path)
         index = cls(header.model, header.dimension, policy=policy)
         try:
-            index = index._with([*segments, inline], coarse)
+            index = index._with(segments, coarse)
         except ValueError as error:
             raise IndexFileInvalid(f"{path}: {error}") from error
         if len(index) != header.count or ids_digest(index.ids()) != header.ids_sha256:
@@ -568,131 +441,3 @@ class FaceIndex:
         if coarse is None and len(index._segments) > 1:
             raise IndexFileInvalid(f"{path}: an exact index in several slices")
         return index, header
-
-
-def _read_main_file(path: Path, file: BinaryIO) -> tuple[IndexFileHeader, _Segment, faiss.IndexPQFastScan | None]:
-    """The header, the last slice and the PQ codes' index of an open main file, checksums verified."""
-    header = read_header(file.read(len(MAGIC) + _HEADER_LENGTH.size + _MAX_HEADER_BYTES))
-    file.seek(len(MAGIC))
-    file.seek(len(MAGIC) + _HEADER_LENGTH.size + _HEADER_LENGTH.unpack(file.read(_HEADER_LENGTH.size))[0])
-    row_bytes = 8 + 4 * header.dimension
-    if header.payload_length != header.inline_rows * row_bytes + header.codes_length:
-        raise IndexFileInvalid(f"{path}: the payload's length disagrees with its header")
-    digest = hashlib.sha256()
-    ids, vectors = _read_rows(file, header.inline_rows, header.dimension, digest)
-    codes = bytearray(header.codes_length)
-    if file.readinto(codes) != len(codes) or file.read(1):
-        raise IndexFileInvalid(f"{path}: the index data is truncated or has extra bytes")
-    digest.update(codes)
-    if digest.hexdigest() != header.payload_sha256:
-        raise IndexFileInvalid(f"{path}: the index data does not match its checksum")
-    coarse = None
-    if codes:
-        faiss = _faiss()
-        try:
-            coarse = faiss.deserialize_index(np.frombuffer(codes, np.uint8))  # of its own type already
-        except RuntimeError as error:
-            raise IndexFileInvalid(f"{path}: FAISS cannot read the PQ codes: {error}") from error
-        if not isinstance(coarse, faiss.IndexPQFastScan) or coarse.d != header.dimension:
-            raise IndexFileInvalid(f"{path}: the PQ codes are not a {header.dimension}-d IndexPQFastScan")
-    return header, _Segment(ids, vectors), coarse
-
-
-def _read_segment(main: Path, entry: dict[str, Any], dimension: int) -> _Segment:
-    """One slice file named by the main file ``main``, checked against what it says of the slice."""
-    try:
-        name, rows, sha256 = str(entry["file"]), int(entry["rows"]), str(entry["sha256"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise IndexFileInvalid(f"{main}: malformed segment entry {entry!r}") from error
-    if name != f"{main.name}.{sha256[:16]}{_SEGMENT_SUFFIX}":  # also keeps it inside the gallery folder
-        raise IndexFileInvalid(f"{main}: a segment file is misnamed ({name!r})")
-    path = main.parent / name
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        ids, vectors = _read_rows(file, rows, dimension, digest)
-        if file.read(1):
-            raise IndexFileInvalid(f"{path}: the segment has extra bytes")
-    if digest.hexdigest() != sha256:
-        raise IndexFileInvalid(f"{path}: the segment does not match its checksum")
-    return _Segment(ids, vectors, sha256)
-
-
-def _read_rows(file: BinaryIO, rows: int, dimension: int, digest: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``rows`` ids then their vectors, read straight into their arrays (and hashed)."""
-    if rows < 0:
-        raise IndexFileInvalid("a negative row count")
-    ids = np.empty(rows, "<i8")
-    vectors = np.empty((rows, dimension), "<f4")
-    for array in (ids, vectors):
-        view = _bytes_of(array)
-        for start in range(0, len(view), _IO_CHUNK):
-            chunk = view[start : start + _IO_CHUNK]
-            if file.readinto(chunk) != len(chunk):
-                raise IndexFileInvalid("the index data is truncated")
-            digest.update(chunk)
-    return ids, vectors
-
-
-def _bytes_of(array: np.ndarray) -> memoryview:
-    """A contiguous array's bytes, without a copy (also for no rows, unlike ``memoryview.cast``)."""
-    return memoryview(array.reshape(-1).view(np.uint8))
-
-
-def _replaced_since(path: Path, opened: os.stat_result) -> bool:
-    """Whether ``path`` is no longer the file that was opened (a save replaced it)."""
-    try:
-        now = os.stat(path)
-    except FileNotFoundError:
-        return True
-    return (now.st_ino, now.st_mtime_ns) != (opened.st_ino, opened.st_mtime_ns)
-
-
-def _segment_files_named_by(path: Path) -> set[str]:
-    """The slice files the main file on disk names (none if it is missing or unreadable)."""
-    try:
-        with open(path, "rb") as file:
-            header = read_header(file.read(len(MAGIC) + _HEADER_LENGTH.size + _MAX_HEADER_BYTES))
-    except (OSError, IndexFileInvalid):
-        return set()
-    return {str(entry.get("file")) for entry in header.segments}
-
-
-def _remove_stray_segments(path: Path, keep: set[str], older_than: int | None = None) -> None:
-    """Delete the slice files beside ``path`` that are not in ``keep``.
-
-    A save (under the writers' lock) deletes every such file: it holds the only main file.
-    A load holds no lock, and another process may be saving: it deletes only files older
-    than the main file it read (``older_than``, in ns). That is safe because a save names only
-    files the main file before it named or that it wrote itself (after that main file, so
-    newer): what it needs is never older than a main file it replaces yet unnamed by it.
-    """
-    for stray in path.parent.glob(f"{path.name}.*{_SEGMENT_SUFFIX}"):
-        if stray.name in keep:
-            continue
-        with contextlib.suppress(OSError):
-            if older_than is None or stray.stat().st_mtime_ns < older_than:
-                stray.unlink()
-
-
-def read_header(data: bytes) -> IndexFileHeader:
-    """Parse an index main file's header from its leading bytes.
-
-    Raises:
-        IndexFileInvalid: the bytes do not start with a well-formed header.
-    """
-    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + _HEADER_LENGTH.size:
-        raise IndexFileInvalid("not a gallery index file (bad magic)")
-    (length,) = _HEADER_LENGTH.unpack_from(data, len(MAGIC))
-    start = len(MAGIC) + _HEADER_LENGTH.size
-    if length > _MAX_HEADER_BYTES or start + length > len(data):
-        raise IndexFileInvalid("index file header is truncated or oversized")
-    try:
-        fields = json.loads(data[start : start + length])
-        header = IndexFileHeader(**fields)
-    except (ValueError, TypeError) as error:
-        raise IndexFileInvalid(f"index file header is unreadable: {error}") from error
-    if header.format != FORMAT_VERSION:
-        raise IndexFileInvalid(f"index file format {header.format} is not {FORMAT_VERSION}")
-    if not isinstance(header.segments, list) or not all(isinstance(e, dict) for e in header.segments):
-        raise IndexFileInvalid("index file header lists its segments wrongly")
-    return header

@@ -1,7 +1,9 @@
-"""Run the packaged Alembic migrations on a gallery database, programmatically.
+"""The packaged Alembic migrations, programmatically, on any backend.
 
 No ``alembic.ini`` is needed: the script location is found from the installed package
 (``gallery.migrations``) or, in a source checkout, the repository's ``migrations/`` folder.
+A backend runs them in its own way (``gallery.store.sqlite.upgrade``: one transaction with
+foreign keys off, then checked).
 """
 
 from __future__ import annotations
@@ -77,37 +79,15 @@ def current_revision(connection: Connection) -> str | None:
     return revision
 
 
-def _run_with_foreign_keys_off(connection: Connection, action: str, revision: str) -> None:
-    """Run an Alembic command in one transaction with foreign keys off, then check them.
+def run(connection: Connection, action: str, revision: str) -> None:
+    """Run Alembic's ``upgrade`` or ``downgrade`` to ``revision`` in the connection's transaction.
 
-    Batch migrations rebuild tables on SQLite; with foreign keys on, dropping ``people``
-    during a rebuild would cascade-delete every face. SQLite ignores the pragma inside a
-    transaction, so it is switched on the raw connection before the transaction begins.
+    Each backend wraps this in its own transaction and checks (``sqlite.upgrade``).
     """
-    raw = connection.connection.driver_connection
-    assert raw is not None
-    if connection.in_transaction():
-        raise StoreError("migrations must start outside a transaction")
-    raw.execute("PRAGMA foreign_keys=OFF")
-    try:
-        with connection.begin():
-            config = alembic_config(connection)
-            if action == "upgrade":
-                command.upgrade(config, revision)
-            else:
-                command.downgrade(config, revision)
-            violations = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-            if violations:
-                raise StoreError(f"migration to {revision!r} left foreign key violations: {violations[:5]}")
-    finally:
-        raw.execute("PRAGMA foreign_keys=ON")
-
-
-def upgrade(connection: Connection, revision: str = "head") -> None:
-    """Migrate the database up to ``revision`` in one transaction."""
-    _run_with_foreign_keys_off(connection, "upgrade", revision)
-
-
-def downgrade(connection: Connection, revision: str) -> None:
-    """Migrate the database down to ``revision`` (``"base"`` empties it) in one transaction."""
-    _run_with_foreign_keys_off(connection, "downgrade", revision)
+    config = alembic_config(connection)
+    if action == "upgrade":
+        command.upgrade(config, revision)
+    elif action == "downgrade":
+        command.downgrade(config, revision)
+    else:
+        raise ValueError(f"not a migration action: {action!r}")

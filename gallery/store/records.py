@@ -100,7 +100,21 @@ class ReembedTask:
 
 @dataclass(frozen=True)
 class AuditEvent:
-    """One row of the audit log."""
+    """One row of the audit log (``Store.audit_log``).
+
+    Attributes:
+        id: increasing with the order events were written.
+        at: when, timezone-aware in UTC.
+        action: ``enroll``, ``remove``, ``identify``, ``verify``, ``reembed``, ``calibrate``.
+        outcome: what came of it (``enrolled``, ``removed``, ``verified``, ...); for
+            ``identify``, each face's outcome in order, joined by commas (``match,unknown``).
+        person_name, person_id: the person concerned (for ``identify``, the first face's
+            match), kept after the person is removed.
+        model: the embedding model in use, if any.
+        rule: what the decision rule was (kind and fingerprint, a threshold), if any.
+        detail: small JSON facts (face ids, distances; for ``identify``, ``{"faces": [{outcome,
+            person_id, distance}, ...]}``). Never photo or embedding data.
+    """
 
     id: int
     at: datetime
@@ -111,6 +125,11 @@ class AuditEvent:
     model: str | None
     rule: Any
     detail: Any
+
+    @property
+    def outcomes(self) -> tuple[str, ...]:
+        """The outcome of each face (one for every action but ``identify``)."""
+        return tuple(self.outcome.split(","))
 
 
 @dataclass(frozen=True)
