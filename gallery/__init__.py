@@ -26,6 +26,7 @@ from gallery.errors import (
     ImageTooLarge,
     ImageUnreadable,
     IndexFileInvalid,
+    InvalidArgument,
     InvalidFaceRecord,
     LooksLikeSomeoneElse,
     ModelError,
@@ -64,7 +65,7 @@ if "OMP_WAIT_POLICY" not in os.environ:
 if TYPE_CHECKING:
     from gallery.calibrating import LearnedRules
     from gallery.calibration import Evaluation, PairReport
-    from gallery.gallery import Gallery, set_threads
+    from gallery.gallery import Gallery
     from gallery.results import (
         Candidate,
         Enrollment,
@@ -77,6 +78,8 @@ if TYPE_CHECKING:
         Removal,
         Verification,
     )
+    from gallery.runtime import set_threads
+    from gallery.store import AuditEvent
     from gallery.vision.pipeline import Face, faces
 
 _LAZY = {
@@ -84,9 +87,10 @@ _LAZY = {
     "PairReport": "gallery.calibration",
     "LearnedRules": "gallery.calibrating",
     "Gallery": "gallery.gallery",
-    "set_threads": "gallery.gallery",
+    "set_threads": "gallery.runtime",
     "FolderEnrollment": "gallery.results",
     "PhotoFailure": "gallery.results",
+    "AuditEvent": "gallery.store",
     "Candidate": "gallery.results",
     "Enrollment": "gallery.results",
     "GalleryInfo": "gallery.results",
@@ -108,6 +112,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AlreadyEnrolled",
+    "AuditEvent",
     "CalibrationError",
     "Candidate",
     "DlibFormatError",
@@ -125,6 +130,7 @@ __all__ = [
     "ImageTooLarge",
     "ImageUnreadable",
     "IndexFileInvalid",
+    "InvalidArgument",
     "InvalidFaceRecord",
     "LearnedRules",
     "LooksLikeSomeoneElse",

@@ -13,6 +13,10 @@ class GalleryError(Exception):
     """Base class of every error gallery raises."""
 
 
+class InvalidArgument(GalleryError, ValueError):
+    """An argument of a call is out of range or of the wrong kind (also a ``ValueError``)."""
+
+
 # --- the photo --------------------------------------------------------------------------------
 
 

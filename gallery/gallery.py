@@ -5,37 +5,29 @@ The facade layer is the only place that joins the face pipeline (gallery.vision)
 starts, and each write is one store call (database commit, then index save, under the store's
 cross-process lock), so bad input or a crash leaves no half-enrolled person. This module is
 its entry point; its helpers are ``enrolment`` (the enrolment policy), ``bulk`` (folder
-enrolment), ``cohorts`` (what learned rules read of the gallery), ``calibrating`` (labelled
-photos to rules and reports) and ``audit`` (the log writer).
+enrolment), ``cohorts`` (what learned rules read of the gallery), ``rules_in_force`` (the
+stored or shipped rules), ``reembedding`` (one model per search), ``calibrating`` (labelled
+photos to rules and reports), ``audit`` (the log writer) and ``runtime`` (home and threads).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-import platformdirs
 
-from gallery.audit import AuditWriter
+from gallery.audit import AuditWriter, identify_detail, rule_reference
 from gallery.bulk import FolderEnrolment
 from gallery.calibrating import LearnedRules, PhaseProgress, embed_folder, learn_rules, score_pairs, score_rule
 from gallery.calibration import Evaluation, PairReport
 from gallery.cohorts import CohortDistances
-from gallery.decision import (
-    DecisionRule,
-    Evidence,
-    RuleRecord,
-    VerifyRecord,
-    default_rule,
-    default_rule_record,
-    default_verify_threshold,
-    rule_fingerprint,
-    rule_from_dict,
-)
-from gallery.enrolment import enrolment_face, face_record, refuse_lookalike, stored_chip_pixels
-from gallery.errors import AlreadyEnrolled, NoFaceFound, NotLive
+from gallery.decision import DecisionRule, Evidence, rule_fingerprint
+from gallery.enrolment import enrolment_face, face_record, refuse_lookalike
+from gallery.errors import AlreadyEnrolled, InvalidArgument, NoFaceFound, NotLive
+from gallery.reembedding import OneModel
 from gallery.results import (
     Candidate,
     Enrollment,
@@ -47,13 +39,12 @@ from gallery.results import (
     Removal,
     Verification,
 )
-from gallery.store import ModelMismatch, PersonNotFound, Store
+from gallery.rules_in_force import RulesInForce
+from gallery.runtime import default_home
+from gallery.store import AuditEvent, PersonNotFound, Store
 from gallery.vision.image import ImageInput, load_rgb, photo_sha256, read_photo
 from gallery.vision.pipeline import Face, FacePipelineProtocol, default_pipeline
 
-HOME_ENV = "GALLERY_HOME"
-RULE_SETTING = "decision_rule"
-VERIFY_SETTING = "verify_rule"
 # Identities searched per face at least: a learned rule reads the nearest three (runner-up, and the
 # third to tell whether the top two are rivals; see gallery.decision.normalised).
 EVIDENCE_DEPTH = 3
@@ -64,30 +55,6 @@ LivenessCheck = Callable[[np.ndarray, Face], bool]
 Called with the whole photo (HxWx3 uint8 RGB, as decoded) and the detected face; False
 vetoes the face. An exception propagates (the call fails closed).
 """
-
-
-def default_home() -> Path:
-    """``$GALLERY_HOME``, else the platform's user data directory for gallery."""
-    return Path(os.environ.get(HOME_ENV) or platformdirs.user_data_dir("gallery"))
-
-
-def set_threads(count: int) -> None:
-    """Use ``count`` CPU threads for the networks (torch) and the index's bulk work (FAISS).
-
-    torch's setting is process-wide; FAISS's (OpenMP) holds for the calling thread, and
-    searches of a few queries run on one thread regardless. Both default to one thread per
-    core; the CLI sets them explicitly (``--threads`` / ``GALLERY_THREADS``).
-
-    Args:
-        count: threads, at least 1.
-    """
-    if count < 1:
-        raise ValueError(f"count must be at least 1, got {count}")
-    from gallery.store.index import set_faiss_threads
-    from gallery.vision.threads import set_torch_threads
-
-    set_torch_threads(count)
-    set_faiss_threads(count)
 
 
 class Gallery:
@@ -121,11 +88,12 @@ class Gallery:
         self.home = Path(home) if home is not None else default_home()
         self._store = Store.open(self.home, model=self._pipeline.model_id)
         try:
-            self._other_models = self._faces_of_other_models()
+            self._one_model = OneModel(self._store, self._pipeline.model_id)
         except BaseException:
             self._store.close()
             raise
         self._cohorts = CohortDistances(self._store)
+        self._rules = RulesInForce(self._store)
         self._audit = AuditWriter(self._store)
 
     def __enter__(self) -> Gallery:
@@ -166,7 +134,7 @@ class Gallery:
             AlreadyEnrolled, PersonNotFound (``add`` for an unknown name), LooksLikeSomeoneElse.
             ModelMismatch: the gallery holds faces of another model; run ``reembed`` first.
         """
-        self._require_one_model()
+        self._one_model.require()
         photo = read_photo(image) if isinstance(image, (str, os.PathLike)) else image
         face = self._single_face(photo, largest=largest)
         record = face_record(face, self._pipeline.model_id, photo_sha256(photo))
@@ -230,7 +198,7 @@ class Gallery:
         Raises:
             ImageNotFound: ``folder`` is not a folder. StoreError: the gallery itself failed.
         """
-        self._require_one_model()
+        self._one_model.require()
         bulk = FolderEnrolment(
             self._store,
             self._pipeline,
@@ -269,22 +237,15 @@ class Gallery:
             How many faces were re-embedded (0 when every face is of this model already), and
             the model that embedded them.
         """
-        tasks = self._store.faces_to_reembed()
-        models = sorted({task.model for task in tasks})
-        for start in range(0, len(tasks), batch_size):
-            batch = tasks[start : start + batch_size]
-            chips = np.stack([stored_chip_pixels(task.face_id, task.chip_jpeg) for task in batch])
-            embeddings = self._pipeline.embedder.embed(chips)
-            self._store.reembed({task.face_id: vector for task, vector in zip(batch, embeddings, strict=True)})
-        self._other_models = self._faces_of_other_models()
-        if tasks:
+        count, models = self._one_model.reembed(self._pipeline.embedder, batch_size=batch_size)
+        if count:
             self._audit.put(
                 "reembed",
                 outcome="reembedded",
                 model=self._pipeline.model_id,
-                detail={"faces": len(tasks), "from_models": models},
+                detail={"faces": count, "from_models": models},
             )
-        return Reembedding(len(tasks), self._pipeline.model_id)
+        return Reembedding(count, self._pipeline.model_id)
 
     def calibrate(
         self,
@@ -314,15 +275,15 @@ class Gallery:
             CalibrationError: the photos cannot support the targets. ImageNotFound: not a folder.
             ModelMismatch: the gallery holds faces of another model; run ``reembed`` first.
         """
-        self._require_one_model()
+        self._one_model.require()
         faces = embed_folder(folder, self._pipeline, progress)
         learned = learn_rules(faces, target_fpir=target_fpir, target_fmr=target_fmr, progress=progress)
-        self._store.set_settings({RULE_SETTING: learned.identify.to_dict(), VERIFY_SETTING: learned.verify.to_dict()})
+        self._rules.replace(learned.identify, learned.verify)
         self._audit.put(
             "calibrate",
             outcome="calibrated",
             model=self._pipeline.model_id,
-            rule=_audited(learned.identify.rule),
+            rule=rule_reference(learned.identify.rule),
             detail={"identify": learned.identify.provenance.to_dict(), "verify_threshold": learned.verify.threshold},
         )
         return learned
@@ -335,7 +296,7 @@ class Gallery:
         1% and 0.3% the FNIR of the rule in force, of the best normalised rule and of the best
         single distance threshold, each with its threshold set on this very data.
         """
-        self._require_one_model()
+        self._one_model.require()
         return score_rule(embed_folder(folder, self._pipeline, progress), self.rule(), progress=progress)
 
     def evaluate_pairs(
@@ -369,7 +330,7 @@ class Gallery:
 
         A face the liveness check (if any) vetoes is not searched: its outcome is ``not_live``.
         """
-        self._require_one_model()
+        self._one_model.require()
         rgb = load_rgb(image)
         found = self._pipeline.faces(rgb, upsample=upsample)
         if not found:
@@ -399,17 +360,8 @@ class Gallery:
             person_name=results[0].match.name if results[0].match else None,
             person_id=results[0].match.person_id if results[0].match else None,
             model=self._pipeline.model_id,
-            rule=_audited(rule),
-            detail={
-                "faces": [
-                    {
-                        "outcome": r.outcome,
-                        "person_id": r.match.person_id if r.match else None,
-                        "distance": r.candidates[0].distance if r.candidates else None,
-                    }
-                    for r in results
-                ]
-            },
+            rule=rule_reference(rule),
+            detail=identify_detail(results),
         )
         return results
 
@@ -421,7 +373,7 @@ class Gallery:
             NotLive: the liveness check vetoed the face.
             ModelMismatch: the gallery holds faces of another model; run ``reembed`` first.
         """
-        self._require_one_model()
+        self._one_model.require()
         person = self._store.find_person(name)
         if person is None:
             raise PersonNotFound(f"no person named {name!r} is enrolled")
@@ -457,22 +409,52 @@ class Gallery:
 
     def rule(self) -> DecisionRule:
         """The identify rule in force: the one ``calibrate`` stored in the gallery, else the shipped default."""
-        stored = self._store.get_setting(RULE_SETTING)
-        return rule_from_dict(stored["rule"]) if stored else default_rule()
+        return self._rules.identify_rule()
 
     def verify_threshold(self) -> float:
         """The 1:1 distance threshold in force: the one ``calibrate`` stored, else the shipped default."""
-        stored = self._store.get_setting(VERIFY_SETTING)
-        return float(stored["threshold"]) if stored else default_verify_threshold()
+        return self._rules.verify_threshold()
+
+    def audit_log(
+        self,
+        *,
+        limit: int | None = 100,
+        action: str | None = None,
+        person: str | None = None,
+        outcome: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[AuditEvent]:
+        """The audit log, newest first: what was decided and changed, by whom and when (never a face).
+
+        Events this process queued are written first, so a call sees its own identify.
+
+        Args:
+            limit: at most this many events (None: all).
+            action: only ``enroll``, ``identify``, ``verify``, ``remove``, ``reembed`` or ``calibrate``.
+            person: events naming this person, under any id they were enrolled with (also after
+                their removal), and identifies in which any face matched them.
+            outcome: events with this outcome, or an identify in which any face had it
+                (``match``, ``unknown``, ``ambiguous``, ``no_face``, ``enrolled``, ``removed``, ...).
+            since, until: ``since <= time < until``; timezone-aware datetimes.
+
+        Raises:
+            InvalidArgument: a negative limit or a naive datetime.
+        """
+        if limit is not None and limit < 0:
+            raise InvalidArgument(f"limit must be at least 0, got {limit}")
+        for name, moment in (("since", since), ("until", until)):
+            if moment is not None and moment.utcoffset() is None:
+                raise InvalidArgument(f"{name} must be timezone-aware (e.g. datetime.now(timezone.utc)), got {moment}")
+        self._audit.flush()
+        return self._store.audit_log(
+            limit=limit, action=action, person=person, outcome=outcome, since=since, until=until
+        )
 
     def info(self) -> GalleryInfo:
         """Where the gallery lives, what it holds and which rules decide (with where they were learned)."""
         stats = self._store.stats()
-        shipped = default_rule_record()
-        stored_rule = self._store.get_setting(RULE_SETTING)
-        stored_verify = self._store.get_setting(VERIFY_SETTING)
-        rule = RuleRecord.from_dict(stored_rule) if stored_rule else shipped.identify
-        verify = VerifyRecord.from_dict(stored_verify) if stored_verify else shipped.verify
+        rule, verify = self._rules.records()
         return GalleryInfo(
             stats.home,
             stats.people,
@@ -497,23 +479,6 @@ class Gallery:
     def _is_live(self, rgb: np.ndarray, face: Face) -> bool:
         return self._liveness is None or bool(self._liveness(rgb, face))
 
-    def _faces_of_other_models(self) -> dict[str, int]:
-        """Face counts by model, for models other than the pipeline's."""
-        by_model = self._store.stats().faces_by_model
-        return {model: count for model, count in by_model.items() if model != self._pipeline.model_id}
-
-    def _require_one_model(self) -> None:
-        """Refuse to work while some faces come from another model: searches could not see them."""
-        if self._other_models:  # look again: another process may have re-embedded them meanwhile
-            self._other_models = self._faces_of_other_models()
-        if self._other_models:
-            found = ", ".join(f"{count} by {model!r}" for model, count in sorted(self._other_models.items()))
-            raise ModelMismatch(
-                f"this gallery holds faces embedded by another model ({found}), which cannot be compared "
-                f"with {self._pipeline.model_id!r}; run `gallery reembed` (Gallery.reembed()) to re-embed "
-                "them from their stored face chips"
-            )
-
     def _single_face(self, image: ImageInput, *, largest: bool) -> Face:
         rgb = load_rgb(image)
         found = self._pipeline.faces(rgb) or self._pipeline.look_closer(rgb, rgb.shape)
@@ -524,8 +489,3 @@ class Gallery:
         if not found:
             raise NoFaceFound("no face found in the photo")
         return found[0]
-
-
-def _audited(rule: DecisionRule) -> dict[str, str]:
-    """What the audit log keeps of a rule: its kind and fingerprint (``gallery info`` shows the rule behind it)."""
-    return {"kind": rule.kind, "fingerprint": rule_fingerprint(rule)}

@@ -25,6 +25,7 @@ import sys
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import filelock
@@ -35,7 +36,7 @@ from fakes import FakePipeline, fake_photo
 from PIL import Image
 
 import gallery
-import gallery.cli
+import gallery.cli.context
 import gallery.errors
 from gallery.cli import EXIT_ERROR, EXIT_NO_FACE, CliContext, cli
 from gallery.errors import GalleryError
@@ -279,6 +280,16 @@ def _used_after_close(shell: Shell) -> None:
         g.people()
 
 
+def _bad_arguments(shell: Shell) -> None:
+    with shell.gallery() as g:
+        with pytest.raises(gallery.InvalidArgument):
+            g.audit_log(limit=-1)
+        with pytest.raises(gallery.InvalidArgument):
+            g.audit_log(since=datetime(2026, 1, 1))  # naive: ambiguous
+    with pytest.raises(gallery.InvalidArgument):
+        gallery.set_threads(0)
+
+
 def _vetoed_by_liveness(shell: Shell) -> None:
     with Gallery(shell.home, pipeline=FakePipeline(), liveness=lambda photo, face: False) as g:
         g.enroll("Ada Lovelace", shell.photo("ada"))
@@ -337,6 +348,9 @@ CASES: dict[type[GalleryError], ThroughTheCli | NotThroughTheCli] = {
         "the command hands the library file paths, and every pixel mode Pillow decodes converts to RGB; "
         "it is raised for Python API inputs (arrays of another dtype or shape, other objects)",
         _unsupported_arrays,
+    ),
+    E.InvalidArgument: NotThroughTheCli(
+        "click checks every option's type and range before a Gallery method is called (exit 2)", _bad_arguments
     ),
     E.NoFaceFound: ThroughTheCli(lambda shell: shell("enroll", "Ada Lovelace", _blank(shell)), "no face found"),
     E.MultipleFaces: ThroughTheCli(
@@ -409,13 +423,13 @@ def fresh_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
 @pytest.fixture
 def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_process: Callable[[str], Outcome]) -> Iterator[Shell]:
     failures: list[GalleryError] = []
-    fail = gallery.cli._fail
+    fail = gallery.cli.context.fail
 
     def spy(err: GalleryError):  # records which class reached the command, then fails as it would
         failures.append(err)
         fail(err)
 
-    monkeypatch.setattr(gallery.cli, "_fail", spy)
+    monkeypatch.setattr(gallery.cli.context, "fail", spy)
     yield Shell(tmp_path, failures, monkeypatch, fresh_process)
 
 

@@ -26,7 +26,7 @@ SCRIPT = textwrap.dedent(
     import numpy as np
     import torch
 
-    from gallery.gallery import set_threads
+    from gallery.runtime import set_threads
 
     set_threads(2)
     assert torch.get_num_threads() == 2, torch.get_num_threads()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -130,6 +130,10 @@ class AuditEvent:
     def outcomes(self) -> tuple[str, ...]:
         """The outcome of each face (one for every action but ``identify``)."""
         return tuple(self.outcome.split(","))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, ``at`` in ISO 8601 with its UTC offset."""
+        return {**asdict(self), "at": self.at.isoformat()}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,112 @@
+"""What every command shares: the context (gallery folder, threads, pipeline), exit codes, output helpers.
+
+Exit codes (documented in the README):
+    0  success: someone identified, verified, enrolled, removed, listed
+    1  no match: faces found but nobody recognised, or verification failed
+    2  usage error (bad options)
+    3  no face found in the photo
+    4  bad input or any other error (message on stderr)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import click
+
+from gallery.errors import GalleryError, NoFaceFound
+
+if TYPE_CHECKING:
+    from gallery.gallery import Gallery
+    from gallery.vision.pipeline import FacePipelineProtocol
+
+T = TypeVar("T")
+
+EXIT_OK, EXIT_NO_MATCH, EXIT_USAGE, EXIT_NO_FACE, EXIT_ERROR = 0, 1, 2, 3, 4
+
+
+def fail(err: GalleryError) -> NoReturn:
+    # One line, as documented, even when the message quotes a path or a SQLite error holding newlines.
+    message = " ".join(str(err).splitlines())
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(EXIT_NO_FACE if isinstance(err, NoFaceFound) else EXIT_ERROR)
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+
+
+@dataclass(frozen=True)
+class CliContext:
+    """What every command works with: the gallery folder, the CPU threads, and the face pipeline.
+
+    The ``cli`` group builds one from its options. A program embedding the command (or a test)
+    may hand one in as click's ``obj``, e.g. to run the commands over another pipeline:
+    ``cli.main(args, obj=CliContext(pipeline=FacePipeline(flip=False)))``. ``--home`` and
+    ``--threads`` (or their environment variables), when given, override its own.
+
+    Attributes:
+        home: the gallery folder (None: ``$GALLERY_HOME``, else the user data directory).
+        threads: CPU threads (None: every core the process may use).
+        pipeline: the face pipeline (None: the process-wide ``FacePipeline``).
+    """
+
+    home: Path | None = None
+    threads: int | None = None
+    pipeline: FacePipelineProtocol | None = None
+
+    def run(self, action: Callable[[Gallery], T]) -> T:
+        """Open the gallery, run ``action`` on it, turn gallery errors into exit codes."""
+        from gallery.gallery import Gallery  # deferred: keeps `--help` instant (no torch import)
+        from gallery.runtime import set_threads
+
+        set_threads(self.threads or available_cores())
+        try:
+            with Gallery(self.home, pipeline=self.pipeline) as g:
+                return action(g)
+        except GalleryError as err:
+            fail(err)
+
+
+pass_context = click.make_pass_decorator(CliContext)
+
+
+class ProgressBars(contextlib.AbstractContextManager):
+    """Progress bars on stderr for a long run, one per phase; called as ``bars(phase, done, total)``."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self._enabled = enabled
+        self._phase: str | None = None
+        self._bar: Any = None
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if not self._enabled:
+            return
+        if phase != self._phase:
+            self._finish()
+            self._phase = phase
+            self._bar = click.progressbar(length=total, label=phase.capitalize(), file=sys.stderr).__enter__()
+        self._bar.update(done - self._bar.pos)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+
+def available_cores() -> int:
+    """Cores this process may run on (a container's CPU set, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
