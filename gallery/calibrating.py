@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gallery.calibration import (
+    CalibrationError,
     Evaluation,
     PairReport,
     calibrate,
@@ -28,8 +29,10 @@ from gallery.decision.records import (
     RuleRecord,
     VerifyProvenance,
     VerifyRecord,
+    check_records,
 )
 from gallery.decision.rule import DecisionRule
+from gallery.errors import RuleInvalid
 from gallery.labelled import LabelledFaces, embed_labelled
 from gallery.vision.pipeline import FacePipelineProtocol
 
@@ -70,7 +73,8 @@ def learn_rules(
     """Calibrate the identify rule for ``target_fpir`` and the verify threshold for ``target_fmr``.
 
     Raises:
-        CalibrationError: the photos cannot support a target (too few people, photos or strangers).
+        CalibrationError: the photos cannot support a target (too few people, photos or strangers),
+            or what was learned fails the checks every stored rule passes (a NaN, a threshold <= 0).
     """
     identify = calibrate(
         faces.embeddings, faces.labels, target_fpir=target_fpir, progress=_phase("calibrating", progress)
@@ -78,11 +82,18 @@ def learn_rules(
     verify = calibrate_verify(faces.embeddings, faces.labels, target_fmr=target_fmr)
     source = _source(faces)
     # The calibration's own counts (photos, identities with a face) take the place of the folder's.
-    return LearnedRules(
+    learned = LearnedRules(
         identify=RuleRecord(identify.rule, IdentifyProvenance.from_dict({**source, **identify.provenance()})),
         verify=VerifyRecord(verify.threshold, VerifyProvenance.from_dict({**source, **verify.provenance()})),
         description=identify.rule.describe(),
     )
+    try:
+        check_records(learned.identify, learned.verify)  # what a reader would refuse is never stored
+    except RuleInvalid as error:
+        raise CalibrationError(
+            f"the calibration produced a rule that would not be trusted ({error.problem}); nothing was stored"
+        ) from None
+    return learned
 
 
 def score_rule(faces: LabelledFaces, rule: DecisionRule, *, progress: PhaseProgress | None = None) -> Evaluation:

@@ -2,7 +2,8 @@
 
 One class per condition. The families below let a caller catch a whole kind at once:
 ``ImageError`` (the photo), ``ModelError`` (dlib's model files), ``StoreError`` (the gallery's
-storage), ``CalibrationError`` (learning or measuring a rule). The CLI maps ``NoFaceFound`` to
+storage), ``CalibrationError`` (learning or measuring a rule); ``RuleInvalid`` is a rule in force
+that cannot be trusted. The CLI maps ``NoFaceFound`` to
 exit code 3 and every other ``GalleryError`` to 4, printing the message on one line.
 """
 
@@ -154,3 +155,21 @@ class PairsFormatError(CalibrationError):
 
 class NoUsablePairs(CalibrationError):
     """No pair of a pairs file has a face found in both photos."""
+
+
+class RuleInvalid(GalleryError):
+    """A decision rule in force cannot be read or trusted (damaged, incomplete, out of range): nothing is decided.
+
+    Raised by identify (the ``decision_rule`` setting), verify and the enrolment lookalike
+    check (``verify_rule``) instead of deciding with it; ``calibrate`` never stores such a rule.
+
+    Attributes:
+        setting: the gallery setting at fault (``"decision_rule"`` or ``"verify_rule"``), or
+            None for the rules shipped with the package.
+        problem: what is wrong with it, e.g. ``"threshold is nan, must be a finite number > 0"``.
+    """
+
+    def __init__(self, message: str, *, setting: str | None = None, problem: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
+        self.problem = problem if problem is not None else message

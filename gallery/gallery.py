@@ -24,9 +24,9 @@ from gallery.bulk import FolderEnrolment
 from gallery.calibrating import LearnedRules, PhaseProgress, embed_folder, learn_rules, score_pairs, score_rule
 from gallery.calibration import Evaluation, PairReport
 from gallery.cohorts import CohortDistances
-from gallery.decision import DecisionRule, Evidence, rule_fingerprint
+from gallery.decision import DecisionRule, Evidence, RuleRecord, VerifyRecord, rule_fingerprint
 from gallery.enrolment import enrolment_face, face_record, refuse_lookalike
-from gallery.errors import AlreadyEnrolled, InvalidArgument, NoFaceFound, NotLive
+from gallery.errors import AlreadyEnrolled, InvalidArgument, NoFaceFound, NotLive, RuleInvalid
 from gallery.reembedding import OneModel
 from gallery.results import (
     Candidate,
@@ -272,7 +272,9 @@ class Gallery:
             progress: called as ``progress(phase, done, total)``.
 
         Raises:
-            CalibrationError: the photos cannot support the targets. ImageNotFound: not a folder.
+            CalibrationError: the photos cannot support the targets, or what was learned would
+                not pass the checks every stored rule passes (NaN, out of range): nothing stored.
+            ImageNotFound: not a folder.
             ModelMismatch: the gallery holds faces of another model; run ``reembed`` first.
         """
         self._one_model.require()
@@ -336,7 +338,11 @@ class Gallery:
         if not found:
             self._audit.put("identify", outcome="no_face")
             return []
-        rule = self.rule()
+        try:
+            rule = self.rule()
+        except RuleInvalid as error:
+            self._audit_refusal("identify", error)
+            raise
         live = [self._is_live(rgb, face) for face in found]
         searched = [face.embedding for face, is_live in zip(found, live, strict=True) if is_live]
         hits = iter(self._store.search(np.stack(searched), k=max(top_k, EVIDENCE_DEPTH)) if searched else [])
@@ -390,7 +396,11 @@ class Gallery:
             raise NotLive("the liveness check rejected the face (a photo, a screen or a mask?)")
         _, embeddings = self._store.embeddings_for(person.id)
         distance = float(np.min(np.linalg.norm(embeddings - face.embedding, axis=1)))
-        threshold = self.verify_threshold()
+        try:
+            threshold = self.verify_threshold()
+        except RuleInvalid as error:
+            self._audit_refusal("verify", error, person_name=person.name, person_id=person.id)
+            raise
         verified = distance <= threshold
         self._audit.put(
             "verify",
@@ -408,11 +418,19 @@ class Gallery:
         return self._store.people()
 
     def rule(self) -> DecisionRule:
-        """The identify rule in force: the one ``calibrate`` stored in the gallery, else the shipped default."""
+        """The identify rule in force: the one ``calibrate`` stored in the gallery, else the shipped default.
+
+        Raises:
+            RuleInvalid: the stored rule cannot be trusted (identify refuses to decide with it).
+        """
         return self._rules.identify_rule()
 
     def verify_threshold(self) -> float:
-        """The 1:1 distance threshold in force: the one ``calibrate`` stored, else the shipped default."""
+        """The 1:1 distance threshold in force: the one ``calibrate`` stored, else the shipped default.
+
+        Raises:
+            RuleInvalid: the stored threshold cannot be trusted (verify and enroll refuse).
+        """
         return self._rules.verify_threshold()
 
     def audit_log(
@@ -452,19 +470,34 @@ class Gallery:
         )
 
     def info(self) -> GalleryInfo:
-        """Where the gallery lives, what it holds and which rules decide (with where they were learned)."""
+        """Where the gallery lives, what it holds and which rules decide (with where they were learned).
+
+        Never fails on a damaged rule: a rule that cannot be trusted is None and ``rule_error``
+        says why (identify, verify and enroll refuse until it is replaced).
+        """
         stats = self._store.stats()
-        rule, verify = self._rules.records()
+        errors: list[str] = []
+        rule: RuleRecord | None = None
+        verify: VerifyRecord | None = None
+        try:
+            rule = self._rules.identify_record()
+        except RuleInvalid as error:
+            errors.append(str(error))
+        try:
+            verify = self._rules.verify_record()
+        except RuleInvalid as error:
+            errors.append(str(error))
         return GalleryInfo(
             stats.home,
             stats.people,
             stats.faces,
             stats.model,
             rule,
-            rule.rule.describe(),
-            rule_fingerprint(rule.rule),
+            rule.rule.describe() if rule else None,
+            rule_fingerprint(rule.rule) if rule else None,
             verify,
             stats.schema_revision,
+            "; ".join(errors) or None,
         )
 
     # ---- helpers ---------------------------------------------------------------------
@@ -475,6 +508,16 @@ class Gallery:
             Evidence(c.person_id, c.distance, self._cohorts.of(c.person_id) if rule.uses_cohort and rank < 2 else None)
             for rank, c in enumerate(candidates)
         ]
+
+    def _audit_refusal(self, action: str, error: RuleInvalid, **person: object) -> None:
+        """A door asked and the gallery refused to decide: that is audited too (outcome ``refused``)."""
+        self._audit.put(
+            action,
+            outcome="refused",
+            model=self._pipeline.model_id,
+            detail={"error": type(error).__name__, "setting": error.setting, "problem": error.problem},
+            **person,
+        )
 
     def _is_live(self, rgb: np.ndarray, face: Face) -> bool:
         return self._liveness is None or bool(self._liveness(rgb, face))

@@ -151,37 +151,44 @@ class GalleryInfo:
 
     Attributes:
         rule: the identify rule in force and its provenance (``rule.provenance.source`` is
-            ``"calibrated"`` or ``"shipped default"``).
-        rule_description: that rule, in words.
-        rule_fingerprint: what the audit log records of the rule each identify used.
-        verify_rule: the 1:1 distance threshold in force and its provenance.
+            ``"calibrated"`` or ``"shipped default"``); None when the stored one cannot be
+            trusted (``rule_error`` says why; identify refuses until it is replaced).
+        rule_description: that rule, in words (None with it).
+        rule_fingerprint: what the audit log records of the rule each identify used (None with it).
+        verify_rule: the 1:1 distance threshold in force and its provenance; None when the
+            stored one cannot be trusted (verify and enrolment refuse until it is replaced).
+        rule_error: None when both rules in force can be read and trusted; else the
+            ``RuleInvalid`` message of each that cannot (``"; "`` between them), naming the
+            setting, the problem and the way back.
     """
 
     home: Path
     people: int
     faces: int
     model: str
-    rule: RuleRecord
-    rule_description: str
-    rule_fingerprint: str
-    verify_rule: VerifyRecord
+    rule: RuleRecord | None
+    rule_description: str | None
+    rule_fingerprint: str | None
+    verify_rule: VerifyRecord | None
     schema_revision: str | None
+    rule_error: str | None = None
 
     @property
     def outgrown_calibration(self) -> bool:
         """More people are enrolled than the rule was calibrated for: it is stricter than its target."""
-        return self.people > self.rule.provenance.gallery_size
+        return self.rule is not None and self.people > self.rule.provenance.gallery_size
 
     def to_dict(self) -> dict[str, Any]:
-        """``info --json``: the rules as stored (``{rule, provenance}`` and ``{threshold, provenance}``)."""
+        """``info --json``: the rules as stored ({rule, provenance}, {threshold, provenance}; null if unreadable)."""
         return {
             "home": self.home,
             "people": self.people,
             "faces": self.faces,
             "model": self.model,
-            "rule": self.rule.to_dict(),
+            "rule": self.rule.to_dict() if self.rule else None,
             "rule_description": self.rule_description,
             "rule_fingerprint": self.rule_fingerprint,
-            "verify_rule": self.verify_rule.to_dict(),
+            "verify_rule": self.verify_rule.to_dict() if self.verify_rule else None,
+            "rule_error": self.rule_error,
             "schema_revision": self.schema_revision,
         }

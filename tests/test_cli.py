@@ -276,9 +276,10 @@ def test_list_remove_and_info_json(ada_and_alan, photos):
         "rule_description",
         "rule_fingerprint",
         "verify_rule",
+        "rule_error",
         "schema_revision",
     }
-    assert info["people"] == 0 and info["faces"] == 0
+    assert info["people"] == 0 and info["faces"] == 0 and info["rule_error"] is None
     assert set(info["rule"]) == {"rule", "provenance"} and info["rule"]["rule"]["kind"]
     assert set(info["verify_rule"]) == {"threshold", "provenance"}
     assert "source shipped default" in ada_and_alan("info").stdout

@@ -16,6 +16,7 @@ one, so the models really are loaded from the broken files.
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import sqlite3
@@ -230,6 +231,20 @@ def _calibrate_on_four_photos(shell: Shell) -> Outcome:
     return shell("calibrate", "--json", "--fpir", "0.01", _labelled(shell, people=2, photos_each=2))
 
 
+def _nan_threshold_stored(shell: Shell) -> Outcome:
+    """The issue's damaged rule: a decision_rule whose threshold is NaN (it used to match every stranger)."""
+    assert shell("enroll", "Ada Lovelace", shell.photo("ada")).exit_code == 0
+    record = {"rule": {"kind": "distance_threshold", "threshold": float("nan")}, "provenance": {}}
+    connection = sqlite3.connect(shell.home / "gallery.db")
+    with connection:
+        connection.execute(
+            "INSERT INTO settings (key, value, updated_at) VALUES ('decision_rule', ?, '2026-11-29 00:00:00')",
+            (json.dumps(record),),
+        )
+    connection.close()
+    return shell("identify", shell.photo("grace"))
+
+
 def _pairs(shell: Shell, text: str) -> Outcome:
     root = _labelled(shell, people=2, photos_each=2)
     (root / "pairs.txt").write_text(text)
@@ -395,6 +410,9 @@ CASES: dict[type[GalleryError], ThroughTheCli | NotThroughTheCli] = {
         lambda shell: _pairs(shell, "Person_0 1 2 3 4 5\n"), r"pair 1 \('Person_0 1 2 3 4 5'\): 6 fields"
     ),
     E.NoUsablePairs: ThroughTheCli(lambda shell: _pairs(shell, "Nobody 1 2\n"), "none of the 1 pairs"),
+    E.RuleInvalid: ThroughTheCli(
+        _nan_threshold_stored, r"decision_rule setting cannot be trusted \(threshold is nan, must be a finite number"
+    ),
 }
 
 

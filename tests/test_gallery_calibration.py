@@ -125,8 +125,10 @@ def test_info_shows_the_shipped_rules_as_their_data_file_holds_them(tmp_path: Pa
         "rule_description",
         "rule_fingerprint",
         "verify_rule",
+        "rule_error",
         "schema_revision",
     }
+    assert shown["rule_error"] is None
     assert shown["rule"] == {
         "rule": shipped["rule"],
         "provenance": {"source": "shipped default", **shipped["provenance"]},

@@ -173,6 +173,9 @@ def _echo_evaluation(report: Evaluation) -> None:
 def info(ctx: CliContext, as_json: bool) -> None:
     """Show where the gallery lives, what it holds and the decision rule in force.
 
+    A stored rule that cannot be trusted is shown as UNREADABLE, with why (`rule_error` in
+    --json); identify, verify and enroll refuse until `gallery calibrate` replaces it.
+
     \b
     Example:
         gallery --home ./my-gallery info
@@ -185,15 +188,23 @@ def info(ctx: CliContext, as_json: bool) -> None:
         f"home: {result.home}\npeople: {result.people}\nfaces: {result.faces}\nmodel: {result.model}\n"
         f"schema: {result.schema_revision}"
     )
-    click.echo(f"identify rule: {result.rule_description}")
-    if result.outgrown_calibration:
-        click.echo(
-            f"  note: calibrated for up to {result.rule.provenance.gallery_size} people, this gallery has "
-            f"{result.people}: stricter than its target (more enrolled people refused); calibrate on more people"
-        )
-    click.echo(f"  learned: {_summary(result.rule.provenance)}")
-    click.echo(f"verify threshold: {result.verify_rule.threshold:.4f}")
-    click.echo(f"  learned: {_summary(result.verify_rule.provenance)}")
+    if result.rule is None:
+        click.echo("identify rule: UNREADABLE: identify refuses to decide")
+    else:
+        click.echo(f"identify rule: {result.rule_description}")
+        if result.outgrown_calibration:
+            click.echo(
+                f"  note: calibrated for up to {result.rule.provenance.gallery_size} people, this gallery has "
+                f"{result.people}: stricter than its target (more enrolled people refused); calibrate on more people"
+            )
+        click.echo(f"  learned: {_summary(result.rule.provenance)}")
+    if result.verify_rule is None:
+        click.echo("verify threshold: UNREADABLE: verify and enroll refuse")
+    else:
+        click.echo(f"verify threshold: {result.verify_rule.threshold:.4f}")
+        click.echo(f"  learned: {_summary(result.verify_rule.provenance)}")
+    if result.rule_error:
+        click.echo(f"rule error: {result.rule_error}")
 
 
 def _summary(provenance: IdentifyProvenance | VerifyProvenance) -> str:

@@ -8,6 +8,7 @@ offline and imports this package). Modules, bottom up:
 - ``confidence``: ``ConfidenceCurve``, margin -> probability the match is right;
 - ``normalised``: ``NormalisedDistance``, the learned rule (d1 / sqrt(d2 * cohort)^s <= T, by gallery size);
 - ``cohort``: ``COHORT_SIZE`` and ``cohort_from_searches``, the cohort distance identify computes;
+- ``validation``: the checks every stored rule passes before it decides (complete, known kind, in range);
 - ``records``: rules as stored (``rule_from_dict``, ``rule_fingerprint``) with their provenance;
 - ``defaults``: the shipped rules (``gallery/data/default_rule.json``).
 
@@ -24,6 +25,8 @@ from gallery.decision.records import (
     RuleRecord,
     VerifyProvenance,
     VerifyRecord,
+    check_records,
+    check_rule,
     rule_fingerprint,
     rule_from_dict,
 )
@@ -44,6 +47,8 @@ __all__ = [
     "ShippedRules",
     "VerifyProvenance",
     "VerifyRecord",
+    "check_records",
+    "check_rule",
     "cohort_distance",
     "cohort_from_searches",
     "default_rule",

@@ -2,7 +2,8 @@
 
 In force until the operator calibrates on their own photos; ``gallery/data/default_rule.json``
 holds ``rule`` (the identify rule's dict), ``provenance`` and ``verify`` (``threshold`` and
-its ``provenance``).
+its ``provenance``). They are checked as a stored rule is (``gallery.decision.validation``):
+a damaged installation refuses to decide rather than deciding with a damaged rule.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ from typing import Any
 from gallery.decision.normalised import NormalisedDistance
 from gallery.decision.records import (
     SHIPPED_DEFAULT,
-    IdentifyProvenance,
     RuleRecord,
-    VerifyProvenance,
     VerifyRecord,
 )
+from gallery.errors import RuleInvalid
 
 DEFAULT_RULE_FILE = "default_rule.json"
 
@@ -38,25 +38,42 @@ def _shipped_file() -> dict[str, Any]:
     return json.loads(resources.files("gallery").joinpath("data", DEFAULT_RULE_FILE).read_text())
 
 
-@functools.cache
-def default_rule() -> NormalisedDistance:
-    """The decision rule in force until the operator calibrates on their own photos."""
-    return NormalisedDistance.from_dict(_shipped_file()["rule"])
+def shipped_rules(data: Any) -> ShippedRules:
+    """The shipped file's contents as records, checked.
+
+    Raises:
+        RuleInvalid: the file is damaged (``setting`` None); reinstalling gallery restores it.
+    """
+    try:
+        identify = RuleRecord.from_dict(
+            {"rule": data["rule"], "provenance": {"source": SHIPPED_DEFAULT, **data["provenance"]}}
+        )
+        verify = VerifyRecord.from_dict(
+            {**data["verify"], "provenance": {"source": SHIPPED_DEFAULT, **data["verify"]["provenance"]}}
+        )
+    except (RuleInvalid, KeyError, TypeError) as error:
+        problem = error.problem if isinstance(error, RuleInvalid) else f"no {error}"
+        raise RuleInvalid(
+            f"the rules shipped with gallery (gallery/data/{DEFAULT_RULE_FILE}) are damaged: {problem}; "
+            "nothing was decided; reinstall gallery",
+            problem=problem,
+        ) from None
+    if not isinstance(identify.rule, NormalisedDistance):
+        raise RuleInvalid(f"the shipped identify rule is a {identify.rule.kind}, not a normalised_distance")
+    return ShippedRules(identify, verify)
 
 
 @functools.cache
 def default_rule_record() -> ShippedRules:
     """The shipped rules with their provenance, whose ``source`` is ``"shipped default"``."""
-    data = _shipped_file()
-    return ShippedRules(
-        identify=RuleRecord(
-            default_rule(), IdentifyProvenance.from_dict({"source": SHIPPED_DEFAULT, **data["provenance"]})
-        ),
-        verify=VerifyRecord(
-            float(data["verify"]["threshold"]),
-            VerifyProvenance.from_dict({"source": SHIPPED_DEFAULT, **data["verify"]["provenance"]}),
-        ),
-    )
+    return shipped_rules(_shipped_file())
+
+
+def default_rule() -> NormalisedDistance:
+    """The decision rule in force until the operator calibrates on their own photos."""
+    rule = default_rule_record().identify.rule
+    assert isinstance(rule, NormalisedDistance)  # checked by shipped_rules
+    return rule
 
 
 def default_verify_threshold() -> float:

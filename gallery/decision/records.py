@@ -8,6 +8,8 @@ The gallery's ``settings`` table holds two JSON records, written by ``calibrate`
 The shipped defaults (``gallery/data/default_rule.json``) carry the same provenance. Reading
 accepts every record earlier versions wrote: a provenance key this version does not know is
 kept, verbatim, in ``extra`` (and written back out), so nothing stored is lost or refused.
+A record that is damaged, incomplete or out of range is refused (``RuleInvalid``, see
+``gallery.decision.validation``): a rule that cannot be trusted must not decide.
 """
 
 from __future__ import annotations
@@ -22,24 +24,39 @@ from typing import Any, TypeVar
 from gallery.decision.distance import DistanceThreshold
 from gallery.decision.normalised import NormalisedDistance
 from gallery.decision.rule import DecisionRule
+from gallery.decision.validation import check_provenance, check_rule_dict, check_verify_threshold, json_kind
+from gallery.errors import RuleInvalid
 
 CALIBRATED = "calibrated"
 SHIPPED_DEFAULT = "shipped default"
 
 
 def rule_from_dict(data: dict[str, Any]) -> DecisionRule:
-    """Rebuild a stored rule.
+    """Rebuild a stored rule, checked first (``gallery.decision.validation``).
 
     Raises:
-        ValueError: the dict names no rule kind this version knows (a rule it cannot read
-            must not decide).
+        RuleInvalid: the dict is incomplete, holds a number out of range (NaN, infinite, a
+            threshold <= 0, ...) or names no rule kind this version knows (a rule it cannot
+            read must not decide). ``setting`` is None: the caller knows where it came from.
     """
-    kind = data.get("kind")
-    if kind == DistanceThreshold.kind:
-        return DistanceThreshold.from_dict(data)
-    if kind == NormalisedDistance.kind:
+    check_rule_dict(data)
+    try:
+        if data["kind"] == DistanceThreshold.kind:
+            return DistanceThreshold.from_dict(data)
         return NormalisedDistance.from_dict(data)
-    raise ValueError(f"unknown decision rule kind {kind!r}")
+    except (TypeError, ValueError, KeyError) as error:  # the checks above should leave none of these
+        raise RuleInvalid(str(error)) from None
+
+
+def check_rule(rule: DecisionRule) -> None:
+    """Raise ``RuleInvalid`` unless the rule would be read back as it is (what ``calibrate`` checks before storing)."""
+    check_rule_dict(rule.to_dict())
+
+
+def check_records(identify: RuleRecord, verify: VerifyRecord) -> None:
+    """Raise ``RuleInvalid`` unless both records would be read back as they are (checked before they are stored)."""
+    RuleRecord.from_dict(identify.to_dict())
+    VerifyRecord.from_dict(verify.to_dict())
 
 
 def rule_fingerprint(rule: DecisionRule) -> str:
@@ -155,8 +172,15 @@ class RuleRecord:
         return {"rule": self.rule.to_dict(), "provenance": self.provenance.to_dict()}
 
     @staticmethod
-    def from_dict(data: Mapping[str, Any]) -> RuleRecord:
-        return RuleRecord(rule_from_dict(data["rule"]), IdentifyProvenance.from_dict(data["provenance"]))
+    def from_dict(data: Any) -> RuleRecord:
+        """The stored record, checked. Raises ``RuleInvalid`` (``setting`` None) when it cannot be trusted."""
+        if not isinstance(data, Mapping):
+            raise RuleInvalid(f"the record is {json_kind(data)}, not an object with a rule and its provenance")
+        if "rule" not in data:
+            raise RuleInvalid("the record has no rule")
+        rule = rule_from_dict(data["rule"])
+        check_provenance(data.get("provenance"), IdentifyProvenance)
+        return RuleRecord(rule, IdentifyProvenance.from_dict(data["provenance"]))
 
 
 @dataclass(frozen=True)
@@ -170,8 +194,15 @@ class VerifyRecord:
         return {"threshold": self.threshold, "provenance": self.provenance.to_dict()}
 
     @staticmethod
-    def from_dict(data: Mapping[str, Any]) -> VerifyRecord:
-        return VerifyRecord(float(data["threshold"]), VerifyProvenance.from_dict(data["provenance"]))
+    def from_dict(data: Any) -> VerifyRecord:
+        """The stored record, checked. Raises ``RuleInvalid`` (``setting`` None) when it cannot be trusted."""
+        if not isinstance(data, Mapping):
+            raise RuleInvalid(f"the record is {json_kind(data)}, not an object with a threshold and its provenance")
+        if "threshold" not in data:
+            raise RuleInvalid("the field threshold is missing")
+        threshold = check_verify_threshold(data["threshold"])
+        check_provenance(data.get("provenance"), VerifyProvenance)
+        return VerifyRecord(threshold, VerifyProvenance.from_dict(data["provenance"]))
 
 
 _Provenance = TypeVar("_Provenance", IdentifyProvenance, VerifyProvenance)

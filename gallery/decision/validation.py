@@ -1,0 +1,158 @@
+"""Checks a stored rule before anything decides with it: complete, of a known kind, every number finite and in range.
+
+A rule is a JSON record that anyone who can write the gallery's database can change, and a
+damaged one must not decide: a NaN threshold compares false with every distance, so a rule
+holding one matched every face (fail open). Every reader of a rule (the gallery's settings,
+the shipped file) and ``calibrate`` before it writes one goes through these checks, which
+raise ``RuleInvalid`` naming the first field at fault.
+
+The ranges:
+
+- ``distance_threshold``: ``threshold`` finite and > 0;
+- ``normalised_distance``: ``sizes`` positive integers, strictly ascending, at least one;
+  ``thresholds`` finite and > 0 and ``strengths`` in [0, 1], one per size;
+  ``beyond_threshold`` null or finite and > 0; ``reference`` finite and > 0;
+  ``runner_up_exponent`` and ``cohort_exponent`` finite and >= 0; ``target_fpir`` in (0, 1);
+  ``tie_ratio`` in (0, 1]; ``confidence``: ``margins`` finite and non-decreasing,
+  ``probabilities`` in [0, 1] and non-increasing, as many of each, at least one;
+- the verify record's ``threshold``: finite and > 0;
+- both records: a JSON object with the rule (or threshold) and a ``provenance`` object holding
+  every field its provenance type requires.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn
+
+from gallery.errors import RuleInvalid
+
+KNOWN_KINDS = ("distance_threshold", "normalised_distance")
+
+
+def check_rule_dict(data: Any) -> None:
+    """Raise ``RuleInvalid`` (``setting`` None) unless ``data`` is a complete, sane rule of a known kind."""
+    if not isinstance(data, Mapping):
+        _invalid(f"the rule is {json_kind(data)}, not an object")
+    kind = data.get("kind")
+    if kind == "distance_threshold":
+        _number(data, "threshold", _positive)
+    elif kind == "normalised_distance":
+        _check_normalised(data)
+    else:
+        _invalid(f"unknown rule kind {kind!r} (this version knows {', '.join(KNOWN_KINDS)})")
+
+
+def check_verify_threshold(value: Any, name: str = "threshold") -> float:
+    """The verify threshold as a float; ``RuleInvalid`` unless it is a finite number > 0."""
+    return _value(value, name, _positive)
+
+
+def check_provenance(data: Any, provenance_type: type) -> None:
+    """Raise ``RuleInvalid`` unless ``data`` is an object holding every field ``provenance_type`` requires."""
+    if not isinstance(data, Mapping):
+        _invalid(f"the provenance is {json_kind(data)}, not an object")
+    required = [
+        f.name
+        for f in dataclasses.fields(provenance_type)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    missing = [name for name in required if name not in data]
+    if missing:
+        _invalid(f"the provenance lacks {', '.join(missing)}")
+
+
+# ---- the learned rule ---------------------------------------------------------------------
+
+
+def _check_normalised(data: Mapping[str, Any]) -> None:
+    sizes = _numbers(data, "sizes", _positive_integer)
+    if not sizes:
+        _invalid("sizes is empty")
+    if any(later <= earlier for earlier, later in itertools.pairwise(sizes)):
+        _invalid(f"sizes {sizes} are not strictly ascending")
+    for name, condition in (("thresholds", _positive), ("strengths", _unit)):
+        values = _numbers(data, name, condition)
+        if len(values) != len(sizes):
+            _invalid(f"{name} has {len(values)} values for {len(sizes)} sizes")
+    if data.get("beyond_threshold", None) is not None:
+        _number(data, "beyond_threshold", _positive)
+    _number(data, "reference", _positive)
+    _number(data, "runner_up_exponent", _non_negative)
+    _number(data, "cohort_exponent", _non_negative)
+    _number(data, "target_fpir", _open_unit)
+    _number(data, "tie_ratio", _tie)
+    curve = _field(data, "confidence")
+    if not isinstance(curve, Mapping):
+        _invalid(f"confidence is {json_kind(curve)}, not an object")
+    margins = _numbers(curve, "margins", _finite, prefix="confidence.")
+    probabilities = _numbers(curve, "probabilities", _probability, prefix="confidence.")
+    if not margins or len(margins) != len(probabilities):
+        _invalid(f"confidence has {len(margins)} margins and {len(probabilities)} probabilities")
+    if any(later < earlier for earlier, later in itertools.pairwise(margins)):
+        _invalid("confidence.margins are not ascending")
+    if any(later > earlier for earlier, later in itertools.pairwise(probabilities)):
+        _invalid("confidence.probabilities are not non-increasing (a closer match must not be less sure)")
+
+
+# ---- fields and numbers -------------------------------------------------------------------
+
+Condition = tuple[Callable[[float], bool], str]
+
+_finite: Condition = (lambda v: True, "a finite number")
+_positive: Condition = (lambda v: v > 0, "a finite number > 0")
+_non_negative: Condition = (lambda v: v >= 0, "a finite number >= 0")
+_unit: Condition = (lambda v: 0 <= v <= 1, "in [0, 1]")
+_probability: Condition = (lambda v: 0 <= v <= 1, "a probability in [0, 1]")
+_open_unit: Condition = (lambda v: 0 < v < 1, "in (0, 1)")
+_tie: Condition = (lambda v: 0 < v <= 1, "in (0, 1]")
+_positive_integer: Condition = (lambda v: v >= 1 and float(v).is_integer(), "a positive integer")
+
+
+def _field(data: Mapping[str, Any], name: str, prefix: str = "") -> Any:
+    if name not in data:
+        _invalid(f"the field {prefix}{name} is missing")
+    return data[name]
+
+
+def _number(data: Mapping[str, Any], name: str, condition: Condition, prefix: str = "") -> float:
+    return _value(_field(data, name, prefix), f"{prefix}{name}", condition)
+
+
+def _numbers(data: Mapping[str, Any], name: str, condition: Condition, prefix: str = "") -> list[float]:
+    values = _field(data, name, prefix)
+    if not isinstance(values, list):
+        _invalid(f"{prefix}{name} is {json_kind(values)}, not a list")
+    return [_value(v, f"{prefix}{name}[{i}]", condition) for i, v in enumerate(values)]
+
+
+def _value(value: Any, name: str, condition: Condition) -> float:
+    holds, wanted = condition
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        _invalid(f"{name} is {json_kind(value)}, not a number")
+    number = float(value)
+    if not math.isfinite(number) or not holds(number):
+        _invalid(f"{name} is {value!r}, must be {wanted}")
+    return number
+
+
+def json_kind(value: Any) -> str:
+    """What a JSON value is, in words, for a message (``null``, ``the string 'abc'``, ``a list``, ...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "an object"
+    return f"the number {value!r}" if isinstance(value, (int, float)) else type(value).__name__
+
+
+def _invalid(problem: str) -> NoReturn:
+    raise RuleInvalid(problem, problem=problem)
