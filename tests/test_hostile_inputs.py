@@ -556,3 +556,97 @@ def test_a_photo_without_read_permission_is_refused_as_unreadable(tmp_path: Path
         shutil.rmtree(folder, ignore_errors=True)
     assert answer.startswith("ImageUnreadable: "), answer
     assert "ermission" in answer
+
+
+# ---- damaged settings rows: a stored rule that cannot be trusted refuses to decide -----------
+# (issue 11, item 3) With decision_rule's threshold NaN, identify matched Grace Hopper to Barack
+# Obama at distance 0.808 with confidence 1.00. Each row below is written with sqlite3 straight
+# into a real gallery (real models); identify, verify and enroll must raise RuleInvalid naming the
+# setting, decide nothing, and info must report the rule as unreadable. The sound rows are put back
+# after each case (the gallery is shared by the cases: the models load once).
+
+
+def _damaged_rule_rows() -> dict[str, tuple[str, bytes]]:
+    import json
+
+    from gallery.decision import default_rule_record
+
+    shipped = default_rule_record()
+    provenance = shipped.identify.provenance.to_dict()
+    table = shipped.identify.rule.to_dict()
+
+    def decision(rule: Any) -> tuple[str, bytes]:
+        return "decision_rule", json.dumps({"rule": rule, "provenance": provenance}).encode()
+
+    def verify(record: Any) -> tuple[str, bytes]:
+        return "verify_rule", json.dumps(record).encode()
+
+    verify_provenance = shipped.verify.provenance.to_dict()
+    return {
+        "decision_rule threshold NaN": decision({"kind": "distance_threshold", "threshold": float("nan")}),
+        "decision_rule threshold infinite": decision({"kind": "distance_threshold", "threshold": float("inf")}),
+        "decision_rule threshold negative": decision({"kind": "distance_threshold", "threshold": -0.6}),
+        "decision_rule strength 1.5": decision({**table, "strengths": [1.5, *table["strengths"][1:]]}),
+        "decision_rule missing field": decision({k: v for k, v in table.items() if k != "reference"}),
+        "decision_rule unknown kind": decision({"kind": "always_match"}),
+        "decision_rule not JSON": ("decision_rule", b"{rule: 0.6"),
+        "decision_rule not UTF-8": ("decision_rule", b"\xff\xfe\x00"),
+        "verify_rule a string": verify("0.55"),
+        "verify_rule threshold NaN": verify({"threshold": float("nan"), "provenance": verify_provenance}),
+        "verify_rule missing threshold": verify({"provenance": verify_provenance}),
+        "verify_rule not JSON": ("verify_rule", b"threshold=0.55"),
+    }
+
+
+DAMAGED_RULE_ROWS = _damaged_rule_rows()
+
+
+@pytest.fixture(scope="module")
+def gallery_with_obama(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from gallery import Gallery
+
+    home = tmp_path_factory.mktemp("damaged-rules") / "home"
+    with Gallery(home) as g:
+        g.enroll("Barack Obama", DATA / "obama.jpg")
+        yield g
+
+
+@pytest.mark.parametrize("case", list(DAMAGED_RULE_ROWS))
+def test_a_damaged_settings_row_refuses_to_decide(case: str, gallery_with_obama: Any) -> None:
+    import sqlite3
+
+    from gallery import RuleInvalid
+
+    g = gallery_with_obama
+    setting, value = DAMAGED_RULE_ROWS[case]
+    connection = sqlite3.connect(g.home / "gallery.db")
+    try:
+        with connection:
+            connection.execute(
+                "INSERT INTO settings (key, value, updated_at) VALUES (?, ?, '2026-11-29 00:00:00') "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (setting, value),
+            )
+        people = [p.name for p in g.people()]
+        if setting == "decision_rule":
+            with pytest.raises(RuleInvalid, match="decision_rule setting cannot be trusted") as caught:
+                g.identify(DATA / "grace_hopper.jpg")
+            assert g.verify("Barack Obama", DATA / "obama2.jpg").verified  # the other setting is intact
+        else:
+            with pytest.raises(RuleInvalid, match="verify_rule setting cannot be trusted") as caught:
+                g.verify("Barack Obama", DATA / "obama2.jpg")
+            with pytest.raises(RuleInvalid):
+                g.enroll("Joe Biden", DATA / "biden.jpg")  # the lookalike check reads the 1:1 threshold
+            assert [face.outcome for face in g.identify(DATA / "grace_hopper.jpg")] == ["unknown"]
+        assert caught.value.setting == setting
+        assert [p.name for p in g.people()] == people
+        info = g.info()
+        assert info.rule_error is not None and setting in info.rule_error
+        assert (info.rule if setting == "decision_rule" else info.verify_rule) is None
+        refused = g.audit_log(limit=1, outcome="refused")
+        assert refused and refused[0].detail["setting"] == setting
+    finally:
+        with connection:
+            connection.execute("DELETE FROM settings WHERE key = ?", (setting,))
+        connection.close()
+    assert g.info().rule_error is None
