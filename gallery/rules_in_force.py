@@ -87,7 +87,7 @@ def _checked(setting: str, read: Any, stored: Any) -> Any:
 
 def _refusal(setting: str, problem: str) -> RuleInvalid:
     return RuleInvalid(
-        f"the gallery's {setting} setting cannot be trusted ({problem}), so nothing was decided; "
+        f"the gallery's {setting} setting cannot be trusted ({problem}) and nothing is decided with it; "
         f"run `gallery calibrate` again, or delete the {setting!r} row of gallery.db's settings table "
         "to fall back to the shipped rule",
         setting=setting,

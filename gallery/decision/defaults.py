@@ -55,7 +55,7 @@ def shipped_rules(data: Any) -> ShippedRules:
         problem = error.problem if isinstance(error, RuleInvalid) else f"no {error}"
         raise RuleInvalid(
             f"the rules shipped with gallery (gallery/data/{DEFAULT_RULE_FILE}) are damaged: {problem}; "
-            "nothing was decided; reinstall gallery",
+            "nothing is decided with them; reinstall gallery",
             problem=problem,
         ) from None
     if not isinstance(identify.rule, NormalisedDistance):
