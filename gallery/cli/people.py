@@ -96,7 +96,7 @@ def enroll_dir(ctx: CliContext, folder: Path, largest: bool, allow_similar: bool
             f"{len(result.skipped)} already enrolled, {len(result.failures)} refused"
         )
         for failure in result.failures:
-            click.echo(f"refused {failure.photo} ({failure.name}): {failure.error}: {failure.reason}")
+            click.echo(failure.describe())
     sys.exit(EXIT_NO_MATCH if result.failures else EXIT_OK)
 
 
