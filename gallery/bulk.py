@@ -1,5 +1,6 @@
-"""Bulk enrolment from a folder (``Gallery.enroll_dir``): photos hashed and skipped when known,
-faces embedded in batches shared across photos, people written in batches, each whole or not at all."""
+"""Bulk enrolment from a folder (``Gallery.enroll_dir``): photos hashed, skipped when already the
+person's and refused when someone else's, faces embedded in batches shared across photos, people
+written in batches, each whole or not at all."""
 
 from __future__ import annotations
 
