@@ -1,5 +1,6 @@
-"""Bulk enrolment from a folder (``Gallery.enroll_dir``): photos hashed and skipped when known,
-faces embedded in batches shared across photos, people written in batches, each whole or not at all."""
+"""Bulk enrolment from a folder (``Gallery.enroll_dir``): photos hashed, skipped when already the
+person's and refused when someone else's, faces embedded in batches shared across photos, people
+written in batches, each whole or not at all."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from gallery.audit import AuditWriter
-from gallery.enrolment import enrolment_face, face_record, refuse_lookalike
-from gallery.errors import GalleryError, ImageError, LooksLikeSomeoneElse
+from gallery.enrolment import enrolment_face, face_record, refuse_known_photo, refuse_lookalike
+from gallery.errors import GalleryError, ImageError, InvalidName, LooksLikeSomeoneElse, PhotoAlreadyEnrolled
 from gallery.folders import PersonPhotos, scan_people_folder
 from gallery.results import Enrollment, FolderEnrollment, PhotoFailure
 from gallery.store import Store, clean_name
+from gallery.store.validation import escape_unprintable, new_name
 from gallery.vision.image import load_rgb, photo_sha256, read_photo
 from gallery.vision.pipeline import Face, FacePipelineProtocol
 
@@ -67,31 +69,34 @@ class FolderEnrolment:
     def _enroll_people(self, people: list[PersonPhotos]) -> None:
         """One batch: hash, skip known photos, detect, embed together, check, write once."""
         run = self._run
-        photos: list[_PhotoJob] = []
-        seen: set[str] = set()
+        hashed: list[_PhotoJob] = []
         for person in people:
             try:
-                name = clean_name(person.name)
+                name = self._person_name(person.name)
             except GalleryError as error:
                 for path in person.photos:
                     run.fail(path, person.name, error, done=True)
                 continue
             for path in person.photos:
                 try:
-                    sha256 = photo_sha256(read_photo(path))
+                    hashed.append(_PhotoJob(path, name, photo_sha256(read_photo(path))))
                 except ImageError as error:
                     run.fail(path, name, error, done=True)
-                    continue
-                if sha256 in seen:  # the same file twice in this batch
-                    run.skip(path)
-                    continue
-                seen.add(sha256)
-                photos.append(_PhotoJob(path, name, sha256))
-        known = self._store.photos_enrolled(job.sha256 for job in photos)
-        for job in photos:
-            if job.sha256 in known:
+        known = self._store.photos_enrolled(job.sha256 for job in hashed)
+        photos: list[_PhotoJob] = []
+        seen: dict[str, _PhotoJob] = {}
+        for job in hashed:
+            if self._known(job, known.get(job.sha256), counted=False):
+                continue
+            first = seen.setdefault(job.sha256, job)
+            if first is job:
+                photos.append(job)
+            elif first.name == job.name:  # the same file twice for one person
                 run.skip(job.path)
-        photos = [job for job in photos if job.sha256 not in known]
+            else:
+                where = escape_unprintable(first.path.name)
+                refusal = f"this photo (the same file) is also in the folder as {first.name!r}'s ({where})"
+                run.fail(job.path, job.name, PhotoAlreadyEnrolled(refusal, holder=first.name), done=True)
         readable: list[_PhotoJob] = []
 
         def decoded() -> Iterator[np.ndarray]:
@@ -115,6 +120,37 @@ class FolderEnrolment:
                 run.fail(job.path, job.name, error)
         self._write_people([job for job in readable if job.face is not None])
 
+    def _person_name(self, name: str) -> str:
+        """The name a folder gives, as stored; one that no new person may have only if it is enrolled already.
+
+        Raises:
+            InvalidName: naming what is wrong.
+        """
+        try:
+            return new_name(name)
+        except InvalidName:
+            if self._store.find_person(clean_name(name)) is None:
+                raise
+            return clean_name(name)  # stored before today's name rules: still found, as ``enroll --add`` finds it
+
+    def _known(self, job: _PhotoJob, holder: str | None, *, counted: bool) -> bool:
+        """Whether the photo is enrolled already: skipped if as this person's, refused if as someone else's.
+
+        ``counted``: the photo has been counted as processed already.
+        """
+        if holder is None:
+            return False
+        if holder == job.name:
+            self._run.skipped.append(job.path)
+            if not counted:
+                self._run.advance()
+            return True
+        try:
+            refuse_known_photo(holder, job.name)
+        except PhotoAlreadyEnrolled as error:
+            self._run.fail(job.path, job.name, error, done=not counted)
+        return True
+
     def _write_people(self, jobs: list[_PhotoJob]) -> None:
         """Check faces against the gallery and each other, then write every accepted person at once."""
         run = self._run
@@ -129,8 +165,7 @@ class FolderEnrolment:
             known = self._store.photos_enrolled(job.sha256 for job in jobs)
             for name, person_jobs in by_name.items():
                 for job in person_jobs:
-                    if job.sha256 in known:
-                        run.skipped.append(job.path)  # already counted as processed
+                    if self._known(job, known.get(job.sha256), counted=True):
                         continue
                     try:
                         if not self._allow_similar:

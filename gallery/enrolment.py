@@ -7,8 +7,19 @@ import io
 import numpy as np
 from PIL import Image
 
-from gallery.errors import ImageError, LooksLikeSomeoneElse, MultipleFaces, NoFaceFound, PoorQuality
-from gallery.store import FaceRecord, PersonRow, Store
+from gallery.errors import (
+    AlreadyEnrolled,
+    ExternalIdMismatch,
+    ImageError,
+    LooksLikeSomeoneElse,
+    MultipleFaces,
+    NoFaceFound,
+    PersonNotFound,
+    PhotoAlreadyEnrolled,
+    PoorQuality,
+)
+from gallery.store import FaceRecord, PersonRow, Store, clean_name
+from gallery.store.validation import new_name
 from gallery.vision.chips import CHIP_SIZE
 from gallery.vision.image import load_rgb
 from gallery.vision.pipeline import Face
@@ -32,6 +43,53 @@ def enrolment_face(found: list[Face], *, largest: bool) -> Face:
     if not quality.acceptable:
         raise PoorQuality(f"cannot enrol this face: {quality.problem}")
     return face
+
+
+def enrolment_names(name: str, external_id: str | None, *, add: bool) -> tuple[str, str | None]:
+    """The name and external id of an enrolment, checked before any photo work.
+
+    A new person's name and external id must pass ``new_name``; ``add`` looks a name up, so
+    one stored before those rules is still found.
+
+    Raises:
+        InvalidName: naming what is wrong.
+    """
+    check = clean_name if add else new_name
+    return check(name), None if external_id is None else check(external_id, "external id")
+
+
+def refuse_person(existing: PersonRow | None, name: str, *, add: bool, external_id: str | None) -> None:
+    """Refuse an enrolment whose name does not fit ``add`` (``existing``: who holds the name now).
+
+    Raises:
+        AlreadyEnrolled: the name is taken and ``add`` is not set. PersonNotFound: ``add`` for
+        an unknown name. ExternalIdMismatch: ``add`` with an external id the person does not carry.
+    """
+    if existing is not None and not add:
+        raise AlreadyEnrolled(f"{existing.name!r} is already enrolled; use add=True (--add) to add another photo")
+    if existing is None and add:
+        raise PersonNotFound(f"no person named {name!r} to add a photo to; enrol them first")
+    if existing is not None and external_id is not None and external_id != existing.external_id:
+        carried = "no external id" if existing.external_id is None else f"external id {existing.external_id!r}"
+        raise ExternalIdMismatch(
+            f"{existing.name!r} carries {carried}, not {external_id!r}; adding a photo never changes it"
+        )
+
+
+def refuse_known_photo(holder: str | None, name: str) -> None:
+    """Refuse a photo enrolled already (``holder``: whose it is, by the SHA-256 of the file, or None).
+
+    Raises:
+        PhotoAlreadyEnrolled: naming the person who holds it.
+    """
+    if holder is None:
+        return
+    if holder == name:
+        raise PhotoAlreadyEnrolled(f"this photo (the same file) is enrolled already, as {holder!r}'s", holder=holder)
+    raise PhotoAlreadyEnrolled(
+        f"this photo (the same file) is enrolled already, as {holder!r}'s: one photo cannot enrol two people",
+        holder=holder,
+    )
 
 
 def refuse_lookalike(store: Store, face: Face, person: PersonRow | None, threshold: float) -> None:

@@ -102,8 +102,20 @@ class AlreadyEnrolled(StoreError):
     """A person of this name is enrolled already (pass add=True / --add to add another photo)."""
 
 
+class PhotoAlreadyEnrolled(StoreError):
+    """This very photo (same SHA-256 of the file) is enrolled already; ``holder`` is whose it is."""
+
+    def __init__(self, message: str, holder: str) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
 class DuplicateExternalId(StoreError):
     """Another person already carries this external id."""
+
+
+class ExternalIdMismatch(StoreError):
+    """A photo was added with an external id other than the one the person carries (adding never changes it)."""
 
 
 class PersonNotFound(StoreError):
@@ -132,6 +144,10 @@ class ModelMismatch(StoreError):
 
 class InvalidFaceRecord(StoreError):
     """A face record is malformed (wrong embedding shape, non-finite values, bad box or landmarks)."""
+
+
+class InvalidName(InvalidFaceRecord):
+    """A name or external id is empty, too long, not UTF-8 text, or holds a character names may not (named)."""
 
 
 class IndexFileInvalid(StoreError):

@@ -5,8 +5,10 @@ Two layouts, which may be mixed in one folder:
     staff/Ada Lovelace/1.jpg, staff/Ada Lovelace/2.jpg   one sub-folder per person (any number of photos)
     staff/Alan Turing.jpg                                one photo per person, named after the file
 
-Names are taken verbatim (a folder ``AJ_Cook`` enrols ``AJ_Cook``). Hidden files and folders,
-files that are not photos by their extension, and folders nested deeper are ignored.
+Names are taken verbatim (a folder ``AJ_Cook`` enrols ``AJ_Cook``), as Unicode NFC; bulk enrolment
+refuses the photos of a name that breaks the name rules (``gallery.store.validation.new_name``),
+such as a file name that is not UTF-8. Hidden files and folders, files that are not photos by
+their extension, and folders nested deeper are ignored.
 """
 
 from __future__ import annotations

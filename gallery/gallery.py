@@ -25,8 +25,15 @@ from gallery.calibrating import LearnedRules, PhaseProgress, embed_folder, learn
 from gallery.calibration import Evaluation, PairReport
 from gallery.cohorts import CohortDistances
 from gallery.decision import DecisionRule, Evidence, RuleRecord, VerifyRecord, rule_fingerprint
-from gallery.enrolment import enrolment_face, face_record, refuse_lookalike
-from gallery.errors import AlreadyEnrolled, InvalidArgument, NoFaceFound, NotLive, RuleInvalid
+from gallery.enrolment import (
+    enrolment_face,
+    enrolment_names,
+    face_record,
+    refuse_known_photo,
+    refuse_lookalike,
+    refuse_person,
+)
+from gallery.errors import InvalidArgument, NoFaceFound, NotLive, RuleInvalid
 from gallery.reembedding import OneModel
 from gallery.results import (
     Candidate,
@@ -127,27 +134,28 @@ class Gallery:
             add: add this photo to a person already enrolled (otherwise their name is refused).
             largest: take the largest face when the photo holds several.
             allow_similar: enrol even if the face already matches another enrolled person.
-            external_id: the host system's id for a new person.
+            external_id: the host system's id for a new person; with ``add``, it must be the
+                one the person carries (adding a photo never changes it).
 
         Raises:
+            InvalidName: the name (or external id) cannot be a person's (``gallery.store.validation.new_name``).
             ImageError: the photo cannot be used. NoFaceFound, MultipleFaces, PoorQuality.
-            AlreadyEnrolled, PersonNotFound (``add`` for an unknown name), LooksLikeSomeoneElse.
+            AlreadyEnrolled, PersonNotFound (``add`` for an unknown name), ExternalIdMismatch,
+            PhotoAlreadyEnrolled (this very file, naming whose it is), LooksLikeSomeoneElse.
             ModelMismatch: the gallery holds faces of another model; run ``reembed`` first.
         """
         self._one_model.require()
+        name, external_id = enrolment_names(name, external_id, add=add)
         photo = read_photo(image) if isinstance(image, (str, os.PathLike)) else image
         face = self._single_face(photo, largest=largest)
-        record = face_record(face, self._pipeline.model_id, photo_sha256(photo))
+        sha256 = photo_sha256(photo)
+        record = face_record(face, self._pipeline.model_id, sha256)
         # The checks and the write hold one lock, so another process cannot enrol the same
-        # name or face in between.
+        # name, photo or face in between.
         with self._store.write_lock():
             existing = self._store.find_person(name)
-            if existing is not None and not add:
-                raise AlreadyEnrolled(
-                    f"{existing.name!r} is already enrolled; use add=True (--add) to add another photo"
-                )
-            if existing is None and add:
-                raise PersonNotFound(f"no person named {name!r} to add a photo to; enrol them first")
+            refuse_person(existing, name, add=add, external_id=external_id)
+            refuse_known_photo(self._store.photos_enrolled([sha256]).get(sha256), name)
             if not allow_similar:
                 refuse_lookalike(self._store, face, existing, self.verify_threshold())
             if existing is None:
@@ -179,10 +187,10 @@ class Gallery:
 
         The enrolment policy is ``enroll``'s (one face or the largest, the quality gate, the
         lookalike check, also against people earlier in the same folder), except that photos
-        of a name already enrolled are added to that person. Photos already in the gallery
-        (same file SHA-256) are skipped, so an interrupted run can simply be started again.
-        Faces are embedded in batches across photos, and written in batches of whole people:
-        each person's photos from this run are stored together or not at all.
+        of a name already enrolled are added to that person. A photo enrolled already (same file
+        SHA-256) is skipped if it is this person's (so an interrupted run is simply started again)
+        and refused if it is someone else's. Faces are embedded in batches across photos, and
+        written in batches of whole people: each person's photos are stored together or not at all.
 
         Args:
             folder: the folder to enrol (layouts: ``gallery.folders``).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from gallery.decision.records import RuleRecord, VerifyRecord
 from gallery.decision.rule import Outcome
 from gallery.store import PersonRow as Person
+from gallery.store.validation import escape_unprintable
 from gallery.types import Box
 
 __all__ = [
@@ -74,6 +76,8 @@ class PhotoFailure:
     """A photo ``enroll_dir`` could not enrol.
 
     Attributes:
+        photo: the photo's path, as found (a file name that is not UTF-8 keeps its bytes).
+        name: the name the folder gives it, as found.
         error: the error's class name (``NoFaceFound``, ``PoorQuality``, ``LooksLikeSomeoneElse``, ...).
         reason: the error's message.
     """
@@ -82,6 +86,14 @@ class PhotoFailure:
     name: str
     error: str
     reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON, in printable text: see ``shown``."""
+        return {"photo": shown(self.photo), "name": shown(self.name), "error": self.error, "reason": shown(self.reason)}
+
+    def describe(self) -> str:
+        """One printable line: ``refused PHOTO (NAME): ERROR: REASON``."""
+        return f"refused {shown(self.photo)} ({shown(self.name)}): {self.error}: {shown(self.reason)}"
 
 
 @dataclass(frozen=True)
@@ -101,7 +113,23 @@ class FolderEnrollment:
     failures: tuple[PhotoFailure, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As JSON; paths and refused names in printable text (see ``shown``)."""
+        return {
+            "photos": self.photos,
+            "enrolled": [asdict(e) for e in self.enrolled],
+            "skipped": [shown(path) for path in self.skipped],
+            "failures": [failure.to_dict() for failure in self.failures],
+        }
+
+
+def shown(text: str | Path) -> str:
+    """A path or name from outside, as text that always prints and reads as what it is.
+
+    Bytes of a file name that are not UTF-8 show as ``\\xe9`` (``os.fsdecode`` keeps them as
+    surrogate escapes, which no terminal or JSON reader accepts), and invisible or control
+    characters as ``\\u202e``, so a line is never cut, reordered or hidden by them.
+    """
+    return escape_unprintable(os.fsdecode(text))
 
 
 @dataclass(frozen=True)

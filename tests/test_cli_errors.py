@@ -40,6 +40,7 @@ import gallery
 import gallery.cli.context
 import gallery.errors
 from gallery.cli import EXIT_ERROR, EXIT_NO_FACE, CliContext, cli
+from gallery.enrolment import face_record
 from gallery.errors import GalleryError
 from gallery.gallery import Gallery
 from gallery.models.files import DETECTOR_FILE, model_path
@@ -223,7 +224,31 @@ def _external_id_twice(shell: Shell) -> Outcome:
 
 def _same_face_two_names(shell: Shell) -> Outcome:
     assert shell("enroll", "Ada Lovelace", shell.photo("ada")).exit_code == 0
-    return shell("enroll", "Augusta Ada King", shell.photo("ada"))
+    # The same pixels in another file: the same face, but not the same photo (PhotoAlreadyEnrolled).
+    copy = shell.tmp / "ada-copy.png"
+    Image.open(shell.photo("ada")).save(copy, compress_level=1)
+    return shell("enroll", "Augusta Ada King", copy)
+
+
+def _same_photo_added_again(shell: Shell) -> Outcome:
+    assert shell("enroll", "Ada Lovelace", shell.photo("ada")).exit_code == 0
+    return shell("enroll", "--add", "Ada Lovelace", shell.photo("ada"))
+
+
+def _another_external_id_with_add(shell: Shell) -> Outcome:
+    assert shell("enroll", "--external-id", "E-1", "Ada Lovelace", shell.photo("ada")).exit_code == 0
+    return shell("enroll", "--add", "--external-id", "E9", "Ada Lovelace", shell.photo("ada-2"))
+
+
+def _malformed_face_record(shell: Shell) -> None:
+    with shell.gallery() as g:
+        photo = shell.photo("ada")
+        face = FakePipeline().faces(photo)[0]
+        record = face_record(face, g._pipeline.model_id, "not a sha-256")
+        with pytest.raises(gallery.InvalidFaceRecord, match="photo_sha256") as refused:
+            g._store.add_person_with_face("Ada Lovelace", record)
+        assert type(refused.value) is gallery.InvalidFaceRecord
+        assert g.people() == []
 
 
 def _calibrate_on_four_photos(shell: Shell) -> Outcome:
@@ -400,7 +425,21 @@ CASES: dict[type[GalleryError], ThroughTheCli | NotThroughTheCli] = {
         "only a Gallery used after close() raises it; each command opens and closes its own", _used_after_close
     ),
     E.ModelMismatch: ThroughTheCli(_faces_of_another_model, "run `gallery reembed`"),
-    E.InvalidFaceRecord: ThroughTheCli(lambda shell: shell("enroll", "   ", shell.photo("ada")), "name is empty"),
+    E.InvalidFaceRecord: NotThroughTheCli(
+        "the command stores only the faces the pipeline made; a caller of the store handing it a malformed "
+        "record meets it (a bad name meets InvalidName, its subclass, which has its own case)",
+        _malformed_face_record,
+    ),
+    E.InvalidName: ThroughTheCli(
+        lambda shell: shell("enroll", os.fsdecode(b"Caf\xe9"), shell.photo("ada")),
+        r"name 'Caf\\xe9' holds byte 0xE9 that is not UTF-8",
+    ),
+    E.PhotoAlreadyEnrolled: ThroughTheCli(
+        _same_photo_added_again, r"this photo \(the same file\) is enrolled already, as 'Ada Lovelace''s"
+    ),
+    E.ExternalIdMismatch: ThroughTheCli(
+        _another_external_id_with_add, "'Ada Lovelace' carries external id 'E-1', not 'E9'; adding a photo never"
+    ),
     E.IndexFileInvalid: NotThroughTheCli(
         "the store catches it and rebuilds the index from the database; the command succeeds", _index_repaired
     ),

@@ -278,7 +278,8 @@ def test_the_command_refuses_on_one_line_with_exit_code_4(
     damaged = DAMAGED_DECISION_RULES if setting == "decision_rule" else DAMAGED_VERIFY_RULES
     store_raw(home, setting, damaged[case][0])
     photo = tmp_path / "probe.png"
-    photo.write_bytes(stranger() if command == "identify" else fake_photo("obama"))
+    # enroll: a new person's own photo (Obama's file is enrolled already, refused before any rule is read)
+    photo.write_bytes({"identify": stranger(), "verify": fake_photo("obama"), "enroll": fake_photo("ada")}[command])
     args = {"identify": [photo], "verify": ["Barack Obama", photo], "enroll": ["Ada Lovelace", photo]}[command]
     result = run(home, command, *args)
     assert result.exit_code == EXIT_ERROR, result.output

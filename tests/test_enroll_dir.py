@@ -110,3 +110,48 @@ def test_the_cli_prints_a_json_summary_and_exits_1_when_photos_were_refused(staf
     again = runner.invoke(cli, ["--home", home, "enroll-dir", str(staff)], catch_exceptions=False)
     assert again.exit_code == EXIT_OK
     assert "3 already enrolled" in again.stdout
+
+
+def test_a_photo_enrolled_as_someone_elses_is_refused_naming_them_while_their_own_is_skipped(tmp_path: Path):
+    home = str(tmp_path / "g")
+    with Gallery(home) as g:
+        g.enroll("Barack Obama", DATA / "obama.jpg")
+    folder = tmp_path / "new"
+    folder.mkdir()
+    shutil.copy(DATA / "obama.jpg", folder / "Bob.jpg")  # nothing may name him Bob now
+    shutil.copy(DATA / "obama.jpg", folder / "Barack Obama.jpg")  # already his: an interrupted run's leftover
+    out = CliRunner().invoke(cli, ["--home", home, "enroll-dir", "--json", str(folder)], catch_exceptions=False)
+    assert out.exit_code == EXIT_NO_MATCH
+    summary = json.loads(out.stdout)
+    assert summary["enrolled"] == []
+    assert summary["skipped"] == [str(folder / "Barack Obama.jpg")]
+    assert summary["failures"] == [
+        {
+            "photo": str(folder / "Bob.jpg"),
+            "name": "Bob",
+            "error": "PhotoAlreadyEnrolled",
+            "reason": "this photo (the same file) is enrolled already, as 'Barack Obama''s: "
+            "one photo cannot enrol two people",
+        }
+    ]
+    with Gallery(home) as g:
+        assert [(p.name, p.face_count) for p in g.people()] == [("Barack Obama", 1)]
+
+
+def test_one_file_given_for_two_people_in_a_folder_enrols_the_first_and_refuses_the_second(tmp_path: Path):
+    folder = tmp_path / "staff"
+    (folder / "Joseph").mkdir(parents=True)
+    shutil.copy(DATA / "biden.jpg", folder / "Joe Biden.jpg")
+    shutil.copy(DATA / "biden.jpg", folder / "Joseph" / "1.jpg")
+    shutil.copy(DATA / "biden.jpg", folder / "Joseph" / "copy.jpg")
+    shutil.copy(DATA / "biden.jpg", folder / "Joe Biden.png")  # twice for one person: skipped
+    with Gallery(tmp_path / "g") as g:
+        result = g.enroll_dir(folder, allow_similar=True)  # one photo is never two people, allowed or not
+        assert [(e.name, e.new_person) for e in result.enrolled] == [("Joe Biden", True)]
+        assert [(f.photo.name, f.name, f.error) for f in result.failures] == [
+            ("1.jpg", "Joseph", "PhotoAlreadyEnrolled"),
+            ("copy.jpg", "Joseph", "PhotoAlreadyEnrolled"),
+        ]
+        assert "also in the folder as 'Joe Biden''s (Joe Biden.jpg)" in result.failures[0].reason
+        assert [p.name for p in result.skipped] == ["Joe Biden.png"]
+        assert [p.name for p in g.people()] == ["Joe Biden"]

@@ -13,6 +13,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 
 from gallery import (
     AlreadyEnrolled,
+    ExternalIdMismatch,
     Gallery,
     ImageNotFound,
     ImageTooLarge,
@@ -22,6 +23,7 @@ from gallery import (
     MultipleFaces,
     NoFaceFound,
     PersonNotFound,
+    PhotoAlreadyEnrolled,
     PoorQuality,
 )
 from gallery.store import INDEX_FILE
@@ -86,6 +88,35 @@ def test_add_stores_another_photo_of_the_same_person(enrolled: Gallery):
     assert obama.face_count == 2
     with pytest.raises(PersonNotFound):
         enrolled.enroll("Nobody Yet", DATA / "obama3.jpg", add=True)
+
+
+def test_a_photo_enrolled_already_is_refused_naming_whose_it_is(enrolled: Gallery):
+    for again in (
+        lambda: enrolled.enroll("Barack Obama", DATA / "obama.jpg", add=True),  # the same file, added once more
+        lambda: enrolled.enroll("Barack Obama", (DATA / "obama.jpg").read_bytes(), add=True),  # its bytes
+        lambda: enrolled.enroll("Not Obama", DATA / "obama.jpg", allow_similar=True),  # one photo, two people
+        lambda: enrolled.enroll("Joe Biden", DATA / "obama.jpg", add=True, allow_similar=True),
+    ):
+        with pytest.raises(PhotoAlreadyEnrolled, match=r"this photo \(the same file\) is enrolled already") as refused:
+            again()
+        assert refused.value.holder == "Barack Obama"
+    assert [(p.name, p.face_count) for p in enrolled.people()] == [("Barack Obama", 1), ("Joe Biden", 1)]
+
+
+def test_add_keeps_the_external_id_and_refuses_another(home: Path):
+    with Gallery(home) as g:
+        g.enroll("Barack Obama", DATA / "obama.jpg", external_id="E1")
+        with pytest.raises(ExternalIdMismatch, match="'Barack Obama' carries external id 'E1', not 'E9'"):
+            g.enroll("Barack Obama", DATA / "obama2.jpg", add=True, external_id="E9")
+        g.enroll("Barack Obama", DATA / "obama2.jpg", add=True, external_id="E1")  # the same id: fine
+        g.enroll("Barack Obama", DATA / "obama3.jpg", add=True)  # none given: fine
+        g.enroll("Joe Biden", DATA / "biden.jpg")
+        with pytest.raises(ExternalIdMismatch, match="'Joe Biden' carries no external id, not 'E2'"):
+            g.enroll("Joe Biden", DATA / "obama3.jpg", add=True, external_id="E2")
+        assert [(p.name, p.external_id, p.face_count) for p in g.people()] == [
+            ("Barack Obama", "E1", 3),
+            ("Joe Biden", None, 1),
+        ]
 
 
 def test_a_face_matching_someone_else_is_refused_unless_allowed(enrolled: Gallery):

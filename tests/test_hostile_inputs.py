@@ -650,3 +650,91 @@ def test_a_damaged_settings_row_refuses_to_decide(case: str, gallery_with_obama:
             connection.execute("DELETE FROM settings WHERE key = ?", (setting,))
         connection.close()
     assert g.info().rule_error is None
+
+
+# ---- undecodable file names and hostile names ------------------------------------------------
+# A folder handed to `gallery enroll-dir` from another system: file names in Latin-1 (bytes that
+# are not UTF-8), names hiding invisible characters, a photo without a face under a file name that
+# is not UTF-8. Each is refused with a reason and the run goes on; every line printed, in text
+# and in JSON, is valid UTF-8. The real models and a real `python -m gallery` process, whose
+# stdout is strict UTF-8 (where a surrogate escape would crash the output).
+
+
+def _hostile_names_folder(root: Path) -> Path:
+    staff = root / "staff"
+    (staff / "Nobody").mkdir(parents=True)
+    shutil.copy(DATA / "obama.jpg", staff / "Barack Obama.jpg")
+    shutil.copy(DATA / "biden.jpg", staff / "Joe Biden.jpg")
+    Path(os.fsdecode(bytes(staff) + b"/Z\xe9lie.jpg")).write_bytes((DATA / "astronaut.jpg").read_bytes())
+    shutil.copy(DATA / "obama2.jpg", staff / "Ada \u202eecalevoL.jpg")  # shows as "Ada Lovelace" reversed
+    (staff / "Grace\u200bHopper").mkdir()
+    shutil.copy(DATA / "grace_hopper.jpg", staff / "Grace\u200bHopper" / "1.jpg")
+    blank = io.BytesIO()
+    Image.new("RGB", (200, 200), (128, 128, 128)).save(blank, format="PNG")
+    Path(os.fsdecode(bytes(staff / "Nobody") + b"/\xff\xfe.png")).write_bytes(blank.getvalue())
+    return staff
+
+
+HOSTILE_NAME_REFUSALS = {
+    ("Z\\xe9lie", "InvalidName", "byte 0xE9 that is not UTF-8"),
+    ("Ada \\u202eecalevoL", "InvalidName", "U+202E RIGHT-TO-LEFT OVERRIDE"),
+    ("Grace\\u200bHopper", "InvalidName", "U+200B ZERO WIDTH SPACE"),
+    ("Nobody", "NoFaceFound", "no face found"),
+}
+
+
+def _gallery_command(home: Path, *args: str | bytes | Path) -> Any:
+    """``python -m gallery --home HOME ARGS`` in a fresh process with the real models; its CompletedProcess."""
+    import subprocess
+
+    root = str(Path(__file__).resolve().parent.parent)
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "PYTHONIOENCODING": "utf-8:strict", "LC_ALL": "C.UTF-8"}
+    command = [sys.executable, "-m", "gallery", "--home", str(home), *args]
+    return subprocess.run(command, capture_output=True, env=env, timeout=CASE_TIMEOUT_S, check=False)
+
+
+def test_enroll_dir_refuses_undecodable_and_hiding_names_and_enrols_the_rest(tmp_path: Path) -> None:
+    from gallery import Gallery
+
+    staff = _hostile_names_folder(tmp_path)
+    with Gallery(tmp_path / "home") as g:
+        result = g.enroll_dir(staff)
+        assert sorted(e.name for e in result.enrolled) == ["Barack Obama", "Joe Biden"]
+        refusals = {failure.to_dict()["name"]: failure.to_dict() for failure in result.failures}
+        assert {(name, f["error"]) for name, f in refusals.items()} == {(n, e) for n, e, _ in HOSTILE_NAME_REFUSALS}
+        for name, _, says in HOSTILE_NAME_REFUSALS:
+            assert says in refusals[name]["reason"]
+        assert refusals["Nobody"]["photo"] == f"{staff}/Nobody/\\xff\\xfe.png"
+        for failure in result.failures:
+            assert failure.describe().isprintable()
+        assert [p.name for p in g.people()] == ["Barack Obama", "Joe Biden"]
+
+
+def test_the_command_prints_undecodable_and_hiding_names_as_valid_utf8_text_and_json(tmp_path: Path) -> None:
+    import json
+
+    staff = _hostile_names_folder(tmp_path)
+    home = tmp_path / "home"
+    as_json = _gallery_command(home, "enroll-dir", "--json", staff)
+    assert as_json.returncode == 1, as_json.stderr.decode(errors="replace")
+    summary = json.loads(as_json.stdout.decode("utf-8"))  # strict: fails on a stray surrogate or byte
+    assert {(f["name"], f["error"]) for f in summary["failures"]} == {(n, e) for n, e, _ in HOSTILE_NAME_REFUSALS}
+    assert f"{staff}/Z\\xe9lie.jpg" in {f["photo"] for f in summary["failures"]}
+    assert len(summary["enrolled"]) == 2
+    as_text = _gallery_command(home, "enroll-dir", staff)
+    assert as_text.returncode == 1
+    lines = as_text.stdout.decode("utf-8").splitlines()
+    assert lines[0] == "6 photo(s): 0 enrolled (0 people), 2 already enrolled, 4 refused"
+    zelie = f"refused {staff}/Z\\xe9lie.jpg (Z\\xe9lie): InvalidName: name 'Z\\xe9lie' holds byte 0xE9"
+    assert any(line.startswith(zelie) for line in lines[1:]), lines
+    assert all(line.isprintable() for line in lines)
+    assert b"Traceback" not in as_json.stderr + as_text.stderr
+    # A name argument that is not UTF-8 (`gallery enroll $'Caf\xe9' photo` from a Latin-1 terminal).
+    named = _gallery_command(home, "enroll", b"Caf\xe9", DATA / "grace_hopper.jpg")
+    assert named.returncode == 4
+    assert named.stdout == b""
+    assert named.stderr.decode("utf-8").splitlines() == [
+        "Error: name 'Caf\\xe9' holds byte 0xE9 that is not UTF-8 (U+DCE9, an unpaired surrogate): "
+        "a name must be UTF-8 text"
+    ]

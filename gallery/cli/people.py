@@ -30,7 +30,7 @@ from gallery.types import AUDITED_ACTIONS
 @click.option("--add", is_flag=True, help="Add another photo of a person already enrolled.")
 @click.option("--largest", is_flag=True, help="Take the largest face when the photo holds several.")
 @click.option("--allow-similar", is_flag=True, help="Enrol even if the face matches another enrolled person.")
-@click.option("--external-id", help="The host system's id for this person.")
+@click.option("--external-id", help="The host system's id for this person (with --add: the one they carry).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
 def enroll(
@@ -69,9 +69,10 @@ def enroll(
 def enroll_dir(ctx: CliContext, folder: Path, largest: bool, allow_similar: bool, as_json: bool) -> None:
     """Enrol everyone in FOLDER: one sub-folder per person, or one photo per person named after the file.
 
-    Photos already enrolled are skipped, so an interrupted run can be started again. Photos
-    of a name already enrolled are added to that person. Exit 0 when every photo was
-    enrolled or skipped, 1 when some were refused (the summary says why).
+    Photos already enrolled as that person's are skipped, so an interrupted run can be started
+    again; one enrolled as someone else's is refused. Photos of a name already enrolled are
+    added to that person. Exit 0 when every photo was enrolled or skipped, 1 when some were
+    refused (the summary says why: a bad name, no face, a lookalike, ...).
 
     \b
     Example:
@@ -96,7 +97,7 @@ def enroll_dir(ctx: CliContext, folder: Path, largest: bool, allow_similar: bool
             f"{len(result.skipped)} already enrolled, {len(result.failures)} refused"
         )
         for failure in result.failures:
-            click.echo(f"refused {failure.photo} ({failure.name}): {failure.error}: {failure.reason}")
+            click.echo(failure.describe())
     sys.exit(EXIT_NO_MATCH if result.failures else EXIT_OK)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gallery.errors import InvalidFaceRecord, ModelMismatch
+from gallery.errors import InvalidFaceRecord, InvalidName, ModelMismatch
 from gallery.store.records import FaceRecord
 from gallery.store.schema import NAME_MAX_LENGTH
 
@@ -20,30 +20,135 @@ _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def normalise_name(name: str) -> str:
-    """A name in the form the store keeps: Unicode NFC, surrounding whitespace removed.
+    """A name in the form the store keeps and looks up: Unicode NFC, surrounding whitespace removed.
 
     NFC makes a name typed on different systems ("José" composed or decomposed) one person.
-    Does not check the result: ``clean_name`` does.
+    Not NFKC: that would rewrite what people wrote (ª → a, Ⅸ → IX) and would stop names stored
+    in NFC from being found; ``new_name`` refuses compatibility characters instead, so two names
+    enrolled under its rules never differ only by one. Does not check the result: ``clean_name`` does.
     """
     return unicodedata.normalize("NFC", name).strip()
 
 
 def clean_name(name: str, what: str = "name") -> str:
-    """A person's name (or external id) as stored: ``normalise_name``, then checked.
+    """A person's name (or external id) as stored and looked up: ``normalise_name``, then checked.
+
+    Refuses only what can never be stored or typed (so every name stored so far is still found
+    and can be removed); a new person's name must also pass ``new_name``.
 
     Raises:
-        InvalidFaceRecord: the name is empty, too long or holds control characters.
+        InvalidName: the name is empty, too long, or holds control characters or unpaired
+            surrogates (a file name or argument that was not UTF-8).
     """
     if not isinstance(name, str):
-        raise InvalidFaceRecord(f"{what} must be a string, not {type(name).__name__}")
+        raise InvalidName(f"{what} must be a string, not {type(name).__name__}")
     cleaned = normalise_name(name)
     if not cleaned:
-        raise InvalidFaceRecord(f"{what} is empty")
+        raise InvalidName(f"{what} is empty")
     if len(cleaned) > NAME_MAX_LENGTH:
-        raise InvalidFaceRecord(f"{what} is longer than {NAME_MAX_LENGTH} characters")
-    if any(unicodedata.category(c) == "Cc" for c in cleaned):
-        raise InvalidFaceRecord(f"{what} contains control characters")
+        raise InvalidName(f"{what} is longer than {NAME_MAX_LENGTH} characters")
+    for char in cleaned:
+        if unicodedata.category(char) in ("Cc", "Cs"):
+            raise InvalidName(f"{what} {shown_name(cleaned)} holds {_why_refused(char)}")
     return cleaned
+
+
+def new_name(name: str, what: str = "name") -> str:
+    """A new person's name (or external id): ``clean_name``, and nothing that hides what it says.
+
+    Two names that look the same on a screen must be one name, so a new name may not hold
+    invisible characters (Unicode format characters, category Cf: zero-width spaces and
+    joiners, direction overrides and isolates, the BOM; other default-ignorable code points:
+    variation selectors, the combining grapheme joiner, Hangul fillers), line or paragraph
+    separators, non-characters, or compatibility characters (fullwidth and halfwidth forms,
+    ligatures, presentation forms, no-break spaces: anything Unicode's NFKC would rewrite).
+    Letters of every script, accents, apostrophes, hyphens and inner spaces are fine.
+
+    Raises:
+        InvalidName: naming the first offending code point.
+    """
+    cleaned = clean_name(name, what)
+    for char in cleaned:
+        if _hidden(char):
+            raise InvalidName(f"{what} {shown_name(cleaned)} holds {_why_refused(char)}")
+    folded = unicodedata.normalize("NFKC", cleaned)
+    if folded != cleaned:
+        char = next(c for c in cleaned if unicodedata.normalize("NFKC", c) != c)
+        raise InvalidName(
+            f"{what} {shown_name(cleaned)} holds {_code_point(char)}, a compatibility form of "
+            f"{unicodedata.normalize('NFKC', char)!r}: write {folded!r}"
+        )
+    return cleaned
+
+
+def shown_name(text: str) -> str:
+    """``text`` quoted for a message or a terminal: every character that is not printable escaped.
+
+    Bytes that were not UTF-8 (surrogate escapes, as Python decodes such file names and
+    arguments) show as ``\\xe9``, invisible and control characters as ``\\u202e``, so a message
+    can always be printed and never reorders or hides the text around it.
+    """
+    return "'" + escape_unprintable(text) + "'"
+
+
+def escape_unprintable(text: str) -> str:
+    """``text`` with every character that is not printable backslash-escaped (surrogate escapes as their byte)."""
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(char: str) -> str:
+    point = ord(char)
+    if 0xDC80 <= point <= 0xDCFF:  # a byte that was not UTF-8, escaped by os.fsdecode or sys.argv
+        return f"\\x{point - 0xDC00:02x}"
+    return f"\\x{point:02x}" if point <= 0xFF else f"\\u{point:04x}" if point <= 0xFFFF else f"\\U{point:08x}"
+
+
+# Default_Ignorable_Code_Point (Unicode's DerivedCoreProperties) beyond category Cf: drawn as nothing.
+_IGNORABLE_RANGES = (
+    (0x034F, 0x034F),  # combining grapheme joiner
+    (0x115F, 0x1160),  # Hangul choseong and jungseong fillers
+    (0x17B4, 0x17B5),  # Khmer inherent vowels
+    (0x180B, 0x180F),  # Mongolian free variation selectors and vowel separator
+    (0x3164, 0x3164),  # Hangul filler
+    (0xFE00, 0xFE0F),  # variation selectors
+    (0xFFA0, 0xFFA0),  # halfwidth Hangul filler
+    (0xFFF0, 0xFFF8),  # unassigned, reserved as ignorable
+    (0xE0000, 0xE0FFF),  # tags and variation selectors supplement
+)
+
+
+def _hidden(char: str) -> bool:
+    """An invisible, separator or non-character code point: refused in new names."""
+    point = ord(char)
+    return (
+        unicodedata.category(char) in ("Cf", "Zl", "Zp")
+        or any(low <= point <= high for low, high in _IGNORABLE_RANGES)
+        or 0xFDD0 <= point <= 0xFDEF
+        or (point & 0xFFFE) == 0xFFFE  # U+FFFE, U+FFFF and their counterparts in every plane
+    )
+
+
+def _code_point(char: str) -> str:
+    name = unicodedata.name(char, "")  # control characters have none
+    return f"U+{ord(char):04X} {name}" if name else f"U+{ord(char):04X}"
+
+
+def _why_refused(char: str) -> str:
+    point, category = ord(char), unicodedata.category(char)
+    if category == "Cs":
+        if 0xDC80 <= point <= 0xDCFF:
+            return (
+                f"byte 0x{point - 0xDC00:02X} that is not UTF-8 (U+{point:04X}, an unpaired surrogate): "
+                "a name must be UTF-8 text"
+            )
+        return f"U+{point:04X}, an unpaired surrogate: a name must be valid Unicode text"
+    if category == "Cc":
+        return f"{_code_point(char)}, a control character"
+    if category in ("Zl", "Zp"):
+        return f"{_code_point(char)}, a line or paragraph separator"
+    if unicodedata.category(char) == "Cn" and not 0xFFF0 <= point <= 0xFFF8 and not 0xE0000 <= point <= 0xE0FFF:
+        return f"U+{point:04X}, a Unicode non-character"
+    return f"{_code_point(char)}, an invisible character (names that look alike must be one name)"
 
 
 def checked_embedding(embedding: np.ndarray, dimension: int) -> np.ndarray:
