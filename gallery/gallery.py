@@ -85,7 +85,8 @@ class Gallery:
     ) -> None:
         self._pipeline = pipeline or default_pipeline()
         self._liveness = liveness
-        self.home = Path(home) if home is not None else default_home()
+        # Absolute and resolved: what `info` shows and errors name must not depend on the working directory.
+        self.home = (Path(home) if home is not None else default_home()).resolve()
         self._store = Store.open(self.home, model=self._pipeline.model_id)
         try:
             self._one_model = OneModel(self._store, self._pipeline.model_id)

@@ -360,3 +360,22 @@ def test_reembed_reports_the_faces_of_another_model_it_re_embedded(photos, tmp_p
     assert command(new, "reembed").stdout == f"Every face is already {FAKE_MODEL}'s\n"
     # No longer refused (the fake embeds a stored chip, not the photo, so Ada may not be matched).
     assert command(new, "identify", photos("ada")).exit_code in (EXIT_OK, EXIT_NO_MATCH)
+
+
+def test_every_json_timestamp_is_iso_8601_and_info_shows_the_absolute_home(photos, tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    context = CliContext(pipeline=FakePipeline())
+
+    def command(*args: object):
+        return CliRunner().invoke(cli, ["--home", "relative-home", *map(str, args)], obj=context)
+
+    assert command("enroll", "Ada Lovelace", photos("ada")).exit_code == EXIT_OK
+    [ada] = json.loads(command("list", "--json").stdout)
+    for field in ("created_at", "updated_at"):
+        assert "T" in ada[field] and " " not in ada[field]  # isoformat(), not str(): "2026-11-29T19:42:21+00:00"
+        assert datetime.fromisoformat(ada[field]).utcoffset() is not None
+    [event] = json.loads(command("log", "--json", "--limit", "1").stdout)
+    assert "T" in event["at"] and datetime.fromisoformat(event["at"]).utcoffset() is not None
+    home = (tmp_path / "relative-home").resolve()
+    assert json.loads(command("info", "--json").stdout)["home"] == str(home)
+    assert f"home: {home}\n" in command("info").stdout

@@ -341,7 +341,7 @@ CASES: dict[type[GalleryError], ThroughTheCli | NotThroughTheCli] = {
     ),
     E.ImageTooLarge: ThroughTheCli(
         lambda shell: shell("enroll", "Ada Lovelace", shell.file("huge.png", _png_claiming(9000, 9000))),
-        "9000x9000 pixels; gallery decodes at most",
+        r"81,000,000 pixels \(9000x9000\), more than gallery.s limit of 64 MP",
     ),
     E.MultiFrameImage: ThroughTheCli(lambda shell: shell("identify", _animated_gif(shell)), "has 2 frames"),
     E.UnsupportedImage: NotThroughTheCli(

@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -40,7 +41,14 @@ def fail(err: GalleryError) -> NoReturn:
 
 
 def print_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+    """``value`` as indented JSON: times in ISO 8601 (``isoformat()``), paths and other objects as text."""
+    click.echo(json.dumps(value, indent=2, default=_json_value, ensure_ascii=False))
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    return str(value)  # paths; nothing else reaches here from a command's result
 
 
 @dataclass(frozen=True)
