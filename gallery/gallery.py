@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gallery.arguments import rate, text, whole_number
 from gallery.audit import AuditWriter, identify_detail, rule_reference
 from gallery.bulk import FolderEnrolment
 from gallery.calibrating import LearnedRules, PhaseProgress, embed_folder, learn_rules, score_pairs, score_rule
@@ -43,11 +44,13 @@ from gallery.rules_in_force import RulesInForce
 from gallery.runtime import default_home
 from gallery.store import AuditEvent, PersonNotFound, Store
 from gallery.vision.image import ImageInput, load_rgb, photo_sha256, read_photo
-from gallery.vision.pipeline import Face, FacePipelineProtocol, default_pipeline
+from gallery.vision.pipeline import MAX_UPSAMPLE, Face, FacePipelineProtocol, default_pipeline
 
 # Identities searched per face at least: a learned rule reads the nearest three (runner-up, and the
 # third to tell whether the top two are rivals; see gallery.decision.normalised).
 EVIDENCE_DEPTH = 3
+# Candidates a caller may ask for per face (the CLI's --top-k range): the search allocates k per face.
+MAX_TOP_K = 100
 
 LivenessCheck = Callable[[np.ndarray, Face], bool]
 """``check(photo, face) -> bool``: is this face a live person (not a print, screen or mask)?
@@ -198,7 +201,9 @@ class Gallery:
 
         Raises:
             ImageNotFound: ``folder`` is not a folder. StoreError: the gallery itself failed.
+            InvalidArgument: ``batch_photos`` is not a whole number of at least 1.
         """
+        batch_photos = whole_number("batch_photos", batch_photos, minimum=1)
         self._one_model.require()
         bulk = FolderEnrolment(
             self._store,
@@ -237,7 +242,11 @@ class Gallery:
         Returns:
             How many faces were re-embedded (0 when every face is of this model already), and
             the model that embedded them.
+
+        Raises:
+            InvalidArgument: ``batch_size`` is not a whole number of at least 1.
         """
+        batch_size = whole_number("batch_size", batch_size, minimum=1)
         count, models = self._one_model.reembed(self._pipeline.embedder, batch_size=batch_size)
         if count:
             self._audit.put(
@@ -275,7 +284,9 @@ class Gallery:
         Raises:
             CalibrationError: the photos cannot support the targets. ImageNotFound: not a folder.
             ModelMismatch: the gallery holds faces of another model; run ``reembed`` first.
+            InvalidArgument: a target is not a number strictly between 0 and 1.
         """
+        target_fpir, target_fmr = rate("target_fpir", target_fpir), rate("target_fmr", target_fmr)
         self._one_model.require()
         faces = embed_folder(folder, self._pipeline, progress)
         learned = learn_rules(faces, target_fpir=target_fpir, target_fmr=target_fmr, progress=progress)
@@ -322,15 +333,18 @@ class Gallery:
 
         Args:
             image: a path, bytes, a PIL image or an HxWx3 uint8 RGB array.
-            top_k: candidates reported per face.
-            upsample: detector upsampling steps (finds smaller faces, slower).
+            top_k: candidates reported per face, 1 to 100.
+            upsample: detector upsampling steps, 0 to 3 (finds smaller faces, about 4x slower a step).
 
         Raises:
             ImageError: the photo cannot be used. (A photo without faces gives an empty list.)
             ModelMismatch: the gallery holds faces of another model; run ``reembed`` first.
+            InvalidArgument: ``top_k`` or ``upsample`` is not a whole number in its range.
 
         A face the liveness check (if any) vetoes is not searched: its outcome is ``not_live``.
         """
+        top_k = whole_number("top_k", top_k, minimum=1, maximum=MAX_TOP_K)
+        upsample = whole_number("upsample", upsample, minimum=0, maximum=MAX_UPSAMPLE)
         self._one_model.require()
         rgb = load_rgb(image)
         found = self._pipeline.faces(rgb, upsample=upsample)
@@ -373,7 +387,9 @@ class Gallery:
             PersonNotFound, NoFaceFound, ImageError.
             NotLive: the liveness check vetoed the face.
             ModelMismatch: the gallery holds faces of another model; run ``reembed`` first.
+            InvalidArgument: ``name`` is not a string.
         """
+        name = text("name", name)
         self._one_model.require()
         person = self._store.find_person(name)
         if person is None:

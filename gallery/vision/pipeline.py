@@ -13,6 +13,7 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
+from gallery.arguments import whole_number
 from gallery.types import Box
 from gallery.vision.chips import CHIP_SIZE, extract_chip
 from gallery.vision.detector import FaceDetector
@@ -27,6 +28,8 @@ from gallery.vision.landmarks import LandmarkPredictor
 DETECTION_MAX_SIDE = 1600
 # ``look_closer`` upsamples photos up to this size only: each step quadruples the detector's cost.
 LOOK_CLOSER_MAX_PIXELS = 1_000_000
+# Upsampling steps a caller may ask for: each quadruples the pixels the detector scans.
+MAX_UPSAMPLE = 3
 
 
 @dataclass(frozen=True, eq=False)
@@ -168,8 +171,7 @@ class FacePipeline:
 
     def locate(self, rgb: np.ndarray, *, upsample: int = 0) -> list[tuple[Box, float]]:
         """Boxes (in ``rgb``'s pixels) and scores, detecting on a downscaled copy of a huge photo."""
-        if upsample < 0:
-            raise ValueError("upsample must be >= 0")
+        upsample = whole_number("upsample", upsample, minimum=0, maximum=MAX_UPSAMPLE)
         height, width = rgb.shape[:2]
         scale = min(1.0, DETECTION_MAX_SIDE / max(height, width))
         if scale == 1.0:
@@ -208,7 +210,11 @@ def faces(image: ImageInput, *, upsample: int = 0) -> list[Face]:
 
     Args:
         image: a path, bytes, a PIL image or an HxWx3 uint8 RGB array.
-        upsample: how many times to double the photo before detecting (finds faces
+        upsample: how many times to double the photo before detecting, 0 to 3 (finds faces
             smaller than ~80 px, at about 4x the cost per step).
+
+    Raises:
+        ImageError: the photo cannot be used. InvalidArgument: ``upsample`` out of range.
     """
+    upsample = whole_number("upsample", upsample, minimum=0, maximum=MAX_UPSAMPLE)
     return default_pipeline().faces(image, upsample=upsample)
