@@ -19,19 +19,21 @@ def whole_number(name: str, value: Any, *, minimum: int, maximum: int | None = N
     """``value`` as an int in ``[minimum, maximum]``; ``True``/``False`` and ``"3"`` are refused, not converted."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise InvalidArgument(f"{name} must be a whole number, got {value!r} ({type(value).__name__})")
-    if value < minimum or (maximum is not None and value > maximum):
+    number = int(value)
+    if number < minimum or (maximum is not None and number > maximum):
         bounds = f"at least {minimum}" if maximum is None else f"from {minimum} to {maximum}"
-        raise InvalidArgument(f"{name} must be {bounds}, got {value}")
-    return int(value)
+        raise InvalidArgument(f"{name} must be {bounds}, got {number}")
+    return number
 
 
 def rate(name: str, value: Any) -> float:
     """``value`` as a float strictly between 0 and 1 (a target error rate)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise InvalidArgument(f"{name} must be a number between 0 and 1, got {value!r}")
-    if not 0 < value < 1:
-        raise InvalidArgument(f"{name} must be between 0 and 1 (exclusive), got {value}")
-    return float(value)
+    number = float(value)
+    if not 0 < number < 1:
+        raise InvalidArgument(f"{name} must be between 0 and 1 (exclusive), got {number}")
+    return number
 
 
 def text(name: str, value: Any) -> str:
