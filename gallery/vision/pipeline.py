@@ -37,7 +37,11 @@ class Face:
     """One face found in a photo.
 
     Attributes:
-        box: (left, top, right, bottom) in pixels of the original photo, dlib's inclusive corners.
+        box: (left, top, right, bottom) in pixels of the original photo, dlib's inclusive corners,
+            clipped to the photo: a face cut by the photo's edge has its box end at that edge
+            (``0 <= left <= right < width``, likewise vertically), so it can be drawn on or cropped
+            from the frame as is. The landmarks, chip and embedding come from the detector's
+            whole box, which may reach past the edge (dlib's convention).
         score: the detector's confidence.
         landmarks: (5, 2) int array of (x, y) points (eye corners, base of the nose), rounded as dlib rounds.
         embedding: (128,) float32 descriptor; faces of one person lie within ~0.6 of each other.
@@ -135,7 +139,11 @@ class FacePipeline:
             rgb = load_rgb(image)
             located = self.locate(rgb, upsample=upsample)
             points = self.landmarks.predict_many(rgb, [box for box, _ in located]) if located else np.empty((0, 5, 2))
-            located_per_photo.append([(box, score, points[i]) for i, (box, score) in enumerate(located)])
+            # Landmarks from the detector's whole box (what the shape predictor was trained on); the box reported is clipped.
+            shape = rgb.shape
+            located_per_photo.append(
+                [(clip_box(box, shape), score, points[i]) for i, (box, score) in enumerate(located)]
+            )
             chips += [extract_chip(rgb, p) for p in points]
         chip_array = np.stack(chips) if chips else np.empty((0, CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
         embeddings = self.embedder.embed(chip_array)
@@ -190,6 +198,24 @@ class FacePipeline:
             )
             located.append((box, d.score))
         return located
+
+
+def clip_box(box: Box, shape: tuple[int, ...]) -> Box:
+    """``box`` (inclusive corners) clipped to a photo of ``shape`` (height, width, ...).
+
+    dlib reports a face cut by the photo's edge with corners outside the photo (``-84``); an
+    integrator drawing boxes on a camera frame, or cropping with ``frame[top:bottom]``, gets
+    nonsense from a negative index (numpy counts it from the other end). The visible part of
+    the face is what the box must say.
+    """
+    height, width = shape[:2]
+    left, top, right, bottom = box
+    return (
+        min(max(left, 0), width - 1),
+        min(max(top, 0), height - 1),
+        min(max(right, 0), width - 1),
+        min(max(bottom, 0), height - 1),
+    )
 
 
 _pipeline: FacePipeline | None = None
