@@ -139,7 +139,8 @@ class FacePipeline:
             rgb = load_rgb(image)
             located = self.locate(rgb, upsample=upsample)
             points = self.landmarks.predict_many(rgb, [box for box, _ in located]) if located else np.empty((0, 5, 2))
-            # Landmarks from the detector's whole box (what the shape predictor was trained on); the box reported is clipped.
+            # Landmarks come from the detector's whole box (what the shape predictor was trained on);
+            # the box reported is clipped to the photo.
             shape = rgb.shape
             located_per_photo.append(
                 [(clip_box(box, shape), score, points[i]) for i, (box, score) in enumerate(located)]
