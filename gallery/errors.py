@@ -149,7 +149,15 @@ class CalibrationError(GalleryError):
 
 
 class PairsFormatError(CalibrationError):
-    """A pairs file is not in LFW's format (wrong number of fields, a non-numeric photo number)."""
+    """A pairs file is not in LFW's format (not text, wrong number of fields, a non-numeric photo number)."""
+
+
+class PairsFileUnreadable(CalibrationError):
+    """A pairs file cannot be read (no permission, a directory, an I/O error)."""
+
+
+class PhotosMissing(CalibrationError):
+    """Photos a pairs file names are missing or unreadable (allow_missing=True / --allow-missing scores the rest)."""
 
 
 class NoUsablePairs(CalibrationError):

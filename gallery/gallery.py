@@ -316,6 +316,7 @@ class Gallery:
         pairs_file: str | os.PathLike,
         *,
         root: str | os.PathLike | None = None,
+        allow_missing: bool = False,
         progress: PhaseProgress | None = None,
     ) -> PairReport:
         """Verification accuracy on an LFW-format pairs file (10-fold when it has folds), and at the threshold in force.
@@ -323,8 +324,22 @@ class Gallery:
         Args:
             pairs_file: ``name i j`` / ``name1 i name2 j`` lines, optionally under a header.
             root: the folder holding ``name/name_000i.jpg``; defaults to the pairs file's folder.
+            allow_missing: score the pairs whose photo files are all there when some are missing
+                or unreadable (counted in ``missing_files``) instead of refusing.
+
+        Raises:
+            PairsFormatError: not an LFW pairs list (or not text). PairsFileUnreadable: cannot be read.
+            PhotosMissing: photos it names are missing or unreadable (without ``allow_missing``).
+            NoUsablePairs: no pair has a face found in both photos.
         """
-        return score_pairs(pairs_file, root, self._pipeline, threshold=self.verify_threshold(), progress=progress)
+        return score_pairs(
+            pairs_file,
+            root,
+            self._pipeline,
+            threshold=self.verify_threshold(),
+            allow_missing=allow_missing,
+            progress=progress,
+        )
 
     # ---- reads -----------------------------------------------------------------------
 

@@ -230,10 +230,10 @@ def _calibrate_on_four_photos(shell: Shell) -> Outcome:
     return shell("calibrate", "--json", "--fpir", "0.01", _labelled(shell, people=2, photos_each=2))
 
 
-def _pairs(shell: Shell, text: str) -> Outcome:
+def _pairs(shell: Shell, text: str, *options: str) -> Outcome:
     root = _labelled(shell, people=2, photos_each=2)
     (root / "pairs.txt").write_text(text)
-    return shell("eval", "--json", "--pairs", root / "pairs.txt")
+    return shell("eval", "--json", *options, "--pairs", root / "pairs.txt")
 
 
 def _detector_file_with_one_weight_changed() -> bytes:
@@ -394,7 +394,16 @@ CASES: dict[type[GalleryError], ThroughTheCli | NotThroughTheCli] = {
     E.PairsFormatError: ThroughTheCli(
         lambda shell: _pairs(shell, "Person_0 1 2 3 4 5\n"), r"pair 1 \('Person_0 1 2 3 4 5'\): 6 fields"
     ),
-    E.NoUsablePairs: ThroughTheCli(lambda shell: _pairs(shell, "Nobody 1 2\n"), "none of the 1 pairs"),
+    E.PairsFileUnreadable: ThroughTheCli(
+        lambda shell: shell("eval", "--pairs", "/proc/self/mem"),  # a file whose read fails (EIO), even for root
+        "cannot read the pairs file /proc/self/mem: Input/output error",
+    ),
+    E.PhotosMissing: ThroughTheCli(
+        lambda shell: _pairs(shell, "Nobody 1 2\n"), "2 of the 2 photos the pairs file names are missing under"
+    ),
+    E.NoUsablePairs: ThroughTheCli(
+        lambda shell: _pairs(shell, "Nobody 1 2\n", "--allow-missing"), "none of the 1 pairs"
+    ),
 }
 
 
