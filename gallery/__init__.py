@@ -71,6 +71,7 @@ if TYPE_CHECKING:
     from gallery.results import (
         Candidate,
         Enrollment,
+        EnrolmentInterrupted,
         FolderEnrollment,
         GalleryInfo,
         IdentifiedFace,
@@ -95,6 +96,7 @@ _LAZY = {
     "AuditEvent": "gallery.store",
     "Candidate": "gallery.results",
     "Enrollment": "gallery.results",
+    "EnrolmentInterrupted": "gallery.results",
     "GalleryInfo": "gallery.results",
     "IdentifiedFace": "gallery.results",
     "Person": "gallery.results",
@@ -120,6 +122,7 @@ __all__ = [
     "DlibFormatError",
     "DuplicateExternalId",
     "Enrollment",
+    "EnrolmentInterrupted",
     "Evaluation",
     "Face",
     "FolderEnrollment",

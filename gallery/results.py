@@ -14,6 +14,7 @@ from gallery.types import Box
 __all__ = [
     "Candidate",
     "Enrollment",
+    "EnrolmentInterrupted",
     "FolderEnrollment",
     "GalleryInfo",
     "IdentifiedFace",
@@ -102,6 +103,21 @@ class FolderEnrollment:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class EnrolmentInterrupted(KeyboardInterrupt):
+    """``enroll_dir`` was interrupted (Ctrl-C); ``report`` says what it had done by then.
+
+    A ``KeyboardInterrupt``, so a caller that does not look for it stops as on any Ctrl-C.
+    Every person in ``report.enrolled`` is committed, whole (a batch of people is one
+    transaction); photos neither enrolled, skipped nor refused were not processed, and running
+    the same folder again enrols them (photos already in the gallery are skipped).
+    """
+
+    def __init__(self, report: FolderEnrollment) -> None:
+        done = len(report.enrolled) + len(report.skipped) + len(report.failures)
+        super().__init__(f"enroll_dir interrupted after {done} of {report.photos} photo(s)")
+        self.report = report
 
 
 @dataclass(frozen=True)

@@ -339,7 +339,7 @@ def test_enroll_dir_json_summary_and_exit_1_when_a_photo_was_refused(fake, photo
     result = fake("enroll-dir", "--json", staff)
     assert result.exit_code == EXIT_NO_MATCH
     doc = json.loads(result.stdout)
-    assert set(doc) == {"photos", "enrolled", "skipped", "failures"}
+    assert set(doc) == {"photos", "enrolled", "skipped", "failures", "interrupted"} and doc["interrupted"] is False
     assert doc["photos"] == 3 and [e["name"] for e in doc["enrolled"]] == ["Ada Lovelace", "Alan Turing"]
     assert [(f["name"], f["error"]) for f in doc["failures"]] == [("Grace Hopper", "ImageUnreadable")]
     assert set(doc["failures"][0]) == {"photo", "name", "error", "reason"}

@@ -1,11 +1,19 @@
 """What every command shares: the context (gallery folder, threads, pipeline), exit codes, output helpers.
 
 Exit codes (documented in the README):
-    0  success: someone identified, verified, enrolled, removed, listed
-    1  no match: faces found but nobody recognised, or verification failed
-    2  usage error (bad options)
-    3  no face found in the photo
-    4  bad input or any other error (message on stderr)
+    0    success: someone identified, verified, enrolled, removed, listed
+    1    no match: faces found but nobody recognised, or verification failed (enroll-dir: some refused)
+    2    usage error (bad options)
+    3    no face found in the photo
+    4    bad input or any other error, a bug included (one line on stderr)
+    130  interrupted (Ctrl-C: 128 + SIGINT, the shell's convention); enroll-dir first prints what it did
+
+1 is an answer ("nobody I know"), so nothing else may exit with it: a ``GalleryError`` is 4 (3
+for ``NoFaceFound``), and so is any other exception reaching the command (a bug, or a library
+failing in a way the gallery did not foresee): ``Error: unexpected <class>: <message>`` on one
+line, and the traceback too only with ``--debug`` or ``GALLERY_DEBUG=1`` (one option; the
+variable is its default, so a service's environment can turn it on without changing the
+command line). Click's own "Aborted!" (exit 1) on Ctrl-C is replaced by exit 130.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import contextlib
 import json
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -31,6 +40,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 EXIT_OK, EXIT_NO_MATCH, EXIT_USAGE, EXIT_NO_FACE, EXIT_ERROR = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+DEBUG_ENV = "GALLERY_DEBUG"
 
 
 def fail(err: GalleryError) -> NoReturn:
@@ -38,6 +49,21 @@ def fail(err: GalleryError) -> NoReturn:
     message = " ".join(str(err).splitlines())
     click.echo(f"Error: {message}", err=True)
     sys.exit(EXIT_NO_FACE if isinstance(err, NoFaceFound) else EXIT_ERROR)
+
+
+def fail_unexpected(err: BaseException, *, debug: bool) -> NoReturn:
+    """A bug or an unforeseen failure: exit 4 with one line (and the traceback above it when debugging)."""
+    if debug:
+        click.echo("".join(traceback.format_exception(err)), err=True, nl=False)
+    message = " ".join(str(err).splitlines()) or "(no message)"
+    hint = "" if debug else f" (run with --debug or {DEBUG_ENV}=1 for the traceback)"
+    click.echo(f"Error: unexpected {type(err).__name__}: {message}{hint}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+def interrupted() -> NoReturn:
+    click.echo("Interrupted.", err=True)
+    sys.exit(EXIT_INTERRUPTED)
 
 
 def print_json(value: Any) -> None:
