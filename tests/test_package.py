@@ -12,7 +12,7 @@ def test_every_exported_name_resolves_and_every_error_is_a_gallery_error() -> No
     exported = [getattr(gallery, name) for name in gallery.__all__]
     errors = [value for value in exported if isinstance(value, type) and issubclass(value, BaseException)]
     assert len(errors) >= 15
-    # EnrolmentInterrupted is Ctrl-C carrying enroll_dir's report: a KeyboardInterrupt, so it stops a caller as Ctrl-C does.
+    # EnrolmentInterrupted is Ctrl-C carrying enroll_dir's report: a KeyboardInterrupt by design.
     assert issubclass(gallery.EnrolmentInterrupted, KeyboardInterrupt)
     assert all(issubclass(error, gallery.GalleryError) for error in errors if error is not gallery.EnrolmentInterrupted)
 
