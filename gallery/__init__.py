@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from gallery.errors import (
     AlreadyEnrolled,
+    AuditNotWritten,
     CalibrationError,
     DlibFormatError,
     DuplicateExternalId,
@@ -65,6 +66,7 @@ if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 
 if TYPE_CHECKING:
+    from gallery.audit import AuditStatus
     from gallery.calibrating import LearnedRules
     from gallery.calibration import Evaluation, PairReport
     from gallery.gallery import Gallery
@@ -94,6 +96,7 @@ _LAZY = {
     "FolderEnrollment": "gallery.results",
     "PhotoFailure": "gallery.results",
     "AuditEvent": "gallery.store",
+    "AuditStatus": "gallery.audit",
     "Candidate": "gallery.results",
     "Enrollment": "gallery.results",
     "EnrolmentInterrupted": "gallery.results",
@@ -117,6 +120,8 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AlreadyEnrolled",
     "AuditEvent",
+    "AuditNotWritten",
+    "AuditStatus",
     "CalibrationError",
     "Candidate",
     "DlibFormatError",

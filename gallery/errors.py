@@ -141,6 +141,10 @@ class StorageFailure(StoreError):
     """The database or the file system failed (disk full, I/O error, locked past the busy timeout)."""
 
 
+class AuditNotWritten(StoreError):
+    """Under ``audit="required"``, a call's audit event could not be written (identify and verify give no answer)."""
+
+
 # --- learning and measuring the decision rule -------------------------------------------------
 
 

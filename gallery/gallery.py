@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from gallery.arguments import rate, text, whole_number
-from gallery.audit import AuditWriter, identify_detail, rule_reference
+from gallery.audit import AuditPolicy, AuditStatus, AuditWriter, audit_policy, identify_detail, rule_reference
 from gallery.bulk import FolderEnrolment
 from gallery.calibrating import LearnedRules, PhaseProgress, embed_folder, learn_rules, score_pairs, score_rule
 from gallery.calibration import Evaluation, PairReport
@@ -73,10 +73,16 @@ class Gallery:
         liveness: an optional anti-spoofing check consulted by ``identify`` and ``verify``
             for every face before it is searched (see ``LivenessCheck``). gallery has none
             of its own: without one, a printed photo of an enrolled person is recognised.
+        audit: what happens when an audit event cannot be written (``gallery.audit.AuditWriter``):
+            ``"best_effort"`` (default) answers, logs one warning line, holds the events in
+            memory and retries them, and counts those lost (``audit_status``); ``"required"``
+            writes each event before the call returns and raises ``AuditNotWritten`` if it
+            cannot (identify and verify then give no answer: fail closed).
 
     Raises:
         SchemaTooNew: the gallery was written by a newer version of gallery.
         NotAGallery, StoreBusy, StorageFailure: the folder cannot be opened as a gallery.
+        InvalidArgument: ``audit`` is not one of the policies.
     """
 
     def __init__(
@@ -85,7 +91,9 @@ class Gallery:
         *,
         pipeline: FacePipelineProtocol | None = None,
         liveness: LivenessCheck | None = None,
+        audit: AuditPolicy = "best_effort",
     ) -> None:
+        audit = audit_policy(audit)
         self._pipeline = pipeline or default_pipeline()
         self._liveness = liveness
         # Absolute and resolved: what `info` shows and errors name must not depend on the working directory.
@@ -98,7 +106,7 @@ class Gallery:
             raise
         self._cohorts = CohortDistances(self._store)
         self._rules = RulesInForce(self._store)
-        self._audit = AuditWriter(self._store)
+        self._audit = AuditWriter(self._store, audit)
 
     def __enter__(self) -> Gallery:
         return self
@@ -107,9 +115,15 @@ class Gallery:
         self.close()
 
     def close(self) -> None:
-        """Write pending audit entries and release the database."""
-        self._audit.close()
-        self._store.close()
+        """Write pending audit entries (one last try; see ``audit_status``) and release the database."""
+        try:
+            self._audit.close()
+        finally:
+            self._store.close()
+
+    def audit_status(self) -> AuditStatus:
+        """This process's audit events: the policy, how many wait to be written and how many were lost."""
+        return self._audit.status()
 
     # ---- writes ----------------------------------------------------------------------
 

@@ -230,6 +230,14 @@ def _calibrate_on_four_photos(shell: Shell) -> Outcome:
     return shell("calibrate", "--json", "--fpir", "0.01", _labelled(shell, people=2, photos_each=2))
 
 
+def _audit_unwritable_under_required(shell: Shell) -> Outcome:
+    def failing(self: Store, events: object) -> None:
+        raise E.StorageFailure("attempt to write a readonly database")
+
+    shell.monkeypatch.setattr(Store, "audit_many", failing)
+    return shell("--audit", "required", "identify", shell.photo("ada"))
+
+
 def _pairs(shell: Shell, text: str, *options: str) -> Outcome:
     root = _labelled(shell, people=2, photos_each=2)
     (root / "pairs.txt").write_text(text)
@@ -390,6 +398,9 @@ CASES: dict[type[GalleryError], ThroughTheCli | NotThroughTheCli] = {
         "the store catches it and rebuilds the index from the database; the command succeeds", _index_repaired
     ),
     E.StorageFailure: ThroughTheCli(_home_under_a_file, "cannot create the gallery folder"),
+    E.AuditNotWritten: ThroughTheCli(
+        _audit_unwritable_under_required, "the audit event of this identify could not be written"
+    ),
     E.CalibrationError: ThroughTheCli(_calibrate_on_four_photos, "needs at least 100 stranger photos"),
     E.PairsFormatError: ThroughTheCli(
         lambda shell: _pairs(shell, "Person_0 1 2 3 4 5\n"), r"pair 1 \('Person_0 1 2 3 4 5'\): 6 fields"

@@ -48,13 +48,20 @@ class GalleryGroup(click.Group):
     help="CPU threads for the networks and the index (default: $GALLERY_THREADS, else all cores).",
 )
 @click.option(
+    "--audit",
+    type=click.Choice(["best-effort", "required"]),
+    envvar="GALLERY_AUDIT",
+    help="When an audit event cannot be written: answer and warn (best-effort, the default), or refuse "
+    "with exit 4 (required). Default: $GALLERY_AUDIT.",
+)
+@click.option(
     "--debug",
     is_flag=True,
     envvar=DEBUG_ENV,
     help=f"Print the traceback of an unexpected error (default: ${DEBUG_ENV}).",
 )
 @click.pass_context
-def cli(ctx: click.Context, home: Path | None, threads: int | None, debug: bool) -> None:
+def cli(ctx: click.Context, home: Path | None, threads: int | None, audit: str | None, debug: bool) -> None:
     """One-shot face identification: enrol a person from one photo, identify them in others.
 
     \b
@@ -63,4 +70,9 @@ def cli(ctx: click.Context, home: Path | None, threads: int | None, debug: bool)
         gallery identify door.jpg
     """
     given = ctx.obj if isinstance(ctx.obj, CliContext) else CliContext()
-    ctx.obj = dataclasses.replace(given, home=home or given.home, threads=threads or given.threads)
+    ctx.obj = dataclasses.replace(
+        given,
+        home=home or given.home,
+        threads=threads or given.threads,
+        audit="required" if audit == "required" else "best_effort" if audit else given.audit,
+    )

@@ -34,6 +34,7 @@ import click
 from gallery.errors import GalleryError, NoFaceFound
 
 if TYPE_CHECKING:
+    from gallery.audit import AuditPolicy
     from gallery.gallery import Gallery
     from gallery.vision.pipeline import FacePipelineProtocol
 
@@ -90,11 +91,13 @@ class CliContext:
         home: the gallery folder (None: ``$GALLERY_HOME``, else the user data directory).
         threads: CPU threads (None: every core the process may use).
         pipeline: the face pipeline (None: the process-wide ``FacePipeline``).
+        audit: the gallery's audit policy (``Gallery``'s ``audit``): ``"best_effort"`` or ``"required"``.
     """
 
     home: Path | None = None
     threads: int | None = None
     pipeline: FacePipelineProtocol | None = None
+    audit: AuditPolicy = "best_effort"
 
     def run(self, action: Callable[[Gallery], T]) -> T:
         """Open the gallery, run ``action`` on it, turn gallery errors into exit codes."""
@@ -103,7 +106,7 @@ class CliContext:
 
         set_threads(self.threads or available_cores())
         try:
-            with Gallery(self.home, pipeline=self.pipeline) as g:
+            with Gallery(self.home, pipeline=self.pipeline, audit=self.audit) as g:
                 return action(g)
         except GalleryError as err:
             fail(err)
