@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from gallery.errors import (
     AlreadyEnrolled,
+    AuditNotWritten,
     CalibrationError,
     DlibFormatError,
     DuplicateExternalId,
@@ -40,9 +41,11 @@ from gallery.errors import (
     NotAGallery,
     NotLive,
     NoUsablePairs,
+    PairsFileUnreadable,
     PairsFormatError,
     PersonNotFound,
     PhotoAlreadyEnrolled,
+    PhotosMissing,
     PoorQuality,
     RuleInvalid,
     SchemaTooNew,
@@ -67,12 +70,14 @@ if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 
 if TYPE_CHECKING:
+    from gallery.audit import AuditStatus
     from gallery.calibrating import LearnedRules
     from gallery.calibration import Evaluation, PairReport
     from gallery.gallery import Gallery
     from gallery.results import (
         Candidate,
         Enrollment,
+        EnrolmentInterrupted,
         FolderEnrollment,
         GalleryInfo,
         IdentifiedFace,
@@ -95,8 +100,10 @@ _LAZY = {
     "FolderEnrollment": "gallery.results",
     "PhotoFailure": "gallery.results",
     "AuditEvent": "gallery.store",
+    "AuditStatus": "gallery.audit",
     "Candidate": "gallery.results",
     "Enrollment": "gallery.results",
+    "EnrolmentInterrupted": "gallery.results",
     "GalleryInfo": "gallery.results",
     "IdentifiedFace": "gallery.results",
     "Person": "gallery.results",
@@ -117,11 +124,14 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AlreadyEnrolled",
     "AuditEvent",
+    "AuditNotWritten",
+    "AuditStatus",
     "CalibrationError",
     "Candidate",
     "DlibFormatError",
     "DuplicateExternalId",
     "Enrollment",
+    "EnrolmentInterrupted",
     "Evaluation",
     "ExternalIdMismatch",
     "Face",
@@ -150,11 +160,13 @@ __all__ = [
     "NotAGallery",
     "NotLive",
     "PairReport",
+    "PairsFileUnreadable",
     "PairsFormatError",
     "Person",
     "PersonNotFound",
     "PhotoAlreadyEnrolled",
     "PhotoFailure",
+    "PhotosMissing",
     "PoorQuality",
     "Reembedding",
     "Removal",

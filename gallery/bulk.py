@@ -15,7 +15,7 @@ from gallery.audit import AuditWriter
 from gallery.enrolment import enrolment_face, face_record, refuse_known_photo, refuse_lookalike
 from gallery.errors import GalleryError, ImageError, InvalidName, LooksLikeSomeoneElse, PhotoAlreadyEnrolled
 from gallery.folders import PersonPhotos, scan_people_folder
-from gallery.results import Enrollment, FolderEnrollment, PhotoFailure
+from gallery.results import Enrollment, EnrolmentInterrupted, FolderEnrollment, PhotoFailure
 from gallery.store import Store, clean_name
 from gallery.store.validation import escape_unprintable, new_name
 from gallery.vision.image import load_rgb, photo_sha256, read_photo
@@ -56,13 +56,19 @@ class FolderEnrolment:
         people = scan_people_folder(folder)
         self._run.total = sum(len(p.photos) for p in people)
         batch: list[PersonPhotos] = []
-        for person in people:
-            batch.append(person)
-            if sum(len(p.photos) for p in batch) >= batch_photos:
+        try:
+            for person in people:
+                batch.append(person)
+                if sum(len(p.photos) for p in batch) >= batch_photos:
+                    self._enroll_people(batch)
+                    batch = []
+            if batch:
                 self._enroll_people(batch)
-                batch = []
-        if batch:
-            self._enroll_people(batch)
+        except KeyboardInterrupt:  # Ctrl-C: what was committed stays; say what that was
+            raise EnrolmentInterrupted(self._report()) from None
+        return self._report()
+
+    def _report(self) -> FolderEnrollment:
         run = self._run
         return FolderEnrollment(run.total, tuple(run.enrolled), tuple(run.skipped), tuple(run.failures))
 

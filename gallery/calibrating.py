@@ -32,7 +32,7 @@ from gallery.decision.records import (
     check_records,
 )
 from gallery.decision.rule import DecisionRule
-from gallery.errors import RuleInvalid
+from gallery.errors import PhotosMissing, RuleInvalid
 from gallery.labelled import LabelledFaces, embed_labelled
 from gallery.vision.pipeline import FacePipelineProtocol
 
@@ -113,19 +113,41 @@ def score_pairs(
     pipeline: FacePipelineProtocol,
     *,
     threshold: float,
+    allow_missing: bool = False,
     progress: PhaseProgress | None = None,
 ) -> PairReport:
     """Verification accuracy on an LFW-format pairs file; photos are found under ``root`` (default: the file's folder).
 
+    A photo file the list names that is missing (or cannot be decoded) is an error unless
+    ``allow_missing``: an accuracy over the pairs that happen to be there is not the list's
+    accuracy, and a wrong ``root`` would otherwise look like a small, confident benchmark.
+    Missing files are checked before any photo is embedded.
+
     Raises:
-        PairsFormatError: the file is not an LFW pairs list. NoUsablePairs: no pair has a face in both photos.
+        PairsFormatError: the file is not an LFW pairs list. PairsFileUnreadable: it cannot be read.
+        PhotosMissing: photos are missing or unreadable (without ``allow_missing``).
+        NoUsablePairs: no pair has a face in both photos.
     """
     pairs = read_pairs(pairs_file)
     root = Path(root) if root is not None else Path(pairs_file).parent
     wanted = sorted({p.first for p in pairs} | {p.second for p in pairs})
-    photos = [(root / relative, relative.split("/")[0]) for relative in wanted]
+    absent = [relative for relative in wanted if not (root / relative).is_file()]
+    if absent and not allow_missing:
+        raise _photos_missing(absent, len(wanted), root, "missing")
+    photos = [(root / relative, relative.split("/")[0]) for relative in wanted if relative not in set(absent)]
     faces = embed_labelled(root, pipeline, photos=photos, progress=_phase("embedding", progress))
-    return pair_report(pairs, faces.embedding_of(), threshold=threshold)
+    unreadable = [relative for relative, _ in faces.unreadable]
+    if unreadable and not allow_missing:
+        raise _photos_missing(unreadable, len(wanted), root, "unreadable")
+    return pair_report(pairs, faces.embedding_of(), threshold=threshold, missing=[*absent, *unreadable])
+
+
+def _photos_missing(photos: list[str], wanted: int, root: Path, what: str) -> PhotosMissing:
+    shown = ", ".join(photos[:3]) + (", ..." if len(photos) > 3 else "")
+    return PhotosMissing(
+        f"{len(photos)} of the {wanted} photos the pairs file names are {what} under {root} ({shown}); "
+        "check the folder (--root), or pass allow_missing=True (--allow-missing) to score the pairs that remain"
+    )
 
 
 def _source(faces: LabelledFaces) -> dict[str, Any]:

@@ -158,6 +158,10 @@ class StorageFailure(StoreError):
     """The database or the file system failed (disk full, I/O error, locked past the busy timeout)."""
 
 
+class AuditNotWritten(StoreError):
+    """Under ``audit="required"``, a call's audit event could not be written (identify and verify give no answer)."""
+
+
 # --- learning and measuring the decision rule -------------------------------------------------
 
 
@@ -166,7 +170,15 @@ class CalibrationError(GalleryError):
 
 
 class PairsFormatError(CalibrationError):
-    """A pairs file is not in LFW's format (wrong number of fields, a non-numeric photo number)."""
+    """A pairs file is not in LFW's format (not text, wrong number of fields, a non-numeric photo number)."""
+
+
+class PairsFileUnreadable(CalibrationError):
+    """A pairs file cannot be read (no permission, a directory, an I/O error)."""
+
+
+class PhotosMissing(CalibrationError):
+    """Photos a pairs file names are missing or unreadable (allow_missing=True / --allow-missing scores the rest)."""
 
 
 class NoUsablePairs(CalibrationError):

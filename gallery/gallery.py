@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gallery.audit import AuditWriter, identify_detail, rule_reference
+from gallery.arguments import rate, text, whole_number
+from gallery.audit import AuditPolicy, AuditStatus, AuditWriter, audit_policy, identify_detail, rule_reference
 from gallery.bulk import FolderEnrolment
 from gallery.calibrating import LearnedRules, PhaseProgress, embed_folder, learn_rules, score_pairs, score_rule
 from gallery.calibration import Evaluation, PairReport
@@ -50,11 +51,13 @@ from gallery.rules_in_force import RulesInForce
 from gallery.runtime import default_home
 from gallery.store import AuditEvent, PersonNotFound, Store
 from gallery.vision.image import ImageInput, load_rgb, photo_sha256, read_photo
-from gallery.vision.pipeline import Face, FacePipelineProtocol, default_pipeline
+from gallery.vision.pipeline import MAX_UPSAMPLE, Face, FacePipelineProtocol, default_pipeline
 
 # Identities searched per face at least: a learned rule reads the nearest three (runner-up, and the
 # third to tell whether the top two are rivals; see gallery.decision.normalised).
 EVIDENCE_DEPTH = 3
+# Candidates a caller may ask for per face (the CLI's --top-k range): the search allocates k per face.
+MAX_TOP_K = 100
 
 LivenessCheck = Callable[[np.ndarray, Face], bool]
 """``check(photo, face) -> bool``: is this face a live person (not a print, screen or mask)?
@@ -77,10 +80,16 @@ class Gallery:
         liveness: an optional anti-spoofing check consulted by ``identify`` and ``verify``
             for every face before it is searched (see ``LivenessCheck``). gallery has none
             of its own: without one, a printed photo of an enrolled person is recognised.
+        audit: what happens when an audit event cannot be written (``gallery.audit.AuditWriter``):
+            ``"best_effort"`` (default) answers, logs one warning line, holds the events in
+            memory and retries them, and counts those lost (``audit_status``); ``"required"``
+            writes each event before the call returns and raises ``AuditNotWritten`` if it
+            cannot (identify and verify then give no answer: fail closed).
 
     Raises:
         SchemaTooNew: the gallery was written by a newer version of gallery.
         NotAGallery, StoreBusy, StorageFailure: the folder cannot be opened as a gallery.
+        InvalidArgument: ``audit`` is not one of the policies.
     """
 
     def __init__(
@@ -89,10 +98,13 @@ class Gallery:
         *,
         pipeline: FacePipelineProtocol | None = None,
         liveness: LivenessCheck | None = None,
+        audit: AuditPolicy = "best_effort",
     ) -> None:
+        audit = audit_policy(audit)
         self._pipeline = pipeline or default_pipeline()
         self._liveness = liveness
-        self.home = Path(home) if home is not None else default_home()
+        # Absolute and resolved: what `info` shows and errors name must not depend on the working directory.
+        self.home = (Path(home) if home is not None else default_home()).resolve()
         self._store = Store.open(self.home, model=self._pipeline.model_id)
         try:
             self._one_model = OneModel(self._store, self._pipeline.model_id)
@@ -101,7 +113,7 @@ class Gallery:
             raise
         self._cohorts = CohortDistances(self._store)
         self._rules = RulesInForce(self._store)
-        self._audit = AuditWriter(self._store)
+        self._audit = AuditWriter(self._store, audit)
 
     def __enter__(self) -> Gallery:
         return self
@@ -110,9 +122,15 @@ class Gallery:
         self.close()
 
     def close(self) -> None:
-        """Write pending audit entries and release the database."""
-        self._audit.close()
-        self._store.close()
+        """Write pending audit entries (one last try; see ``audit_status``) and release the database."""
+        try:
+            self._audit.close()
+        finally:
+            self._store.close()
+
+    def audit_status(self) -> AuditStatus:
+        """This process's audit events: the policy, how many wait to be written and how many were lost."""
+        return self._audit.status()
 
     # ---- writes ----------------------------------------------------------------------
 
@@ -205,7 +223,9 @@ class Gallery:
 
         Raises:
             ImageNotFound: ``folder`` is not a folder. StoreError: the gallery itself failed.
+            InvalidArgument: ``batch_photos`` is not a whole number of at least 1.
         """
+        batch_photos = whole_number("batch_photos", batch_photos, minimum=1)
         self._one_model.require()
         bulk = FolderEnrolment(
             self._store,
@@ -244,7 +264,11 @@ class Gallery:
         Returns:
             How many faces were re-embedded (0 when every face is of this model already), and
             the model that embedded them.
+
+        Raises:
+            InvalidArgument: ``batch_size`` is not a whole number of at least 1.
         """
+        batch_size = whole_number("batch_size", batch_size, minimum=1)
         count, models = self._one_model.reembed(self._pipeline.embedder, batch_size=batch_size)
         if count:
             self._audit.put(
@@ -284,7 +308,9 @@ class Gallery:
                 not pass the checks every stored rule passes (NaN, out of range): nothing stored.
             ImageNotFound: not a folder.
             ModelMismatch: the gallery holds faces of another model; run ``reembed`` first.
+            InvalidArgument: a target is not a number strictly between 0 and 1.
         """
+        target_fpir, target_fmr = rate("target_fpir", target_fpir), rate("target_fmr", target_fmr)
         self._one_model.require()
         faces = embed_folder(folder, self._pipeline, progress)
         learned = learn_rules(faces, target_fpir=target_fpir, target_fmr=target_fmr, progress=progress)
@@ -314,6 +340,7 @@ class Gallery:
         pairs_file: str | os.PathLike,
         *,
         root: str | os.PathLike | None = None,
+        allow_missing: bool = False,
         progress: PhaseProgress | None = None,
     ) -> PairReport:
         """Verification accuracy on an LFW-format pairs file (10-fold when it has folds), and at the threshold in force.
@@ -321,8 +348,22 @@ class Gallery:
         Args:
             pairs_file: ``name i j`` / ``name1 i name2 j`` lines, optionally under a header.
             root: the folder holding ``name/name_000i.jpg``; defaults to the pairs file's folder.
+            allow_missing: score the pairs whose photo files are all there when some are missing
+                or unreadable (counted in ``missing_files``) instead of refusing.
+
+        Raises:
+            PairsFormatError: not an LFW pairs list (or not text). PairsFileUnreadable: cannot be read.
+            PhotosMissing: photos it names are missing or unreadable (without ``allow_missing``).
+            NoUsablePairs: no pair has a face found in both photos.
         """
-        return score_pairs(pairs_file, root, self._pipeline, threshold=self.verify_threshold(), progress=progress)
+        return score_pairs(
+            pairs_file,
+            root,
+            self._pipeline,
+            threshold=self.verify_threshold(),
+            allow_missing=allow_missing,
+            progress=progress,
+        )
 
     # ---- reads -----------------------------------------------------------------------
 
@@ -331,15 +372,18 @@ class Gallery:
 
         Args:
             image: a path, bytes, a PIL image or an HxWx3 uint8 RGB array.
-            top_k: candidates reported per face.
-            upsample: detector upsampling steps (finds smaller faces, slower).
+            top_k: candidates reported per face, 1 to 100.
+            upsample: detector upsampling steps, 0 to 3 (finds smaller faces, about 4x slower a step).
 
         Raises:
             ImageError: the photo cannot be used. (A photo without faces gives an empty list.)
             ModelMismatch: the gallery holds faces of another model; run ``reembed`` first.
+            InvalidArgument: ``top_k`` or ``upsample`` is not a whole number in its range.
 
         A face the liveness check (if any) vetoes is not searched: its outcome is ``not_live``.
         """
+        top_k = whole_number("top_k", top_k, minimum=1, maximum=MAX_TOP_K)
+        upsample = whole_number("upsample", upsample, minimum=0, maximum=MAX_UPSAMPLE)
         self._one_model.require()
         rgb = load_rgb(image)
         found = self._pipeline.faces(rgb, upsample=upsample)
@@ -386,7 +430,9 @@ class Gallery:
             PersonNotFound, NoFaceFound, ImageError.
             NotLive: the liveness check vetoed the face.
             ModelMismatch: the gallery holds faces of another model; run ``reembed`` first.
+            InvalidArgument: ``name`` is not a string.
         """
+        name = text("name", name)
         self._one_model.require()
         person = self._store.find_person(name)
         if person is None:

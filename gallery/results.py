@@ -16,6 +16,7 @@ from gallery.types import Box
 __all__ = [
     "Candidate",
     "Enrollment",
+    "EnrolmentInterrupted",
     "FolderEnrollment",
     "GalleryInfo",
     "IdentifiedFace",
@@ -130,6 +131,21 @@ def shown(text: str | Path) -> str:
     characters as ``\\u202e``, so a line is never cut, reordered or hidden by them.
     """
     return escape_unprintable(os.fsdecode(text))
+
+
+class EnrolmentInterrupted(KeyboardInterrupt):
+    """``enroll_dir`` was interrupted (Ctrl-C); ``report`` says what it had done by then.
+
+    A ``KeyboardInterrupt``, so a caller that does not look for it stops as on any Ctrl-C.
+    Every person in ``report.enrolled`` is committed, whole (a batch of people is one
+    transaction); photos neither enrolled, skipped nor refused were not processed, and running
+    the same folder again enrols them (photos already in the gallery are skipped).
+    """
+
+    def __init__(self, report: FolderEnrollment) -> None:
+        done = len(report.enrolled) + len(report.skipped) + len(report.failures)
+        super().__init__(f"enroll_dir interrupted after {done} of {report.photos} photo(s)")
+        self.report = report
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from typing import Literal
 PACKAGE_ROOT = Path(__file__).resolve().parents[1] / "gallery"
 
 # Imported by every layer; they import no other gallery module.
-LEAVES = frozenset({"gallery.errors", "gallery.atomicfile", "gallery.types"})
+LEAVES = frozenset({"gallery.errors", "gallery.atomicfile", "gallery.types", "gallery.arguments"})
 
 # ARCHITECTURE.md, "Ownership": the layers below the facade, and the other layers each may import
 # (besides itself and the leaves). Anything not listed (the facade and its helpers, the shells) is

@@ -108,5 +108,5 @@ def test_pair_report_skips_pairs_missing_a_face_and_scores_the_rest() -> None:
     pairs += [Pair(f"{a}/{a}_0001.jpg", f"{b}/{b}_0001.jpg", False, None) for a, b in others]
     pairs.append(Pair("Nobody/Nobody_0001.jpg", "A/A_0001.jpg", False, None))
     report = pair_report(pairs, photo, threshold=1.0)
-    assert report.pairs == 16 and report.missing == 1
+    assert report.pairs == 16 and report.no_face == 1 and report.missing_files == 0
     assert report.accuracy == 1.0 and report.accuracy_at == 1.0

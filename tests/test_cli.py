@@ -194,7 +194,7 @@ def test_calibrate_puts_the_learned_rules_in_force_and_eval_measures_them(run, l
     assert "at FPIR 0.01 (thresholds set on these photos)" in run("eval", labelled).stdout
 
     pairs = json.loads(run("eval", "--json", "--pairs", labelled / "pairs.txt").stdout)
-    assert pairs["pairs"] == 6 and pairs["missing"] == 0
+    assert pairs["pairs"] == 6 and pairs["no_face"] == 0 and pairs["missing_files"] == 0
     assert pairs["accuracy_at"] == 1.0  # Obama's photos within the learned threshold, different people outside
     assert 0.0 <= pairs["accuracy"] <= 1.0
 
@@ -324,7 +324,11 @@ def test_calibrate_on_too_few_photos_fails_and_keeps_the_rules(fake, tmp_path: P
     assert fake("eval", "--pairs", tmp_path / "missing.txt").exit_code == EXIT_USAGE
     (tmp_path / "elsewhere.txt").write_text("Ada_Lovelace 1 2\n")
     elsewhere = fake("eval", "--pairs", tmp_path / "elsewhere.txt")
-    assert elsewhere.exit_code == EXIT_ERROR and "none of the 1 pairs" in elsewhere.stderr
+    assert (
+        elsewhere.exit_code == EXIT_ERROR and "2 of the 2 photos the pairs file names are missing" in elsewhere.stderr
+    )
+    allowed = fake("eval", "--allow-missing", "--pairs", tmp_path / "elsewhere.txt")
+    assert allowed.exit_code == EXIT_ERROR and "none of the 1 pairs" in allowed.stderr
 
 
 def test_enroll_dir_json_summary_and_exit_1_when_a_photo_was_refused(fake, photos, tmp_path: Path):
@@ -336,7 +340,7 @@ def test_enroll_dir_json_summary_and_exit_1_when_a_photo_was_refused(fake, photo
     result = fake("enroll-dir", "--json", staff)
     assert result.exit_code == EXIT_NO_MATCH
     doc = json.loads(result.stdout)
-    assert set(doc) == {"photos", "enrolled", "skipped", "failures"}
+    assert set(doc) == {"photos", "enrolled", "skipped", "failures", "interrupted"} and doc["interrupted"] is False
     assert doc["photos"] == 3 and [e["name"] for e in doc["enrolled"]] == ["Ada Lovelace", "Alan Turing"]
     assert [(f["name"], f["error"]) for f in doc["failures"]] == [("Grace Hopper", "ImageUnreadable")]
     assert set(doc["failures"][0]) == {"photo", "name", "error", "reason"}
@@ -361,3 +365,66 @@ def test_reembed_reports_the_faces_of_another_model_it_re_embedded(photos, tmp_p
     assert command(new, "reembed").stdout == f"Every face is already {FAKE_MODEL}'s\n"
     # No longer refused (the fake embeds a stored chip, not the photo, so Ada may not be matched).
     assert command(new, "identify", photos("ada")).exit_code in (EXIT_OK, EXIT_NO_MATCH)
+
+
+def test_every_json_timestamp_is_iso_8601_and_info_shows_the_absolute_home(photos, tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    context = CliContext(pipeline=FakePipeline())
+
+    def command(*args: object):
+        return CliRunner().invoke(cli, ["--home", "relative-home", *map(str, args)], obj=context)
+
+    assert command("enroll", "Ada Lovelace", photos("ada")).exit_code == EXIT_OK
+    [ada] = json.loads(command("list", "--json").stdout)
+    for field in ("created_at", "updated_at"):
+        assert "T" in ada[field] and " " not in ada[field]  # isoformat(), not str(): "2026-11-29T19:42:21+00:00"
+        assert datetime.fromisoformat(ada[field]).utcoffset() is not None
+    [event] = json.loads(command("log", "--json", "--limit", "1").stdout)
+    assert "T" in event["at"] and datetime.fromisoformat(event["at"]).utcoffset() is not None
+    home = (tmp_path / "relative-home").resolve()
+    assert json.loads(command("info", "--json").stdout)["home"] == str(home)
+    assert f"home: {home}\n" in command("info").stdout
+
+
+@pytest.fixture
+def fake_pairs(tmp_path: Path) -> Path:
+    """An LFW-layout folder of fake photos (.jpg names, PNG bytes) for 6 people, one of them a blank (no face)."""
+    root = tmp_path / "pairs-root"
+    for person in ("Ann", "Bob", "Cal", "Dee", "Eve", "Fay"):
+        (root / person).mkdir(parents=True)
+        for number in (1, 2):
+            (root / person / f"{person}_{number:04d}.jpg").write_bytes(fake_photo(f"{person}-{number}"))
+    blank = Image.new("RGB", (64, 64), (128, 128, 128))  # FakePipeline finds no face in a single colour
+    blank.save(root / "Fay" / "Fay_0002.jpg", format="PNG")
+    return root
+
+
+def test_eval_pairs_refuses_missing_photo_files_and_counts_them_apart_from_photos_without_a_face(fake, fake_pairs):
+    (fake_pairs / "pairs.txt").write_text(
+        "Ann 1 2\nBob 1 2\nCal 1 2\nFay 1 2\nAnn 1 Bob 1\nCal 1 Dee 1\nDee 2 Eve 1\nGus 1 2\nEve 1 Gus 2\n"
+    )
+    refused = fake("eval", "--pairs", fake_pairs / "pairs.txt")
+    assert refused.exit_code == EXIT_ERROR and refused.stdout == ""
+    assert refused.stderr.count("\n") == 1
+    assert "Error: 2 of the 13 photos the pairs file names are missing under" in refused.stderr
+    assert "Gus/Gus_0001.jpg, Gus/Gus_0002.jpg" in refused.stderr and "--allow-missing" in refused.stderr
+
+    allowed = fake("eval", "--json", "--allow-missing", "--pairs", fake_pairs / "pairs.txt")
+    assert allowed.exit_code == EXIT_OK, allowed.stderr
+    report = json.loads(allowed.stdout)
+    assert (report["pairs"], report["no_face"], report["missing_files"]) == (6, 1, 2)
+    assert report["missing_photos"] == ["Gus/Gus_0001.jpg", "Gus/Gus_0002.jpg"]
+    assert "missing" not in report  # the old, ambiguous count
+    text = fake("eval", "--allow-missing", "--pairs", fake_pairs / "pairs.txt").stdout
+    assert text.startswith("6 pairs (1 skipped: no face; 2 skipped: photo file missing or unreadable): accuracy ")
+
+
+def test_eval_pairs_on_a_binary_or_unreadable_file_is_a_typed_error_with_exit_4(fake, tmp_path: Path):
+    binary = tmp_path / "some.pgm"
+    binary.write_bytes(b"P5\n2 2\n255\n\xff\xfe\x00\x80")
+    result = fake("eval", "--pairs", binary)
+    assert result.exit_code == EXIT_ERROR and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"Error: {binary}: not a text file (byte 11 is not UTF-8)")
+    unreadable = fake("eval", "--pairs", "/proc/self/mem")  # a regular file whose read fails, even for root
+    assert unreadable.exit_code == EXIT_ERROR
+    assert unreadable.stderr == "Error: cannot read the pairs file /proc/self/mem: Input/output error\n"

@@ -270,10 +270,18 @@ def _nan_threshold_stored(shell: Shell) -> Outcome:
     return shell("identify", shell.photo("grace"))
 
 
-def _pairs(shell: Shell, text: str) -> Outcome:
+def _audit_unwritable_under_required(shell: Shell) -> Outcome:
+    def failing(self: Store, events: object) -> None:
+        raise E.StorageFailure("attempt to write a readonly database")
+
+    shell.monkeypatch.setattr(Store, "audit_many", failing)
+    return shell("--audit", "required", "identify", shell.photo("ada"))
+
+
+def _pairs(shell: Shell, text: str, *options: str) -> Outcome:
     root = _labelled(shell, people=2, photos_each=2)
     (root / "pairs.txt").write_text(text)
-    return shell("eval", "--json", "--pairs", root / "pairs.txt")
+    return shell("eval", "--json", *options, "--pairs", root / "pairs.txt")
 
 
 def _detector_file_with_one_weight_changed() -> bytes:
@@ -381,7 +389,7 @@ CASES: dict[type[GalleryError], ThroughTheCli | NotThroughTheCli] = {
     ),
     E.ImageTooLarge: ThroughTheCli(
         lambda shell: shell("enroll", "Ada Lovelace", shell.file("huge.png", _png_claiming(9000, 9000))),
-        "9000x9000 pixels; gallery decodes at most",
+        r"81,000,000 pixels \(9000x9000\), more than gallery.s limit of 64 MP",
     ),
     E.MultiFrameImage: ThroughTheCli(lambda shell: shell("identify", _animated_gif(shell)), "has 2 frames"),
     E.UnsupportedImage: NotThroughTheCli(
@@ -444,11 +452,23 @@ CASES: dict[type[GalleryError], ThroughTheCli | NotThroughTheCli] = {
         "the store catches it and rebuilds the index from the database; the command succeeds", _index_repaired
     ),
     E.StorageFailure: ThroughTheCli(_home_under_a_file, "cannot create the gallery folder"),
+    E.AuditNotWritten: ThroughTheCli(
+        _audit_unwritable_under_required, "the audit event of this identify could not be written"
+    ),
     E.CalibrationError: ThroughTheCli(_calibrate_on_four_photos, "needs at least 100 stranger photos"),
     E.PairsFormatError: ThroughTheCli(
         lambda shell: _pairs(shell, "Person_0 1 2 3 4 5\n"), r"pair 1 \('Person_0 1 2 3 4 5'\): 6 fields"
     ),
-    E.NoUsablePairs: ThroughTheCli(lambda shell: _pairs(shell, "Nobody 1 2\n"), "none of the 1 pairs"),
+    E.PairsFileUnreadable: ThroughTheCli(
+        lambda shell: shell("eval", "--pairs", "/proc/self/mem"),  # a file whose read fails (EIO), even for root
+        "cannot read the pairs file /proc/self/mem: Input/output error",
+    ),
+    E.PhotosMissing: ThroughTheCli(
+        lambda shell: _pairs(shell, "Nobody 1 2\n"), "2 of the 2 photos the pairs file names are missing under"
+    ),
+    E.NoUsablePairs: ThroughTheCli(
+        lambda shell: _pairs(shell, "Nobody 1 2\n", "--allow-missing"), "none of the 1 pairs"
+    ),
     E.RuleInvalid: ThroughTheCli(
         _nan_threshold_stored, r"decision_rule setting cannot be trusted \(threshold is nan, must be a finite number"
     ),

@@ -738,3 +738,118 @@ def test_the_command_prints_undecodable_and_hiding_names_as_valid_utf8_text_and_
         "Error: name 'Caf\\xe9' holds byte 0xE9 that is not UTF-8 (U+DCE9, an unpaired surrogate): "
         "a name must be UTF-8 text"
     ]
+
+
+# ---- the shell's edges: bad pairs files, bugs, Ctrl-C, an unwritable audit, bad arguments -------------
+# (issue 11, items 5, 6, 10, 11 and 15) Each set-up runs the command over the fake pipeline and
+# checks the exit code and the one-line message: exit 1 means "no match" and nothing else.
+
+
+def _shell_edge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setup: str) -> Any:
+    from click.testing import CliRunner
+    from fakes import FakePipeline, fake_photo
+
+    from gallery import Gallery
+    from gallery.cli import CliContext, cli
+
+    home = tmp_path / "home"
+    photo = tmp_path / "ada.png"
+    photo.write_bytes(fake_photo("ada"))
+    with Gallery(home, pipeline=FakePipeline()) as g:
+        g.enroll("Ada Lovelace", photo)
+    pairs_root = tmp_path / "pairs"
+    pairs_root.mkdir()
+
+    def raise_(error: BaseException) -> Callable[..., None]:
+        def raising(*args: object, **kwargs: object) -> None:
+            raise error
+
+        return raising
+
+    if setup == "a binary file as the pairs list":
+        (pairs_root / "some.pgm").write_bytes(b"P5\n2 2\n255\n\xff\xfe\x00\x80")
+        args = ["eval", "--pairs", str(pairs_root / "some.pgm")]
+    elif setup == "a pairs file whose read fails":
+        args = ["eval", "--pairs", "/proc/self/mem"]
+    elif setup == "a pairs file naming photos that are not there":
+        (pairs_root / "pairs.txt").write_text("Ann 1 2\nAnn 1 Bob 1\n")
+        args = ["eval", "--pairs", str(pairs_root / "pairs.txt")]
+    elif setup == "a bug inside the library":
+        monkeypatch.setattr(Gallery, "identify", raise_(RuntimeError("index out of range\nsomewhere")))
+        args = ["identify", str(photo)]
+    elif setup == "Ctrl-C in the middle of a command":
+        monkeypatch.setattr(Gallery, "identify", raise_(KeyboardInterrupt()))
+        args = ["identify", "--json", str(photo)]
+    elif setup == "an audit log that cannot be written, audit required":
+        from gallery.errors import StorageFailure
+        from gallery.store import Store
+
+        monkeypatch.setattr(Store, "audit_many", raise_(StorageFailure("attempt to write a readonly database")))
+        args = ["--audit", "required", "identify", str(photo)]
+    else:
+        raise AssertionError(setup)
+    return CliRunner().invoke(cli, ["--home", str(home), *args], obj=CliContext(pipeline=FakePipeline()))
+
+
+SHELL_EDGES = {  # set-up -> (exit code, start of the one line on stderr)
+    "a binary file as the pairs list": (4, "Error: "),
+    "a pairs file whose read fails": (4, "Error: cannot read the pairs file /proc/self/mem"),
+    "a pairs file naming photos that are not there": (4, "Error: 3 of the 3 photos the pairs file names are missing"),
+    "a bug inside the library": (4, "Error: unexpected RuntimeError: index out of range somewhere"),
+    "Ctrl-C in the middle of a command": (130, "Interrupted."),
+    "an audit log that cannot be written, audit required": (4, "Error: the audit event of this identify"),
+}
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="/proc/self/mem is the file whose read fails")
+@pytest.mark.parametrize("setup", list(SHELL_EDGES))
+def test_each_shell_edge_exits_with_its_documented_code_and_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setup: str
+) -> None:
+    code, message = SHELL_EDGES[setup]
+    started = time.monotonic()
+    result = _shell_edge(tmp_path, monkeypatch, setup)
+    assert time.monotonic() - started < CASE_TIMEOUT_S
+    assert (result.exit_code, result.stdout) == (code, ""), result.stderr
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("method", "arguments"),
+    [
+        ("identify", {"top_k": 0}),
+        ("identify", {"top_k": -1}),
+        ("identify", {"top_k": "3"}),
+        ("identify", {"top_k": 10**9}),
+        ("identify", {"upsample": -1}),
+        ("identify", {"upsample": 10}),
+        ("enroll_dir", {"batch_photos": 0}),
+        ("reembed", {"batch_size": "64"}),
+        ("calibrate", {"target_fpir": float("nan")}),
+    ],
+)
+def test_each_bad_api_argument_is_an_invalid_argument_before_any_work(
+    tmp_path: Path, method: str, arguments: dict[str, Any]
+) -> None:
+    from fakes import FakePipeline, fake_photo
+
+    from gallery import Gallery, InvalidArgument
+
+    positional = {"identify": [fake_photo("ada")], "enroll_dir": [tmp_path], "reembed": [], "calibrate": [tmp_path]}
+    with (
+        Gallery(tmp_path / "home", pipeline=FakePipeline()) as g,
+        pytest.raises(InvalidArgument, match=next(iter(arguments))),
+    ):
+        getattr(g, method)(*positional[method], **arguments)
+
+
+def test_a_face_cut_by_the_photos_edge_is_reported_inside_the_photo() -> None:
+    import gallery
+
+    whole = np.asarray(Image.open(DATA / "obama.jpg").convert("RGB"))
+    for cut in (whole[:, 220:], whole[100:, :], whole[:, :260], whole[:150, :]):
+        cut = np.ascontiguousarray(cut)
+        for face in gallery.faces(cut):
+            left, top, right, bottom = face.box
+            assert 0 <= left <= right < cut.shape[1] and 0 <= top <= bottom < cut.shape[0], face.box

@@ -114,6 +114,18 @@ def test_huge_dimensions_in_a_tiny_file_are_refused_before_decoding():
         load_rgb(patched)
 
 
+@pytest.mark.parametrize("side", [9_000, 20_000])  # under Pillow's own limit, and over twice it (Pillow refuses)
+def test_a_decompression_bomb_is_refused_quoting_gallerys_limit_not_pillows(side: int):
+    png = _png_bytes(Image.new("RGB", (1, 1)))
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    patched = png[:16] + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)) + png[33:]
+    with pytest.raises(ImageTooLarge) as refused:
+        load_rgb(patched)
+    assert f"has {side * side:,} pixels" in str(refused.value)
+    assert "more than gallery's limit of 64 MP" in str(refused.value)
+    assert "178956970" not in str(refused.value) and "178,956,970" not in str(refused.value)
+
+
 def test_animated_gif_is_refused():
     frames = [Image.fromarray(_gradient()), Image.fromarray(255 - _gradient())]
     buf = io.BytesIO()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from gallery.calibration.metrics import pair_accuracy
-from gallery.errors import NoUsablePairs, PairsFormatError
+from gallery.errors import NoUsablePairs, PairsFileUnreadable, PairsFormatError
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,19 @@ def read_pairs(path: str | os.PathLike) -> list[Pair]:
     (View 1's ``1100``), or absent. Without a two-number header, pairs carry no fold.
 
     Raises:
-        PairsFormatError: a line has the wrong number of fields or a non-numeric photo number.
+        PairsFormatError: the file is not UTF-8 text, or a line has the wrong number of fields or
+            a non-numeric photo number.
+        PairsFileUnreadable: the file cannot be read.
     """
-    lines = [line.split() for line in Path(path).read_text().splitlines() if line.strip()]
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise PairsFormatError(
+            f"{path}: not a text file (byte {err.start} is not UTF-8); give an LFW pairs list"
+        ) from None
+    except OSError as err:
+        raise PairsFileUnreadable(f"cannot read the pairs file {path}: {err.strerror or err}") from err
+    lines = [line.split() for line in text.splitlines() if line.strip()]
     folds = per_kind = None
     if lines and all(field.isdigit() for field in lines[0]):
         header = lines.pop(0)
@@ -71,16 +81,22 @@ class PairReport:
     std: float
     folds: int
     pairs: int  # pairs judged: both photos have a face
-    missing: int  # pairs skipped: a photo had no face
+    no_face: int  # pairs skipped: a photo had no face found in it
+    missing_files: int  # pairs skipped: a photo file is missing or unreadable (only with allow_missing)
     threshold: float  # the mean of the folds' learned thresholds
     accuracy_at: float | None  # accuracy at the given threshold (the verify threshold in force), if any
+    missing_photos: tuple[str, ...] = ()  # the missing or unreadable photo files, relative to the root
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def pair_report(
-    pairs: Sequence[Pair], embedding_of: Mapping[str, np.ndarray], threshold: float | None = None
+    pairs: Sequence[Pair],
+    embedding_of: Mapping[str, np.ndarray],
+    threshold: float | None = None,
+    *,
+    missing: Collection[str] = (),
 ) -> PairReport:
     """Score pairs whose photos both have an embedding.
 
@@ -89,11 +105,15 @@ def pair_report(
         embedding_of: photo path (as in ``Pair.first``) to its face's embedding; photos without
             a face are simply absent.
         threshold: also report the accuracy of this fixed distance threshold.
+        missing: photo paths whose files are missing or unreadable: their pairs are counted as
+            ``missing_files``, apart from pairs with a photo without a face (``no_face``).
 
     Raises:
         NoUsablePairs: no pair has both photos embedded.
     """
     usable = [p for p in pairs if p.first in embedding_of and p.second in embedding_of]
+    missing = set(missing)
+    missing_files = sum(1 for p in pairs if p.first in missing or p.second in missing)
     if not usable:
         raise NoUsablePairs(
             f"none of the {len(pairs)} pairs has a face found in both photos (are the photos "
@@ -111,7 +131,9 @@ def pair_report(
         result.std,
         result.folds,
         len(usable),
-        len(pairs) - len(usable),
+        len(pairs) - len(usable) - missing_files,
+        missing_files,
         float(np.mean(result.thresholds)),
         at,
+        tuple(sorted(missing)),
     )

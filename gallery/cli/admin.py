@@ -107,9 +107,16 @@ def calibrate(ctx: CliContext, folder: Path, fpir: float, fmr: float, as_json: b
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="With --pairs: the folder holding Name/Name_0001.jpg (default: the pairs file's folder).",
 )
+@click.option(
+    "--allow-missing",
+    is_flag=True,
+    help="With --pairs: score the pairs that remain when photo files are missing (otherwise an error).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (no progress bar).")
 @pass_context
-def evaluate(ctx: CliContext, folder: Path | None, pairs: Path | None, root: Path | None, as_json: bool) -> None:
+def evaluate(
+    ctx: CliContext, folder: Path | None, pairs: Path | None, root: Path | None, allow_missing: bool, as_json: bool
+) -> None:
     """Measure the rules in force on labelled photos in FOLDER (one sub-folder per person), or on --pairs.
 
     FOLDER: simulates one-shot galleries (nothing is enrolled) and reports the rule in force
@@ -117,7 +124,9 @@ def evaluate(ctx: CliContext, folder: Path | None, pairs: Path | None, root: Pat
     to acquire, and at FPIR 1% and 0.3% the FNIR of the rule in force and of the best rules
     possible, thresholds set on these very photos.
     --pairs: LFW pair verification accuracy, 10-fold when the file has folds, and at the
-    verify threshold in force.
+    verify threshold in force. A photo file the list names that is missing or unreadable is an
+    error (exit 4) unless --allow-missing, which scores the rest and counts them apart from
+    photos without a face.
 
     \b
     Example:
@@ -128,7 +137,9 @@ def evaluate(ctx: CliContext, folder: Path | None, pairs: Path | None, root: Pat
         raise click.UsageError("give either FOLDER or --pairs FILE")
     with ProgressBars(enabled=not as_json) as bars:
         if pairs is not None:
-            pair_report = ctx.run(lambda g: g.evaluate_pairs(pairs, root=root, progress=bars))
+            pair_report = ctx.run(
+                lambda g: g.evaluate_pairs(pairs, root=root, allow_missing=allow_missing, progress=bars)
+            )
         else:
             assert folder is not None  # exactly one of the two, checked above
             evaluation = ctx.run(lambda g: g.evaluate(folder, progress=bars))
@@ -137,7 +148,8 @@ def evaluate(ctx: CliContext, folder: Path | None, pairs: Path | None, root: Pat
             print_json(pair_report.to_dict())
         else:
             click.echo(
-                f"{pair_report.pairs} pairs ({pair_report.missing} skipped: no face): accuracy "
+                f"{pair_report.pairs} pairs ({pair_report.no_face} skipped: no face; {pair_report.missing_files} "
+                f"skipped: photo file missing or unreadable): accuracy "
                 f"{pair_report.accuracy:.4f} ± {pair_report.std:.4f} over {pair_report.folds} folds (mean learned "
                 f"threshold {pair_report.threshold:.4f}); "
                 f"at the verify threshold in force: {pair_report.accuracy_at:.4f}"

@@ -4,13 +4,36 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import click
 
-from gallery.cli.context import CliContext
+from gallery.cli.context import DEBUG_ENV, CliContext, fail, fail_unexpected, interrupted
+from gallery.errors import GalleryError
 
 
-@click.group()
+class GalleryGroup(click.Group):
+    """The group, and the last word on how a command ends: no exception leaves with exit 1 ("no match").
+
+    ``CliContext.run`` turns a ``GalleryError`` into its exit code; whatever else escapes a
+    command ends here (see ``gallery.cli.context`` for the codes): Ctrl-C exits 130 (click
+    would say "Aborted!" and exit 1), any other exception 4, in one line.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # usage errors (2) and click's own exits are click's to report
+        except KeyboardInterrupt:
+            interrupted()
+        except GalleryError as err:  # raised outside CliContext.run (e.g. while printing a result)
+            fail(err)
+        except Exception as err:
+            fail_unexpected(err, debug=bool(ctx.params.get("debug")))
+
+
+@click.group(cls=GalleryGroup)
 @click.version_option(package_name="gallery")
 @click.option(
     "--home",
@@ -24,8 +47,21 @@ from gallery.cli.context import CliContext
     envvar="GALLERY_THREADS",
     help="CPU threads for the networks and the index (default: $GALLERY_THREADS, else all cores).",
 )
+@click.option(
+    "--audit",
+    type=click.Choice(["best-effort", "required"]),
+    envvar="GALLERY_AUDIT",
+    help="When an audit event cannot be written: answer and warn (best-effort, the default), or refuse "
+    "with exit 4 (required). Default: $GALLERY_AUDIT.",
+)
+@click.option(
+    "--debug",
+    is_flag=True,
+    envvar=DEBUG_ENV,
+    help=f"Print the traceback of an unexpected error (default: ${DEBUG_ENV}).",
+)
 @click.pass_context
-def cli(ctx: click.Context, home: Path | None, threads: int | None) -> None:
+def cli(ctx: click.Context, home: Path | None, threads: int | None, audit: str | None, debug: bool) -> None:
     """One-shot face identification: enrol a person from one photo, identify them in others.
 
     \b
@@ -34,4 +70,9 @@ def cli(ctx: click.Context, home: Path | None, threads: int | None) -> None:
         gallery identify door.jpg
     """
     given = ctx.obj if isinstance(ctx.obj, CliContext) else CliContext()
-    ctx.obj = dataclasses.replace(given, home=home or given.home, threads=threads or given.threads)
+    ctx.obj = dataclasses.replace(
+        given,
+        home=home or given.home,
+        threads=threads or given.threads,
+        audit="required" if audit == "required" else "best_effort" if audit else given.audit,
+    )

@@ -1,11 +1,19 @@
 """What every command shares: the context (gallery folder, threads, pipeline), exit codes, output helpers.
 
 Exit codes (documented in the README):
-    0  success: someone identified, verified, enrolled, removed, listed
-    1  no match: faces found but nobody recognised, or verification failed
-    2  usage error (bad options)
-    3  no face found in the photo
-    4  bad input or any other error (message on stderr)
+    0    success: someone identified, verified, enrolled, removed, listed
+    1    no match: faces found but nobody recognised, or verification failed (enroll-dir: some refused)
+    2    usage error (bad options)
+    3    no face found in the photo
+    4    bad input or any other error, a bug included (one line on stderr)
+    130  interrupted (Ctrl-C: 128 + SIGINT, the shell's convention); enroll-dir first prints what it did
+
+1 is an answer ("nobody I know"), so nothing else may exit with it: a ``GalleryError`` is 4 (3
+for ``NoFaceFound``), and so is any other exception reaching the command (a bug, or a library
+failing in a way the gallery did not foresee): ``Error: unexpected <class>: <message>`` on one
+line, and the traceback too only with ``--debug`` or ``GALLERY_DEBUG=1`` (one option; the
+variable is its default, so a service's environment can turn it on without changing the
+command line). Click's own "Aborted!" (exit 1) on Ctrl-C is replaced by exit 130.
 """
 
 from __future__ import annotations
@@ -14,8 +22,10 @@ import contextlib
 import json
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -24,12 +34,15 @@ import click
 from gallery.errors import GalleryError, NoFaceFound
 
 if TYPE_CHECKING:
+    from gallery.audit import AuditPolicy
     from gallery.gallery import Gallery
     from gallery.vision.pipeline import FacePipelineProtocol
 
 T = TypeVar("T")
 
 EXIT_OK, EXIT_NO_MATCH, EXIT_USAGE, EXIT_NO_FACE, EXIT_ERROR = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+DEBUG_ENV = "GALLERY_DEBUG"
 
 
 def fail(err: GalleryError) -> NoReturn:
@@ -39,8 +52,30 @@ def fail(err: GalleryError) -> NoReturn:
     sys.exit(EXIT_NO_FACE if isinstance(err, NoFaceFound) else EXIT_ERROR)
 
 
+def fail_unexpected(err: BaseException, *, debug: bool) -> NoReturn:
+    """A bug or an unforeseen failure: exit 4 with one line (and the traceback above it when debugging)."""
+    if debug:
+        click.echo("".join(traceback.format_exception(err)), err=True, nl=False)
+    message = " ".join(str(err).splitlines()) or "(no message)"
+    hint = "" if debug else f" (run with --debug or {DEBUG_ENV}=1 for the traceback)"
+    click.echo(f"Error: unexpected {type(err).__name__}: {message}{hint}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+def interrupted() -> NoReturn:
+    click.echo("Interrupted.", err=True)
+    sys.exit(EXIT_INTERRUPTED)
+
+
 def print_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+    """``value`` as indented JSON: times in ISO 8601 (``isoformat()``), paths and other objects as text."""
+    click.echo(json.dumps(value, indent=2, default=_json_value, ensure_ascii=False))
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    return str(value)  # paths; nothing else reaches here from a command's result
 
 
 @dataclass(frozen=True)
@@ -56,11 +91,13 @@ class CliContext:
         home: the gallery folder (None: ``$GALLERY_HOME``, else the user data directory).
         threads: CPU threads (None: every core the process may use).
         pipeline: the face pipeline (None: the process-wide ``FacePipeline``).
+        audit: the gallery's audit policy (``Gallery``'s ``audit``): ``"best_effort"`` or ``"required"``.
     """
 
     home: Path | None = None
     threads: int | None = None
     pipeline: FacePipelineProtocol | None = None
+    audit: AuditPolicy = "best_effort"
 
     def run(self, action: Callable[[Gallery], T]) -> T:
         """Open the gallery, run ``action`` on it, turn gallery errors into exit codes."""
@@ -69,7 +106,7 @@ class CliContext:
 
         set_threads(self.threads or available_cores())
         try:
-            with Gallery(self.home, pipeline=self.pipeline) as g:
+            with Gallery(self.home, pipeline=self.pipeline, audit=self.audit) as g:
                 return action(g)
         except GalleryError as err:
             fail(err)

@@ -13,6 +13,7 @@ import click
 
 from gallery.cli.app import cli
 from gallery.cli.context import (
+    EXIT_INTERRUPTED,
     EXIT_NO_FACE,
     EXIT_NO_MATCH,
     EXIT_OK,
@@ -21,6 +22,7 @@ from gallery.cli.context import (
     pass_context,
     print_json,
 )
+from gallery.results import EnrolmentInterrupted
 from gallery.types import AUDITED_ACTIONS
 
 
@@ -72,24 +74,29 @@ def enroll_dir(ctx: CliContext, folder: Path, largest: bool, allow_similar: bool
     Photos already enrolled as that person's are skipped, so an interrupted run can be started
     again; one enrolled as someone else's is refused. Photos of a name already enrolled are
     added to that person. Exit 0 when every photo was enrolled or skipped, 1 when some were
-    refused (the summary says why: a bad name, no face, a lookalike, ...).
+    refused (the summary says why: a bad name, no face, a lookalike, ...), 130 when
+    interrupted (Ctrl-C), after the summary of what was done (whole people) until then.
 
     \b
     Example:
         gallery enroll-dir staff/        # staff/Ada Lovelace/1.jpg, staff/Alan Turing.jpg, ...
         gallery enroll-dir --json staff/ > report.json
     """
+    interrupted = False
     with ProgressBars(enabled=not as_json) as bars:
-        result = ctx.run(
-            lambda g: g.enroll_dir(
-                folder,
-                largest=largest,
-                allow_similar=allow_similar,
-                progress=lambda done, total: bars("Enrolling", done, total),
+        try:
+            result = ctx.run(
+                lambda g: g.enroll_dir(
+                    folder,
+                    largest=largest,
+                    allow_similar=allow_similar,
+                    progress=lambda done, total: bars("Enrolling", done, total),
+                )
             )
-        )
+        except EnrolmentInterrupted as stop:
+            result, interrupted = stop.report, True
     if as_json:
-        print_json(result.to_dict())
+        print_json({**result.to_dict(), "interrupted": interrupted})
     else:
         people = len({e.person_id for e in result.enrolled})
         click.echo(
@@ -98,6 +105,10 @@ def enroll_dir(ctx: CliContext, folder: Path, largest: bool, allow_similar: bool
         )
         for failure in result.failures:
             click.echo(failure.describe())
+        if interrupted:
+            click.echo("interrupted: run the same command again to enrol the rest")
+    if interrupted:
+        sys.exit(EXIT_INTERRUPTED)
     sys.exit(EXIT_NO_MATCH if result.failures else EXIT_OK)
 
 

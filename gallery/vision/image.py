@@ -14,6 +14,7 @@ import errno
 import hashlib
 import io
 import os
+import re
 import stat
 import warnings
 
@@ -34,6 +35,7 @@ ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 # 64 megapixels: beyond any camera a door or a desk uses, far below what exhausts memory
 # (a 64 MP RGB array is 192 MB). Checked from the header, before any pixel is decoded.
 MAX_PIXELS = 64_000_000
+_MEGAPIXELS = f"{MAX_PIXELS // 1_000_000} MP"
 # Larger than any photo file of MAX_PIXELS but an uncompressed 16-bit TIFF; read_photo holds
 # the whole file in memory, so a huge (or sparse) file named .jpg is refused before reading.
 MAX_FILE_BYTES = 256 << 20
@@ -140,7 +142,8 @@ def _decode(stream: io.BytesIO, source: str) -> np.ndarray:
     except UnidentifiedImageError as err:
         raise ImageUnreadable(f"{source} is not an image Pillow can read") from err
     except Image.DecompressionBombError as err:
-        raise ImageTooLarge(f"{source} is too large to decode safely: {err}") from err
+        # Pillow's message quotes its own limit (178,956,970 pixels); ours is far lower and is the one that holds.
+        raise ImageTooLarge(f"{source} has {_claimed_pixels(err)}, more than gallery's limit of {_MEGAPIXELS}") from err
     except MemoryError as err:
         raise ImageTooLarge(f"{source} needs more memory to decode than is available") from err
     except ImageError:
@@ -151,10 +154,18 @@ def _decode(stream: io.BytesIO, source: str) -> np.ndarray:
         raise ImageUnreadable(f"{source} is truncated or corrupt: {err or type(err).__name__}") from err
 
 
+def _claimed_pixels(err: Image.DecompressionBombError) -> str:
+    """How many pixels a file Pillow refused to open claims, from Pillow's message (thread-safe: no global toggled)."""
+    found = re.search(r"\((\d+) pixels\)", str(err))
+    return f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+
+
 def _pil_to_rgb(im: Image.Image, source: str) -> np.ndarray:
     width, height = im.size
     if width * height > MAX_PIXELS:
-        raise ImageTooLarge(f"{source} is {width}x{height} pixels; gallery decodes at most {MAX_PIXELS:,}")
+        raise ImageTooLarge(
+            f"{source} has {width * height:,} pixels ({width}x{height}), more than gallery's limit of {_MEGAPIXELS}"
+        )
     if width == 0 or height == 0:
         raise ImageUnreadable(f"{source} has no pixels")
     frames = getattr(im, "n_frames", 1)  # only multi-frame formats' plugins define it
@@ -207,7 +218,11 @@ def _array_to_rgb(array: np.ndarray) -> np.ndarray:
     if array.ndim != 3 or array.shape[2] != 3:
         raise UnsupportedImage(f"image arrays must be HxW, HxWx3 or HxWx4, got shape {array.shape}")
     if array.shape[0] * array.shape[1] > MAX_PIXELS:
-        raise ImageTooLarge(f"the image array is {array.shape[1]}x{array.shape[0]}; at most {MAX_PIXELS:,} pixels")
+        height, width = array.shape[:2]
+        raise ImageTooLarge(
+            f"the image array has {width * height:,} pixels ({width}x{height}), "
+            f"more than gallery's limit of {_MEGAPIXELS}"
+        )
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ImageUnreadable("the image array has no pixels")
     return np.ascontiguousarray(array)

@@ -13,6 +13,7 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
+from gallery.arguments import whole_number
 from gallery.types import Box
 from gallery.vision.chips import CHIP_SIZE, extract_chip
 from gallery.vision.detector import FaceDetector
@@ -27,6 +28,8 @@ from gallery.vision.landmarks import LandmarkPredictor
 DETECTION_MAX_SIDE = 1600
 # ``look_closer`` upsamples photos up to this size only: each step quadruples the detector's cost.
 LOOK_CLOSER_MAX_PIXELS = 1_000_000
+# Upsampling steps a caller may ask for: each quadruples the pixels the detector scans.
+MAX_UPSAMPLE = 3
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,7 +37,11 @@ class Face:
     """One face found in a photo.
 
     Attributes:
-        box: (left, top, right, bottom) in pixels of the original photo, dlib's inclusive corners.
+        box: (left, top, right, bottom) in pixels of the original photo, dlib's inclusive corners,
+            clipped to the photo: a face cut by the photo's edge has its box end at that edge
+            (``0 <= left <= right < width``, likewise vertically), so it can be drawn on or cropped
+            from the frame as is. The landmarks, chip and embedding come from the detector's
+            whole box, which may reach past the edge (dlib's convention).
         score: the detector's confidence.
         landmarks: (5, 2) int array of (x, y) points (eye corners, base of the nose), rounded as dlib rounds.
         embedding: (128,) float32 descriptor; faces of one person lie within ~0.6 of each other.
@@ -132,7 +139,12 @@ class FacePipeline:
             rgb = load_rgb(image)
             located = self.locate(rgb, upsample=upsample)
             points = self.landmarks.predict_many(rgb, [box for box, _ in located]) if located else np.empty((0, 5, 2))
-            located_per_photo.append([(box, score, points[i]) for i, (box, score) in enumerate(located)])
+            # Landmarks come from the detector's whole box (what the shape predictor was trained on);
+            # the box reported is clipped to the photo.
+            shape = rgb.shape
+            located_per_photo.append(
+                [(clip_box(box, shape), score, points[i]) for i, (box, score) in enumerate(located)]
+            )
             chips += [extract_chip(rgb, p) for p in points]
         chip_array = np.stack(chips) if chips else np.empty((0, CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
         embeddings = self.embedder.embed(chip_array)
@@ -168,8 +180,7 @@ class FacePipeline:
 
     def locate(self, rgb: np.ndarray, *, upsample: int = 0) -> list[tuple[Box, float]]:
         """Boxes (in ``rgb``'s pixels) and scores, detecting on a downscaled copy of a huge photo."""
-        if upsample < 0:
-            raise ValueError("upsample must be >= 0")
+        upsample = whole_number("upsample", upsample, minimum=0, maximum=MAX_UPSAMPLE)
         height, width = rgb.shape[:2]
         scale = min(1.0, DETECTION_MAX_SIDE / max(height, width))
         if scale == 1.0:
@@ -190,6 +201,24 @@ class FacePipeline:
         return located
 
 
+def clip_box(box: Box, shape: tuple[int, ...]) -> Box:
+    """``box`` (inclusive corners) clipped to a photo of ``shape`` (height, width, ...).
+
+    dlib reports a face cut by the photo's edge with corners outside the photo (``-84``); an
+    integrator drawing boxes on a camera frame, or cropping with ``frame[top:bottom]``, gets
+    nonsense from a negative index (numpy counts it from the other end). The visible part of
+    the face is what the box must say.
+    """
+    height, width = shape[:2]
+    left, top, right, bottom = box
+    return (
+        min(max(left, 0), width - 1),
+        min(max(top, 0), height - 1),
+        min(max(right, 0), width - 1),
+        min(max(bottom, 0), height - 1),
+    )
+
+
 _pipeline: FacePipeline | None = None
 _pipeline_lock = threading.Lock()
 
@@ -208,7 +237,11 @@ def faces(image: ImageInput, *, upsample: int = 0) -> list[Face]:
 
     Args:
         image: a path, bytes, a PIL image or an HxWx3 uint8 RGB array.
-        upsample: how many times to double the photo before detecting (finds faces
+        upsample: how many times to double the photo before detecting, 0 to 3 (finds faces
             smaller than ~80 px, at about 4x the cost per step).
+
+    Raises:
+        ImageError: the photo cannot be used. InvalidArgument: ``upsample`` out of range.
     """
+    upsample = whole_number("upsample", upsample, minimum=0, maximum=MAX_UPSAMPLE)
     return default_pipeline().faces(image, upsample=upsample)
