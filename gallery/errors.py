@@ -141,6 +141,10 @@ class StorageFailure(StoreError):
     """The database or the file system failed (disk full, I/O error, locked past the busy timeout)."""
 
 
+class GalleryVanished(StoreError):
+    """The gallery's folder or database file was deleted, moved or replaced while it was open: reopen it."""
+
+
 # --- learning and measuring the decision rule -------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+import shutil
 import sqlite3
 import struct
 import subprocess
@@ -297,6 +298,14 @@ def _vetoed_by_liveness(shell: Shell) -> None:
             g.verify("Ada Lovelace", shell.photo("ada"))
 
 
+def _folder_deleted_while_open(shell: Shell) -> None:
+    with Gallery(shell.home, pipeline=FakePipeline()) as g:
+        g.enroll("Ada Lovelace", shell.photo("ada"))
+        shutil.rmtree(shell.home)
+        with pytest.raises(gallery.GalleryVanished):
+            g.enroll("Alan Turing", shell.photo("alan"))
+
+
 def _unsupported_arrays(shell: Shell) -> None:
     for array in (np.zeros((8, 8, 3), np.float32), np.zeros((8, 8, 2), np.uint8)):
         with pytest.raises(gallery.UnsupportedImage):
@@ -390,6 +399,10 @@ CASES: dict[type[GalleryError], ThroughTheCli | NotThroughTheCli] = {
         "the store catches it and rebuilds the index from the database; the command succeeds", _index_repaired
     ),
     E.StorageFailure: ThroughTheCli(_home_under_a_file, "cannot create the gallery folder"),
+    E.GalleryVanished: NotThroughTheCli(
+        "a command opens the gallery for one call; the folder would have to vanish within it",
+        _folder_deleted_while_open,
+    ),
     E.CalibrationError: ThroughTheCli(_calibrate_on_four_photos, "needs at least 100 stranger photos"),
     E.PairsFormatError: ThroughTheCli(
         lambda shell: _pairs(shell, "Person_0 1 2 3 4 5\n"), r"pair 1 \('Person_0 1 2 3 4 5'\): 6 fields"

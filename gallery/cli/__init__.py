@@ -9,11 +9,29 @@ Nothing here imports torch, FAISS or the store until a command runs.
 
 from gallery.cli import admin, people  # noqa: F401  (registers the commands on the group)
 from gallery.cli.app import cli
-from gallery.cli.context import EXIT_ERROR, EXIT_NO_FACE, EXIT_NO_MATCH, EXIT_OK, EXIT_USAGE, CliContext
+from gallery.cli.context import (
+    EXIT_ERASURE_PENDING,
+    EXIT_ERROR,
+    EXIT_NO_FACE,
+    EXIT_NO_MATCH,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliContext,
+)
 
 
 def main() -> None:
     cli(prog_name="gallery")
 
 
-__all__ = ["EXIT_ERROR", "EXIT_NO_FACE", "EXIT_NO_MATCH", "EXIT_OK", "EXIT_USAGE", "CliContext", "cli", "main"]
+__all__ = [
+    "EXIT_ERASURE_PENDING",
+    "EXIT_ERROR",
+    "EXIT_NO_FACE",
+    "EXIT_NO_MATCH",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "CliContext",
+    "cli",
+    "main",
+]
