@@ -187,6 +187,27 @@ def test_a_removal_on_a_full_disk_leaves_no_stale_index_holding_the_person(tmp_p
         assert _holding(home, secret) == []
 
 
+def test_a_removal_in_an_immutable_folder_says_the_index_file_is_pending_until_it_can_be_rewritten(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "gallery"
+    _enrolled(home, ["Ada", "Alan", "Grace"])
+    secret = fake_embedding_of("Alan").tobytes()
+    with Gallery(home, pipeline=FakePipeline()) as g:
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(home)]).returncode:
+            pytest.skip("cannot make a folder immutable here (chattr +i needs root and a file system that has it)")
+        try:
+            removal = g.remove("Alan")  # the index can be neither replaced nor deleted
+            assert removal.pending == ("index file",) and not removal.erasure_complete
+            assert "faces.faiss" in _holding(home, secret)
+            assert g._store.pending_erasure() == ("index file",)
+        finally:
+            subprocess.run(["chattr", "-i", str(home)], check=True)
+        g.enroll("Edsger", fake_photo("Edsger"))  # the next write finishes the erasure
+        assert _holding(home, secret) == []
+        assert g._store.pending_erasure() == ()
+
+
 def test_an_enrolment_on_a_full_disk_is_refused_or_durable(tmp_path: Path) -> None:
     enrolled: list[str] = []
     with _small_disk(tmp_path / "disk") as disk:

@@ -9,9 +9,10 @@ Rules (the database is the truth, the index a cache keyed by ``faces.id``):
 - The published snapshot is never mutated: updates are made on a copy that is then swapped
   in (copy-on-write), so searches never wait for a write and never see a half-made index.
 - After a commit, under the write lock, the writer syncs and saves the index file
-  atomically, so the saved file always matches some committed state; on open a file that
-  is missing, damaged, of another model or gallery, or lags the database (face ids) is
-  rebuilt from the stored embeddings.
+  atomically, so the saved file always matches some committed state; if it cannot (a full
+  disk), it deletes the old files rather than leave faces the database no longer has. On
+  open a file that is missing, damaged, not a regular file, of another model or gallery, or
+  lags the database (face ids) is rebuilt from the stored embeddings.
 
 Cost: a sync reads the ids of the faces added since; it reads every face id of the model
 only when faces were removed. A write makes a new index that shares every slice of faces it

@@ -18,11 +18,18 @@ index always matches some committed state. Searches never wait for a write.
 Erasure (``remove_person``): the person's rows are deleted with ``secure_delete`` on (their
 bytes in the database file are overwritten with zeros), the index is saved without their
 embeddings, and the WAL is checkpointed and truncated (``Backend.erase_deleted_copies``),
-so no copy of the embedding or chip remains in ``gallery.db``, its WAL or ``faces.faiss``;
-if readers keep the WAL busy, or the process dies first, the next removal or open empties
-it. Not covered: copies outside these files (backups, file-system journals and freed
-blocks, SSD wear levelling, swap) - use full-disk encryption where that matters. The audit
-log keeps the event, not the biometrics.
+so no copy of the embedding or chip remains in ``gallery.db``, its WAL or ``faces.faiss``.
+An index that cannot be saved (a full disk) is deleted rather than left holding them (it is
+a cache). What could not be done - the index files neither saved nor deleted, or the WAL kept
+busy by a reader - is returned (``RemovedPerson.pending``) and recorded in the settings
+(``erasure_pending``); the next open, or write of any kind, by any process finishes it and
+clears the record. Not covered: copies outside these files (backups, file-system journals
+and freed blocks, SSD wear levelling, swap) - use full-disk encryption where that matters.
+The audit log keeps the event, not the biometrics.
+
+A gallery whose folder or database file is deleted, moved or replaced while open refuses
+every call (``GalleryVanished``): SQLite would go on using the unlinked or moved file, and
+the index would be saved into whatever folder now has the old path.
 """
 
 from __future__ import annotations
@@ -345,10 +352,14 @@ class Store:
         """Erase a person and all their faces: database rows, index entries and WAL copies.
 
         The rows are deleted in one transaction (``secure_delete`` zeroes their pages), the
-        index is saved without them, then the WAL is checkpointed and truncated.
+        index is saved without them (or deleted if it cannot be), then the WAL is checkpointed
+        and truncated, waiting up to ``REMOVAL_ERASE_WAIT_S`` for readers. What could not be
+        erased is in the result's ``pending`` and is finished by the next open or write.
 
         Raises:
             PersonNotFound: nobody is enrolled under ``name`` (nothing changed).
+            GalleryVanished: the folder or database vanished (nothing was committed, unless it
+                vanished between the commit and the index save; no index file was written).
         """
         name = clean_name(name)
         with self.write_lock():
@@ -523,6 +534,7 @@ class Store:
         """
         self._check_open()
         self._settings.put(values)
+        self._finish_pending_erasure()
 
     def audit_many(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
         """Append several ``(action, fields)`` events to the audit log in one transaction.
