@@ -162,6 +162,10 @@ class AuditNotWritten(StoreError):
     """Under ``audit="required"``, a call's audit event could not be written (identify and verify give no answer)."""
 
 
+class GalleryVanished(StoreError):
+    """The gallery's folder or database file was deleted, moved or replaced while it was open: reopen it."""
+
+
 # --- learning and measuring the decision rule -------------------------------------------------
 
 

@@ -241,18 +241,22 @@ class Gallery:
     def remove(self, name: str) -> Removal:
         """Erase a person: their rows, embeddings and chips, from database, WAL and index.
 
+        Returns:
+            The removal; ``pending`` names the files that still hold copies of the faces when
+            the erasure could not finish (``Removal.erasure_complete`` is then False).
+
         Raises:
             PersonNotFound: nobody is enrolled under ``name``.
+            GalleryVanished: the gallery's folder was deleted or moved while open.
         """
         removed = self._store.remove_person(name)
+        detail: dict[str, object] = {"faces": len(removed.face_ids)}
+        if removed.pending:
+            detail["erasure_pending"] = list(removed.pending)
         self._audit.put(
-            "remove",
-            outcome="removed",
-            person_name=removed.name,
-            person_id=removed.person_id,
-            detail={"faces": len(removed.face_ids)},
+            "remove", outcome="removed", person_name=removed.name, person_id=removed.person_id, detail=detail
         )
-        return Removal(removed.name, removed.person_id, len(removed.face_ids))
+        return Removal(removed.name, removed.person_id, len(removed.face_ids), pending=removed.pending)
 
     def reembed(self, *, batch_size: int = 64) -> Reembedding:
         """Re-embed the faces stored by another (older) model with this gallery's model, from their chips.

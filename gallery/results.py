@@ -166,11 +166,30 @@ class Verification:
 
 @dataclass(frozen=True)
 class Removal:
-    """A person erased from the gallery."""
+    """A person removed from the gallery, and whether their biometric data is erased from its files.
+
+    Attributes:
+        pending: what still holds copies of the removed embeddings or chips; empty when the
+            erasure is complete. ``"index file"``: ``faces.faiss`` (or a slice file) could be
+            neither rewritten nor deleted (a read-only or immutable folder); ``"database"``:
+            ``gallery.db`` and its WAL keep the rows' old pages until a reader in the middle of
+            a read lets the WAL be emptied. The removal itself is committed either way: the
+            person is gone from every search. The next open of the gallery, or its next write,
+            by any process, finishes the erasure.
+    """
 
     name: str
     person_id: int
     faces_removed: int
+    pending: tuple[str, ...] = ()
+
+    @property
+    def erasure_complete(self) -> bool:
+        """No copy of the removed faces is left in the gallery's files."""
+        return not self.pending
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "pending": list(self.pending), "erasure_complete": self.erasure_complete}
 
 
 @dataclass(frozen=True)

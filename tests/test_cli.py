@@ -264,7 +264,13 @@ def test_list_remove_and_info_json(ada_and_alan, photos):
     listed = ada_and_alan("list").stdout.splitlines()
     assert [line.split("\t")[:2] for line in listed] == [["Ada Lovelace", "1 photo(s)"], ["Alan Turing", "1 photo(s)"]]
     removed = json.loads(ada_and_alan("remove", "--json", "Alan Turing").stdout)
-    assert removed == {"name": "Alan Turing", "person_id": people[1]["id"], "faces_removed": 1}
+    assert removed == {
+        "name": "Alan Turing",
+        "person_id": people[1]["id"],
+        "faces_removed": 1,
+        "pending": [],
+        "erasure_complete": True,
+    }
     assert ada_and_alan("remove", "Ada Lovelace").stdout == "Removed Ada Lovelace (1 face(s))\n"
     info = json.loads(ada_and_alan("info", "--json").stdout)
     assert set(info) == {

@@ -19,6 +19,7 @@ import ast
 import json
 import os
 import re
+import shutil
 import sqlite3
 import struct
 import subprocess
@@ -345,6 +346,14 @@ def _vetoed_by_liveness(shell: Shell) -> None:
             g.verify("Ada Lovelace", shell.photo("ada"))
 
 
+def _folder_deleted_while_open(shell: Shell) -> None:
+    with Gallery(shell.home, pipeline=FakePipeline()) as g:
+        g.enroll("Ada Lovelace", shell.photo("ada"))
+        shutil.rmtree(shell.home)
+        with pytest.raises(gallery.GalleryVanished):
+            g.enroll("Alan Turing", shell.photo("alan"))
+
+
 def _unsupported_arrays(shell: Shell) -> None:
     for array in (np.zeros((8, 8, 3), np.float32), np.zeros((8, 8, 2), np.uint8)):
         with pytest.raises(gallery.UnsupportedImage):
@@ -454,6 +463,10 @@ CASES: dict[type[GalleryError], ThroughTheCli | NotThroughTheCli] = {
     E.StorageFailure: ThroughTheCli(_home_under_a_file, "cannot create the gallery folder"),
     E.AuditNotWritten: ThroughTheCli(
         _audit_unwritable_under_required, "the audit event of this identify could not be written"
+    ),
+    E.GalleryVanished: NotThroughTheCli(
+        "a command opens the gallery for one call; the folder would have to vanish within it",
+        _folder_deleted_while_open,
     ),
     E.CalibrationError: ThroughTheCli(_calibrate_on_four_photos, "needs at least 100 stranger photos"),
     E.PairsFormatError: ThroughTheCli(

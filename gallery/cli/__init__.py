@@ -10,6 +10,7 @@ Nothing here imports torch, FAISS or the store until a command runs.
 from gallery.cli import admin, people  # noqa: F401  (registers the commands on the group)
 from gallery.cli.app import cli
 from gallery.cli.context import (
+    EXIT_ERASURE_PENDING,
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_NO_FACE,
@@ -25,6 +26,7 @@ def main() -> None:
 
 
 __all__ = [
+    "EXIT_ERASURE_PENDING",
     "EXIT_ERROR",
     "EXIT_INTERRUPTED",
     "EXIT_NO_FACE",

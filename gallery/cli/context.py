@@ -6,6 +6,8 @@ Exit codes (documented in the README):
     2    usage error (bad options)
     3    no face found in the photo
     4    bad input or any other error, a bug included (one line on stderr)
+    5    remove: the person is removed but their erasure is pending (a file still holds copies
+         of their faces; the JSON's "pending" says which); the next open or write finishes it
     130  interrupted (Ctrl-C: 128 + SIGINT, the shell's convention); enroll-dir first prints what it did
 
 1 is an answer ("nobody I know"), so nothing else may exit with it: a ``GalleryError`` is 4 (3
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-EXIT_OK, EXIT_NO_MATCH, EXIT_USAGE, EXIT_NO_FACE, EXIT_ERROR = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_NO_MATCH, EXIT_USAGE, EXIT_NO_FACE, EXIT_ERROR, EXIT_ERASURE_PENDING = 0, 1, 2, 3, 4, 5
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 DEBUG_ENV = "GALLERY_DEBUG"
 

@@ -13,6 +13,7 @@ import click
 
 from gallery.cli.app import cli
 from gallery.cli.context import (
+    EXIT_ERASURE_PENDING,
     EXIT_INTERRUPTED,
     EXIT_NO_FACE,
     EXIT_NO_MATCH,
@@ -194,15 +195,23 @@ def list_people(ctx: CliContext, as_json: bool) -> None:
 def remove(ctx: CliContext, name: str, as_json: bool) -> None:
     """Erase NAME: their photos' embeddings and face chips are deleted for good.
 
+    Exit code 5 when NAME is removed but a file still holds copies of their faces (the index
+    file could not be rewritten, or a reader kept the database's WAL busy); the next open or
+    write of the gallery finishes the erasure.
+
     \b
     Example:
         gallery remove "Ada Lovelace"
     """
     result = ctx.run(lambda g: g.remove(name))
     if as_json:
-        print_json(asdict(result))
+        print_json(result.to_dict())
     else:
         click.echo(f"Removed {result.name} ({result.faces_removed} face(s))")
+    if not result.erasure_complete:
+        pending = " and ".join(result.pending)
+        click.echo(f"Warning: erasure pending: the {pending} still hold(s) copies of the faces", err=True)
+        sys.exit(EXIT_ERASURE_PENDING)
 
 
 class _Moment(click.ParamType):

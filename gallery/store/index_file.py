@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 import struct
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -52,6 +53,58 @@ def faiss_module() -> Any:
     import faiss
 
     return faiss
+
+
+def open_regular(path: Path) -> io.BufferedReader:
+    """Open ``path`` for reading only if it is a regular file, never blocking and never through a link.
+
+    A FIFO, device, folder or symbolic link where an index file should be is treated as a
+    damaged file (the index is a cache: it is rebuilt and saved over it); a plain ``open``
+    would block forever on a FIFO or read a device without end.
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        IndexFileInvalid: something other than a regular file has that name.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        descriptor = os.open(path, flags)
+    except FileNotFoundError:
+        raise
+    except OSError as error:  # ELOOP: a symbolic link; EISDIR, ENXIO: not a plain file
+        raise IndexFileInvalid(f"{path} is not a regular file ({error.strerror})") from None
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            raise IndexFileInvalid(f"{path} is not a regular file (mode {stat.filemode(mode)})")
+        os.set_blocking(descriptor, True)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def delete_index_files(path: Path) -> list[Path]:
+    """Delete an index's main file, its slice files and any temporary files of them.
+
+    For when a save failed: the files on disk may hold faces the database no longer has, and
+    the index is a cache (the next open rebuilds it). Call only under the writers' lock.
+
+    Returns:
+        The files that could not be deleted (empty when none is left).
+    """
+    left: list[Path] = []
+    slices = path.parent.glob(f"{path.name}.*{_SEGMENT_SUFFIX}")
+    for candidate in [path, *slices, *path.parent.glob(f".{path.name}.*.tmp")]:
+        try:
+            if stat.S_ISDIR(os.lstat(candidate).st_mode):
+                continue  # not a file a save made: it holds no index
+            candidate.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            left.append(candidate)
+    return left
 
 
 def ids_digest(ids: np.ndarray) -> str:
@@ -151,7 +204,7 @@ def write_index_files(
     entries: list[dict[str, Any]] = []
     for segment in segments[:-1]:
         name = segment.file_name(path)
-        if name not in named_on_disk or not (path.parent / name).is_file():
+        if name not in named_on_disk or not _is_plain_file(path.parent / name):
             # Written afresh even if a stray copy exists: see _remove_stray_segments on why
             # every file a main file names must be either named before or newer than it.
             write_atomically(path.parent / name, list(segment.chunks()))
@@ -191,7 +244,7 @@ def read_index_files(path: Path) -> tuple[IndexFileHeader, list[Segment], faiss.
         IndexFileInvalid: a file is truncated, damaged or missing, or not an index file.
     """
     for attempt in range(_LOAD_ATTEMPTS):
-        with open(path, "rb") as file:
+        with open_regular(path) as file:
             written = os.fstat(file.fileno())
             header, inline, coarse = _read_main_file(path, file)
         try:
@@ -245,7 +298,7 @@ def _read_segment(main: Path, entry: dict[str, Any], dimension: int) -> Segment:
         raise IndexFileInvalid(f"{main}: a segment file is misnamed ({name!r})")
     path = main.parent / name
     digest = hashlib.sha256()
-    with open(path, "rb") as file:
+    with open_regular(path) as file:
         ids, vectors = _read_rows(file, rows, dimension, digest)
         if file.read(1):
             raise IndexFileInvalid(f"{path}: the segment has extra bytes")
@@ -275,6 +328,14 @@ def _bytes_of(array: np.ndarray) -> memoryview:
     return array.reshape(-1).view(np.uint8).data
 
 
+def _is_plain_file(path: Path) -> bool:
+    """Whether ``path`` is a regular file itself (not a link to one, not a FIFO)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _replaced_since(path: Path, opened: os.stat_result) -> bool:
     """Whether ``path`` is no longer the file that was opened (a save replaced it)."""
     try:
@@ -287,7 +348,7 @@ def _replaced_since(path: Path, opened: os.stat_result) -> bool:
 def _segment_files_named_by(path: Path) -> set[str]:
     """The slice files the main file on disk names (none if it is missing or unreadable)."""
     try:
-        with open(path, "rb") as file:
+        with open_regular(path) as file:
             header = read_header(file.read(len(MAGIC) + _HEADER_LENGTH.size + _MAX_HEADER_BYTES))
     except (OSError, IndexFileInvalid):
         return set()

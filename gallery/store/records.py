@@ -77,8 +77,11 @@ class RemovedPerson:
 
     Attributes:
         wal_cleared: whether the WAL was checkpointed and emptied afterwards, so the removed
-            rows' old page images are gone from it too (False if readers kept it busy; the
-            next removal or checkpoint finishes the job).
+            rows' old page images are gone from the database's files (False if readers kept it
+            busy; the next open or write of any process finishes the job).
+        pending: what still holds copies of the removed faces: ``"index file"`` (it could be
+            neither rewritten nor deleted), ``"database"`` (the WAL could not be emptied yet);
+            empty when the erasure is complete.
     """
 
     person_id: int
@@ -86,6 +89,7 @@ class RemovedPerson:
     external_id: str | None
     face_ids: tuple[int, ...]
     wal_cleared: bool
+    pending: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

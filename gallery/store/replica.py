@@ -9,9 +9,10 @@ Rules (the database is the truth, the index a cache keyed by ``faces.id``):
 - The published snapshot is never mutated: updates are made on a copy that is then swapped
   in (copy-on-write), so searches never wait for a write and never see a half-made index.
 - After a commit, under the write lock, the writer syncs and saves the index file
-  atomically, so the saved file always matches some committed state; on open a file that
-  is missing, damaged, of another model or gallery, or lags the database (face ids) is
-  rebuilt from the stored embeddings.
+  atomically, so the saved file always matches some committed state; if it cannot (a full
+  disk), it deletes the old files rather than leave faces the database no longer has. On
+  open a file that is missing, damaged, not a regular file, of another model or gallery, or
+  lags the database (face ids) is rebuilt from the stored embeddings.
 
 Cost: a sync reads the ids of the faces added since; it reads every face id of the model
 only when faces were removed. A write makes a new index that shares every slice of faces it
@@ -37,7 +38,7 @@ from sqlalchemy.orm import Session
 from gallery.errors import IndexFileInvalid, StoreError
 from gallery.store.backend import Backend
 from gallery.store.index import FaceIndex, IndexPolicy
-from gallery.store.index_file import ids_digest
+from gallery.store.index_file import delete_index_files, ids_digest
 from gallery.store.records import SearchHit
 from gallery.store.schema import StoreState
 
@@ -215,17 +216,31 @@ class IndexReplica:
         snapshot = self.snapshot
         return snapshot if self._backend.faces_generation() == snapshot.generation else self._sync()
 
-    def sync_and_save(self) -> None:
+    def sync_and_save(self) -> bool:
         """After a commit (write lock held): sync the index and save it atomically.
 
-        A failed save is logged, not raised: the database already holds the change, and a
-        stale or missing index file is rebuilt on the next open.
+        A failed save (a full disk, a read-only folder) is not raised: the database already
+        holds the change. The old index files are deleted instead, since they may hold faces
+        the database no longer has (a removed person's embedding); the next open rebuilds
+        them from the database.
+
+        Returns:
+            Whether the files on disk now hold no face the database lacks: True when saved or
+            deleted, False when a stale file could be neither replaced nor deleted.
         """
         snapshot = self._sync()
         try:
             snapshot.index.save(self.path, gallery_id=self._gallery_id, generation=snapshot.generation)
+            return True
         except OSError as error:
-            logger.warning("could not save %s (it will be rebuilt on next open): %s", self.path, error)
+            left = delete_index_files(self.path)
+            if not left:
+                logger.warning("could not save %s, so deleted it (rebuilt on next open): %s", self.path, error)
+                return True
+            logger.warning(
+                "could not save %s (%s) nor delete the stale index files %s", self.path, error, [str(p) for p in left]
+            )
+            return False
 
     def search(self, queries: np.ndarray, k: int) -> list[list[SearchHit]]:
         """The ``k`` nearest people to each (checked) query, nearest first; see ``Store.search``."""

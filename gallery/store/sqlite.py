@@ -25,10 +25,12 @@ several processes opening one gallery at once migrate it exactly once.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,7 @@ CONNECTION_PRAGMAS = (
 )
 _BEGIN_OPTION = "gallery_sqlite_begin"
 _GENERATION_SQL = "SELECT faces_generation FROM store_state WHERE id = 1"
+PRIVATE_FILE_MODE = 0o600  # every file the gallery creates: biometric data is nobody else's to read
 _CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
 
 
@@ -68,6 +71,47 @@ def _configure_connection(dbapi_connection: sqlite3.Connection, _record: object)
             cursor.execute(pragma)
     finally:
         cursor.close()
+
+
+def prepare_files(path: Path) -> None:
+    """Create the database file private (0600, whatever the umask) and refuse special files.
+
+    SQLite creates a database 0644 and gives its WAL and shared-memory files the database's
+    mode, so a database created here 0600 keeps all three private. A FIFO, device or folder
+    where one of them should be would make SQLite block or fail obscurely: it is refused, and
+    checked without blocking (O_NONBLOCK). An existing file's mode is left as its owner set it.
+
+    Raises:
+        NotAGallery: one of the database's files is not a regular file.
+        StorageFailure: the database file cannot be created or opened.
+    """
+    flags = os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        descriptor = os.open(path, flags | os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+        created = True
+    except OSError as error:
+        if not os.path.lexists(path):
+            raise StorageFailure(f"cannot create the gallery database {path}: {error.strerror}") from None
+        created = False
+        try:  # read-only: a gallery on a read-only medium is still searchable
+            descriptor = os.open(path, flags | os.O_RDONLY)
+        except OSError as error:
+            raise StorageFailure(f"cannot open the gallery database {path}: {error.strerror}") from None
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if created:
+            os.fchmod(descriptor, PRIVATE_FILE_MODE)
+    finally:
+        os.close(descriptor)
+    _refuse_special(path, mode)
+    for companion in (path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", ".lock")):
+        with suppress(FileNotFoundError):
+            _refuse_special(companion, os.lstat(companion).st_mode)
+
+
+def _refuse_special(path: Path, mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        raise NotAGallery(f"{path} is not a regular file (mode {stat.filemode(mode)}): move it away")
 
 
 def _begin(connection: Connection) -> None:
@@ -104,7 +148,7 @@ class SqliteBackend:
         self._engine = engine
         self._write_engine = engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
         self._lock_timeout = lock_timeout
-        self._file_lock = filelock.FileLock(self.lock_path, timeout=lock_timeout)
+        self._file_lock = filelock.FileLock(self.lock_path, timeout=lock_timeout, mode=PRIVATE_FILE_MODE)
         self._thread_lock = threading.RLock()
 
     @classmethod
@@ -120,6 +164,7 @@ class SqliteBackend:
             NotAGallery: the file is not a (readable) gallery database.
             StoreBusy: another process held the lock for longer than ``lock_timeout``.
         """
+        prepare_files(path)
         database = cls(path, make_engine(path), lock_timeout)
         try:
             database._migrate()

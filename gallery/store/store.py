@@ -18,15 +18,24 @@ index always matches some committed state. Searches never wait for a write.
 Erasure (``remove_person``): the person's rows are deleted with ``secure_delete`` on (their
 bytes in the database file are overwritten with zeros), the index is saved without their
 embeddings, and the WAL is checkpointed and truncated (``Backend.erase_deleted_copies``),
-so no copy of the embedding or chip remains in ``gallery.db``, its WAL or ``faces.faiss``;
-if readers keep the WAL busy, or the process dies first, the next removal or open empties
-it. Not covered: copies outside these files (backups, file-system journals and freed
-blocks, SSD wear levelling, swap) - use full-disk encryption where that matters. The audit
-log keeps the event, not the biometrics.
+so no copy of the embedding or chip remains in ``gallery.db``, its WAL or ``faces.faiss``.
+An index that cannot be saved (a full disk) is deleted rather than left holding them (it is
+a cache). What could not be done - the index files neither saved nor deleted, or the WAL kept
+busy by a reader - is returned (``RemovedPerson.pending``) and recorded in the settings
+(``erasure_pending``); the next open, or write of any kind, by any process finishes it and
+clears the record. Not covered: copies outside these files (backups, file-system journals
+and freed blocks, SSD wear levelling, swap) - use full-disk encryption where that matters.
+The audit log keeps the event, not the biometrics.
+
+A gallery whose folder or database file is deleted, moved or replaced while open refuses
+every call (``GalleryVanished``): SQLite would go on using the unlinked or moved file, and
+the index would be saved into whatever folder now has the old path.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -34,16 +43,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import ColumnElement, delete
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from gallery.errors import (
     AlreadyEnrolled,
     DuplicateExternalId,
+    GalleryVanished,
     ModelMismatch,
     StorageFailure,
     StoreClosed,
+    StoreError,
 )
 from gallery.store import queries
 from gallery.store.audit_log import AuditLog
@@ -59,15 +70,29 @@ from gallery.store.records import (
     StoreStats,
 )
 from gallery.store.replica import IndexReplica
-from gallery.store.schema import Person
+from gallery.store.schema import Person, Setting, utcnow
 from gallery.store.settings import Settings
 from gallery.store.sqlite import SqliteBackend
 from gallery.store.validation import checked_batch, checked_embedding, checked_face, checked_queries, clean_name
 
 DATABASE_FILE = "gallery.db"
 INDEX_FILE = "faces.faiss"
-# How long opening waits for readers to empty the WAL a killed removal left (best effort).
+# How long opening, or a write finishing another's erasure, waits for readers to empty the WAL.
 _OPEN_ERASE_WAIT_S = 0.2
+# How long a removal waits for readers in the middle of a read before it reports the WAL pending.
+REMOVAL_ERASE_WAIT_S = 30.0
+# The setting that says a removal's erasure is not finished: which files may still hold old copies.
+ERASURE_PENDING = "erasure_pending"
+PENDING_INDEX = "index file"  # faces.faiss (or a slice file) still holds a removed face
+PENDING_DATABASE = "database"  # gallery.db and its WAL still hold removed rows' old pages
+
+logger = logging.getLogger(__name__)
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    """What names one file: its device and inode (a moved, deleted or replaced file has other ones)."""
+    found = os.stat(path)
+    return found.st_dev, found.st_ino
 
 
 class Store:
@@ -94,6 +119,9 @@ class Store:
         self.index_path = home / INDEX_FILE
         self._db = backend
         self._closed = False
+        self._identities = self._current_identities()
+        if self._identities is None:
+            raise GalleryVanished(f"the gallery folder {home} vanished while it was being opened")
         self._schema_revision = backend.schema_revision()
         with backend.read() as session:
             gallery_id = queries.gallery_id(session)
@@ -131,18 +159,29 @@ class Store:
             NotAGallery: ``gallery.db`` is not a readable gallery database.
             StoreBusy: the write lock was not obtained in time.
         """
-        home = Path(home)
+        home = Path(home).absolute()  # a later chdir must not move the gallery under the store
         try:
-            home.mkdir(parents=True, exist_ok=True)
+            if not home.is_dir():
+                home.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    home.mkdir()
+                except FileExistsError:
+                    pass  # another process created it meanwhile (or a file has its name: below)
+                else:
+                    os.chmod(home, 0o700)  # a folder gallery creates is private, whatever the umask
         except OSError as error:
             raise StorageFailure(f"cannot create the gallery folder {home}: {error}") from error
+        if not home.is_dir():
+            raise StorageFailure(f"cannot create the gallery folder {home}: a file has its name")
         backend: Backend = SqliteBackend.open(home / DATABASE_FILE, lock_timeout=lock_timeout)
         try:
             store = cls(home, backend, model, dimension, index_policy)
             store._replica.load()
             # A removal killed between its commit and its checkpoint left the erased rows' old
-            # pages in the WAL; empty it now (best effort, without waiting long for readers).
+            # pages in the WAL; empty it now (best effort, without waiting long for readers),
+            # and finish any erasure another process could not.
             backend.erase_deleted_copies(wait_s=_OPEN_ERASE_WAIT_S)
+            store._finish_pending_erasure()
         except BaseException:
             backend.close()
             raise
@@ -165,8 +204,29 @@ class Store:
         return self._replica.repair
 
     def _check_open(self) -> None:
+        """Refuse a closed store, and one whose folder or database is no longer where it was opened.
+
+        SQLite keeps reading and writing a database file that was deleted or moved, and the
+        index would be saved into whatever folder now has the gallery's path: two ``stat``
+        calls (about a microsecond each) on every call stop both.
+
+        Raises:
+            StoreClosed: ``close()`` was called.
+            GalleryVanished: the folder or its database was deleted, moved or replaced.
+        """
         if self._closed:
             raise StoreClosed("the store is closed")
+        if self._current_identities() != self._identities:
+            raise GalleryVanished(
+                f"the gallery folder {self.home} or its database was deleted, moved or replaced while open;"
+                " nothing was done: reopen the gallery where it now is"
+            )
+
+    def _current_identities(self) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        try:
+            return _identity(self.home), _identity(self.database_path)
+        except OSError:
+            return None
 
     @contextmanager
     def _reading(self) -> Iterator[Session]:
@@ -190,6 +250,7 @@ class Store:
         """
         self._check_open()
         with self._db.exclusive():
+            self._check_open()  # it may have vanished while this waited for the lock
             yield
 
     @contextmanager
@@ -199,7 +260,21 @@ class Store:
             with self._db.write() as session:
                 yield session
                 queries.bump_faces_generation(session)
-            self._replica.sync_and_save()
+                self._check_open()  # not into a deleted or moved database: roll back instead
+            self._saved_index()
+            self._finish_pending_erasure()
+
+    def _saved_index(self) -> bool:
+        """After a commit (write lock held): save the index, unless the folder is gone.
+
+        Returns:
+            Whether no index file on disk holds a face the database lacks (``sync_and_save``).
+
+        Raises:
+            GalleryVanished: the folder vanished after the commit (no file was written).
+        """
+        self._check_open()
+        return self._replica.sync_and_save()
 
     def add_person_with_face(self, name: str, face: FaceRecord, *, external_id: str | None = None) -> tuple[int, int]:
         """Enroll a new person with their first face, in one transaction.
@@ -277,17 +352,71 @@ class Store:
         """Erase a person and all their faces: database rows, index entries and WAL copies.
 
         The rows are deleted in one transaction (``secure_delete`` zeroes their pages), the
-        index is saved without them, then the WAL is checkpointed and truncated.
+        index is saved without them (or deleted if it cannot be), then the WAL is checkpointed
+        and truncated, waiting up to ``REMOVAL_ERASE_WAIT_S`` for readers. What could not be
+        erased is in the result's ``pending`` and is finished by the next open or write.
 
         Raises:
             PersonNotFound: nobody is enrolled under ``name`` (nothing changed).
+            GalleryVanished: the folder or database vanished (nothing was committed, unless it
+                vanished between the commit and the index save; no index file was written).
         """
         name = clean_name(name)
         with self.write_lock():
-            with self._writing_faces() as session:
+            with self._db.write() as session:
                 person_id, name, external_id, face_ids = queries.delete_person(session, name)
-            wal_cleared = self._db.erase_deleted_copies()
-        return RemovedPerson(person_id, name, external_id, face_ids=face_ids, wal_cleared=wal_cleared)
+                queries.bump_faces_generation(session)
+                self._check_open()
+            index_clean = self._saved_index()
+            wal_cleared = self._db.erase_deleted_copies(wait_s=REMOVAL_ERASE_WAIT_S)
+            pending = _pending(index_clean, wal_cleared)
+            if pending:
+                self._mark_erasure_pending(pending)
+            else:
+                self._finish_pending_erasure()  # an earlier removal's, if one is pending
+        return RemovedPerson(person_id, name, external_id, face_ids=face_ids, wal_cleared=wal_cleared, pending=pending)
+
+    def pending_erasure(self) -> tuple[str, ...]:
+        """What a removal (by any process) could not erase yet: ``"index file"``, ``"database"``; empty when none."""
+        self._check_open()
+        marker = self._settings.get(ERASURE_PENDING)
+        return tuple(marker.get("pending", ())) if isinstance(marker, dict) else ()
+
+    def _mark_erasure_pending(self, pending: tuple[str, ...]) -> None:
+        """Record an unfinished erasure, so that the next open or write of any process finishes it."""
+        try:
+            with self._db.write() as session:
+                value = {"pending": list(pending), "since": utcnow().isoformat()}
+                self._db.put_settings(session, {ERASURE_PENDING: value}, utcnow())
+        except StoreError as error:  # a full disk: the next open still empties the WAL and rebuilds the index
+            logger.warning("could not record the pending erasure (%s): %s", ", ".join(pending), error)
+
+    def _finish_pending_erasure(self) -> tuple[str, ...]:
+        """Finish an erasure a removal left pending (any process's); what is still pending after.
+
+        Cheap when none is: one settings read. Otherwise takes the write lock, saves the index
+        (or deletes it) and empties the WAL, waiting briefly for readers, and clears the mark
+        once both are done. Failures are logged: this runs after another operation succeeded.
+        """
+        pending: tuple[str, ...] = ()
+        try:
+            pending = self.pending_erasure()
+            if not pending:
+                return ()
+            with self.write_lock():
+                if not self.pending_erasure():
+                    return ()
+                index_clean = self._saved_index()
+                left = _pending(index_clean, self._db.erase_deleted_copies(wait_s=_OPEN_ERASE_WAIT_S))
+                if not left:
+                    with self._db.write() as session:
+                        session.execute(delete(Setting).where(Setting.key == ERASURE_PENDING))
+                    self._db.erase_deleted_copies(wait_s=_OPEN_ERASE_WAIT_S)
+                    logger.info("finished the erasure left pending (%s)", ", ".join(pending))
+                return left
+        except StoreError as error:
+            logger.warning("could not finish the pending erasure (%s): %s", ", ".join(pending), error)
+            return pending
 
     def reembed(self, embeddings: Mapping[int, np.ndarray]) -> dict[int, int]:
         """Replace faces' embeddings with ones made by the store's model, in one transaction.
@@ -405,6 +534,7 @@ class Store:
         """
         self._check_open()
         self._settings.put(values)
+        self._finish_pending_erasure()
 
     def audit_many(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
         """Append several ``(action, fields)`` events to the audit log in one transaction.
@@ -415,7 +545,15 @@ class Store:
         write lock event by event.
         """
         self._check_open()
-        self._audit_log.append_many(events)
+        try:
+            self._audit_log.append_many(events)
+        except StorageFailure as error:
+            # One line that says what was lost and why; SQLAlchemy's chained traceback adds nothing.
+            reason = error.__cause__.orig if isinstance(error.__cause__, DBAPIError) else error
+            raise StorageFailure(
+                f"could not write {len(events)} audit event(s) to {self.database_path}: {reason}"
+            ) from None
+        self._finish_pending_erasure()
 
     def audit_log(
         self,
@@ -484,3 +622,8 @@ class Store:
         """
         self._check_open()
         return self._db.integrity_problems() + self._replica.problems()
+
+
+def _pending(index_clean: bool, wal_cleared: bool) -> tuple[str, ...]:
+    """What an erasure left: the index file (not rewritten nor deleted), the database (WAL busy)."""
+    return (() if index_clean else (PENDING_INDEX,)) + (() if wal_cleared else (PENDING_DATABASE,))
