@@ -28,6 +28,7 @@ from gallery import GalleryVanished, NotAGallery, StorageFailure
 from gallery.cli import EXIT_ERASURE_PENDING, CliContext, cli
 from gallery.gallery import Gallery
 from gallery.store import Store
+from gallery.store.erasure import ERASURE_PENDING
 from gallery.store.index import IndexPolicy
 from gallery.store.records import FaceRecord
 
@@ -247,7 +248,7 @@ def test_a_removal_blocked_by_a_reader_says_the_database_is_pending_and_a_later_
         reader.close()
         other.enroll("Edsger", fake_photo("Edsger"))  # any write, from any user of the gallery
         assert _holding(home, secret) == []
-        assert other._store.get_setting(store_module.ERASURE_PENDING) is None
+        assert other._store.get_setting(ERASURE_PENDING) is None
 
 
 def test_remove_says_an_erasure_is_pending_with_exit_code_5_and_in_its_json(

@@ -14,7 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, CompoundSelect, and_, literal, or_, select, union
+from sqlalchemy.exc import DBAPIError
 
+from gallery.errors import StorageFailure
 from gallery.store.backend import Backend
 from gallery.store.records import AuditEvent
 from gallery.store.schema import AuditEntry, Person
@@ -58,9 +60,21 @@ class AuditLog:
             return entry.id
 
     def append_many(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
-        """Append several ``(action, fields)`` events (``append``'s keyword arguments) in one transaction."""
-        with self._backend.write() as session:
-            session.add_all(AuditEntry(action=action, **fields) for action, fields in events)
+        """Append several ``(action, fields)`` events (``append``'s keyword arguments) in one transaction.
+
+        One fsync for a burst of door events instead of one each, so a busy door's log does not
+        compete with enrolments for the write lock event by event.
+
+        Raises:
+            StorageFailure: the events could not be written, in one line saying how many and why.
+        """
+        try:
+            with self._backend.write() as session:
+                session.add_all(AuditEntry(action=action, **fields) for action, fields in events)
+        except StorageFailure as error:
+            # One line that says what was lost and why; SQLAlchemy's chained traceback adds nothing.
+            reason = error.__cause__.orig if isinstance(error.__cause__, DBAPIError) else error
+            raise StorageFailure(f"could not write {len(events)} audit event(s): {reason}") from None
 
     def read(
         self,
@@ -72,7 +86,25 @@ class AuditLog:
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> list[AuditEvent]:
-        """Events newest first, filtered; see ``Store.audit_log``."""
+        """The audit log's events, newest first, filtered (every filter given must hold).
+
+        Args:
+            limit: at most this many events (None: all).
+            action: only events of this action (``enroll``, ``remove``, ``identify``,
+                ``verify``, ``reembed``, ``calibrate``).
+            person: only events about the person of this name (NFC-normalised, trimmed): those
+                recorded with the name or with an id it was enrolled under, and identify
+                events where any face was matched to them. A removed person's events stay
+                findable by name.
+            outcome: only events with this outcome (``enrolled``, ``match``, ``unknown``,
+                ``rejected``, ...); an identify event qualifies when any of its faces had it.
+            since: only events at or after this time (timezone-aware).
+            until: only events before this time (timezone-aware).
+
+        Raises:
+            ValueError: a negative ``limit``, or a naive ``since`` or ``until``.
+            InvalidFaceRecord: ``person`` is not a valid name.
+        """
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be at least 0, not {limit}")
         for bound in (since, until):

@@ -7,6 +7,8 @@ promises together:
 - ``replica``: the in-memory FAISS index, kept in step with the database, and its file.
 - ``validation``: what may be stored (names, face records); ``queries``: the portable SQL.
 - ``settings``, ``audit_log``: the settings and the audit log.
+- ``home``: the folder (created private; a moved or deleted one noticed); ``erasure``: a
+  removal's unfinished erasure, finished by the next open or write of any process.
 
 Consistency and crash safety: the database is the truth, the index a cache of one model's
 embeddings keyed by ``faces.id`` (``replica`` states the rules). A write is one database
@@ -17,25 +19,16 @@ index always matches some committed state. Searches never wait for a write.
 
 Erasure (``remove_person``): the person's rows are deleted with ``secure_delete`` on (their
 bytes in the database file are overwritten with zeros), the index is saved without their
-embeddings, and the WAL is checkpointed and truncated (``Backend.erase_deleted_copies``),
-so no copy of the embedding or chip remains in ``gallery.db``, its WAL or ``faces.faiss``.
-An index that cannot be saved (a full disk) is deleted rather than left holding them (it is
-a cache). What could not be done - the index files neither saved nor deleted, or the WAL kept
-busy by a reader - is returned (``RemovedPerson.pending``) and recorded in the settings
-(``erasure_pending``); the next open, or write of any kind, by any process finishes it and
-clears the record. Not covered: copies outside these files (backups, file-system journals
-and freed blocks, SSD wear levelling, swap) - use full-disk encryption where that matters.
-The audit log keeps the event, not the biometrics.
-
-A gallery whose folder or database file is deleted, moved or replaced while open refuses
-every call (``GalleryVanished``): SQLite would go on using the unlinked or moved file, and
-the index would be saved into whatever folder now has the old path.
+embeddings (or deleted: it is a cache), and the WAL is checkpointed and truncated, so no copy
+of the embedding or chip remains in ``gallery.db``, its WAL or ``faces.faiss``; what could not
+be done is returned and finished later (``erasure``). Not covered: copies outside these files
+(backups, file-system journals and freed blocks, SSD wear levelling, swap). The audit log
+keeps the event, not the biometrics. A gallery whose folder or database file is deleted,
+moved or replaced while open refuses every call (``home``).
 """
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -43,22 +36,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, delete
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy import ColumnElement
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gallery.errors import (
     AlreadyEnrolled,
     DuplicateExternalId,
-    GalleryVanished,
     ModelMismatch,
-    StorageFailure,
     StoreClosed,
-    StoreError,
 )
 from gallery.store import queries
 from gallery.store.audit_log import AuditLog
 from gallery.store.backend import Backend
+from gallery.store.erasure import BRIEF_ERASE_WAIT_S, PendingErasure, outstanding
+from gallery.store.home import HomeIdentity, make_home
 from gallery.store.index import DEFAULT_POLICY, IndexPolicy
 from gallery.store.records import (
     AuditEvent,
@@ -70,29 +62,15 @@ from gallery.store.records import (
     StoreStats,
 )
 from gallery.store.replica import IndexReplica
-from gallery.store.schema import Person, Setting, utcnow
+from gallery.store.schema import Person
 from gallery.store.settings import Settings
 from gallery.store.sqlite import SqliteBackend
 from gallery.store.validation import checked_batch, checked_embedding, checked_face, checked_queries, clean_name
 
 DATABASE_FILE = "gallery.db"
 INDEX_FILE = "faces.faiss"
-# How long opening, or a write finishing another's erasure, waits for readers to empty the WAL.
-_OPEN_ERASE_WAIT_S = 0.2
 # How long a removal waits for readers in the middle of a read before it reports the WAL pending.
 REMOVAL_ERASE_WAIT_S = 30.0
-# The setting that says a removal's erasure is not finished: which files may still hold old copies.
-ERASURE_PENDING = "erasure_pending"
-PENDING_INDEX = "index file"  # faces.faiss (or a slice file) still holds a removed face
-PENDING_DATABASE = "database"  # gallery.db and its WAL still hold removed rows' old pages
-
-logger = logging.getLogger(__name__)
-
-
-def _identity(path: Path) -> tuple[int, int]:
-    """What names one file: its device and inode (a moved, deleted or replaced file has other ones)."""
-    found = os.stat(path)
-    return found.st_dev, found.st_ino
 
 
 class Store:
@@ -119,9 +97,7 @@ class Store:
         self.index_path = home / INDEX_FILE
         self._db = backend
         self._closed = False
-        self._identities = self._current_identities()
-        if self._identities is None:
-            raise GalleryVanished(f"the gallery folder {home} vanished while it was being opened")
+        self._identity = HomeIdentity(home, self.database_path)
         self._schema_revision = backend.schema_revision()
         with backend.read() as session:
             gallery_id = queries.gallery_id(session)
@@ -130,6 +106,7 @@ class Store:
         )
         self._settings = Settings(backend)
         self._audit_log = AuditLog(backend)
+        self._erasure = PendingErasure(backend, self._settings, self.write_lock, self._saved_index)
 
     @classmethod
     def open(
@@ -159,20 +136,7 @@ class Store:
             NotAGallery: ``gallery.db`` is not a readable gallery database.
             StoreBusy: the write lock was not obtained in time.
         """
-        home = Path(home).absolute()  # a later chdir must not move the gallery under the store
-        try:
-            if not home.is_dir():
-                home.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    home.mkdir()
-                except FileExistsError:
-                    pass  # another process created it meanwhile (or a file has its name: below)
-                else:
-                    os.chmod(home, 0o700)  # a folder gallery creates is private, whatever the umask
-        except OSError as error:
-            raise StorageFailure(f"cannot create the gallery folder {home}: {error}") from error
-        if not home.is_dir():
-            raise StorageFailure(f"cannot create the gallery folder {home}: a file has its name")
+        home = make_home(Path(home))
         backend: Backend = SqliteBackend.open(home / DATABASE_FILE, lock_timeout=lock_timeout)
         try:
             store = cls(home, backend, model, dimension, index_policy)
@@ -180,8 +144,8 @@ class Store:
             # A removal killed between its commit and its checkpoint left the erased rows' old
             # pages in the WAL; empty it now (best effort, without waiting long for readers),
             # and finish any erasure another process could not.
-            backend.erase_deleted_copies(wait_s=_OPEN_ERASE_WAIT_S)
-            store._finish_pending_erasure()
+            backend.erase_deleted_copies(wait_s=BRIEF_ERASE_WAIT_S)
+            store._erasure.finish()
         except BaseException:
             backend.close()
             raise
@@ -204,11 +168,7 @@ class Store:
         return self._replica.repair
 
     def _check_open(self) -> None:
-        """Refuse a closed store, and one whose folder or database is no longer where it was opened.
-
-        SQLite keeps reading and writing a database file that was deleted or moved, and the
-        index would be saved into whatever folder now has the gallery's path: two ``stat``
-        calls (about a microsecond each) on every call stop both.
+        """Refuse a closed store, and one whose folder or database is no longer where it was opened (``home``).
 
         Raises:
             StoreClosed: ``close()`` was called.
@@ -216,17 +176,7 @@ class Store:
         """
         if self._closed:
             raise StoreClosed("the store is closed")
-        if self._current_identities() != self._identities:
-            raise GalleryVanished(
-                f"the gallery folder {self.home} or its database was deleted, moved or replaced while open;"
-                " nothing was done: reopen the gallery where it now is"
-            )
-
-    def _current_identities(self) -> tuple[tuple[int, int], tuple[int, int]] | None:
-        try:
-            return _identity(self.home), _identity(self.database_path)
-        except OSError:
-            return None
+        self._identity.check()
 
     @contextmanager
     def _reading(self) -> Iterator[Session]:
@@ -262,7 +212,7 @@ class Store:
                 queries.bump_faces_generation(session)
                 self._check_open()  # not into a deleted or moved database: roll back instead
             self._saved_index()
-            self._finish_pending_erasure()
+            self._erasure.finish()
 
     def _saved_index(self) -> bool:
         """After a commit (write lock held): save the index, unless the folder is gone.
@@ -369,54 +319,17 @@ class Store:
                 self._check_open()
             index_clean = self._saved_index()
             wal_cleared = self._db.erase_deleted_copies(wait_s=REMOVAL_ERASE_WAIT_S)
-            pending = _pending(index_clean, wal_cleared)
+            pending = outstanding(index_clean, wal_cleared)
             if pending:
-                self._mark_erasure_pending(pending)
+                self._erasure.mark(pending)
             else:
-                self._finish_pending_erasure()  # an earlier removal's, if one is pending
+                self._erasure.finish()  # an earlier removal's, if one is pending
         return RemovedPerson(person_id, name, external_id, face_ids=face_ids, wal_cleared=wal_cleared, pending=pending)
 
     def pending_erasure(self) -> tuple[str, ...]:
         """What a removal (by any process) could not erase yet: ``"index file"``, ``"database"``; empty when none."""
         self._check_open()
-        marker = self._settings.get(ERASURE_PENDING)
-        return tuple(marker.get("pending", ())) if isinstance(marker, dict) else ()
-
-    def _mark_erasure_pending(self, pending: tuple[str, ...]) -> None:
-        """Record an unfinished erasure, so that the next open or write of any process finishes it."""
-        try:
-            with self._db.write() as session:
-                value = {"pending": list(pending), "since": utcnow().isoformat()}
-                self._db.put_settings(session, {ERASURE_PENDING: value}, utcnow())
-        except StoreError as error:  # a full disk: the next open still empties the WAL and rebuilds the index
-            logger.warning("could not record the pending erasure (%s): %s", ", ".join(pending), error)
-
-    def _finish_pending_erasure(self) -> tuple[str, ...]:
-        """Finish an erasure a removal left pending (any process's); what is still pending after.
-
-        Cheap when none is: one settings read. Otherwise takes the write lock, saves the index
-        (or deletes it) and empties the WAL, waiting briefly for readers, and clears the mark
-        once both are done. Failures are logged: this runs after another operation succeeded.
-        """
-        pending: tuple[str, ...] = ()
-        try:
-            pending = self.pending_erasure()
-            if not pending:
-                return ()
-            with self.write_lock():
-                if not self.pending_erasure():
-                    return ()
-                index_clean = self._saved_index()
-                left = _pending(index_clean, self._db.erase_deleted_copies(wait_s=_OPEN_ERASE_WAIT_S))
-                if not left:
-                    with self._db.write() as session:
-                        session.execute(delete(Setting).where(Setting.key == ERASURE_PENDING))
-                    self._db.erase_deleted_copies(wait_s=_OPEN_ERASE_WAIT_S)
-                    logger.info("finished the erasure left pending (%s)", ", ".join(pending))
-                return left
-        except StoreError as error:
-            logger.warning("could not finish the pending erasure (%s): %s", ", ".join(pending), error)
-            return pending
+        return self._erasure.pending()
 
     def reembed(self, embeddings: Mapping[int, np.ndarray]) -> dict[int, int]:
         """Replace faces' embeddings with ones made by the store's model, in one transaction.
@@ -443,18 +356,11 @@ class Store:
     # ---- reads -----------------------------------------------------------------------
 
     def search(self, embeddings: np.ndarray, k: int, *, model: str | None = None) -> list[list[SearchHit]]:
-        """The ``k`` nearest people to each query embedding, nearest first.
+        """The ``k`` nearest people to each (dimension,) query embedding, nearest first.
 
-        Each person appears once, with their nearest face. Only faces of the store's model are
-        searched; another store's writes are picked up first.
-
-        Args:
-            embeddings: (n, dimension) or (dimension,) query embeddings.
-            k: people per query at most.
-            model: if given, the queries' model; must equal the store's.
-
-        Returns:
-            One list of ``SearchHit`` per query (ascending distance; ties by face id).
+        One list of ``SearchHit`` per query (ascending distance; ties by face id); each person
+        appears once, with their nearest face. Only faces of the store's model are searched
+        (``model``, if given, must be it); another store's writes are picked up first.
 
         Raises:
             ModelMismatch: ``model`` is not the store's model.
@@ -534,26 +440,14 @@ class Store:
         """
         self._check_open()
         self._settings.put(values)
-        self._finish_pending_erasure()
+        self._erasure.finish()
 
     def audit_many(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
-        """Append several ``(action, fields)`` events to the audit log in one transaction.
-
-        ``fields`` are ``AuditLog.append``'s keywords (outcome, person_name, person_id, model,
-        rule, detail; never photo or embedding data). One fsync for a burst of door events
-        instead of one each, so a busy door's log does not compete with enrolments for the
-        write lock event by event.
-        """
+        """Append several ``(action, fields)`` events to the audit log in one transaction (``AuditLog.append``'s
+        keywords: outcome, person_name, person_id, model, rule, detail; never photo or embedding data)."""
         self._check_open()
-        try:
-            self._audit_log.append_many(events)
-        except StorageFailure as error:
-            # One line that says what was lost and why; SQLAlchemy's chained traceback adds nothing.
-            reason = error.__cause__.orig if isinstance(error.__cause__, DBAPIError) else error
-            raise StorageFailure(
-                f"could not write {len(events)} audit event(s) to {self.database_path}: {reason}"
-            ) from None
-        self._finish_pending_erasure()
+        self._audit_log.append_many(events)
+        self._erasure.finish()
 
     def audit_log(
         self,
@@ -565,25 +459,7 @@ class Store:
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> list[AuditEvent]:
-        """The audit log's events, newest first, filtered (every filter given must hold).
-
-        Args:
-            limit: at most this many events (None: all).
-            action: only events of this action (``enroll``, ``remove``, ``identify``,
-                ``verify``, ``reembed``, ``calibrate``).
-            person: only events about the person of this name (NFC-normalised, trimmed): those
-                recorded with the name or with an id it was enrolled under, and identify
-                events where any face was matched to them. A removed person's events stay
-                findable by name.
-            outcome: only events with this outcome (``enrolled``, ``match``, ``unknown``,
-                ``rejected``, ...); an identify event qualifies when any of its faces had it.
-            since: only events at or after this time (timezone-aware).
-            until: only events before this time (timezone-aware).
-
-        Raises:
-            ValueError: a negative ``limit``, or a naive ``since`` or ``until``.
-            InvalidFaceRecord: ``person`` is not a valid name.
-        """
+        """The audit log's events, newest first, filtered (``AuditLog.read`` says how)."""
         self._check_open()
         return self._audit_log.read(
             limit=limit, action=action, person=person, outcome=outcome, since=since, until=until
@@ -622,8 +498,3 @@ class Store:
         """
         self._check_open()
         return self._db.integrity_problems() + self._replica.problems()
-
-
-def _pending(index_clean: bool, wal_cleared: bool) -> tuple[str, ...]:
-    """What an erasure left: the index file (not rewritten nor deleted), the database (WAL busy)."""
-    return (() if index_clean else (PENDING_INDEX,)) + (() if wal_cleared else (PENDING_DATABASE,))
