@@ -1,14 +1,16 @@
 """Bulk enrolment throughput on LFW-size photos (250x250), beside face_recognition's encoding rate.
 
     python -m benchmarks.bench_enroll [--lfw /work/shared/datasets/lfw_view1] [--photos 1000]
-        [--threads 2] [--face-recognition /root/frvenv/bin/python]
+        [--threads 2] [--check] [--face-recognition /root/frvenv/bin/python]
 
 Takes whole people (sub-folders, in name order) from LFW until ``--photos`` photos, and runs
 ``Gallery.enroll_dir(largest=True, allow_similar=True)`` on them into a new gallery, in this
 process, after loading the models (reported apart). Photos per second = photos / wall time,
 everything included: reading and hashing, detection, landmarks, chips, batched embedding,
-the chips' JPEG, the lookalike checks and the batched writes. A second run over the same
-folder shows the resume path (every photo skipped by SHA-256).
+the chips' JPEG and the batched writes; with ``--check`` the lookalike check too
+(``allow_similar=False``: identify's question for every photo, against the gallery and the people
+earlier in the folder). A second run over the same folder shows the resume path (every photo
+skipped by SHA-256).
 
 With ``--face-recognition PYTHON``: the same photos through its API
 (``load_image_file`` + ``face_encodings``, its default HOG detector; and dlib's CNN detector
@@ -46,6 +48,7 @@ def main() -> None:
     parser.add_argument("--lfw", type=Path, default=DEFAULT_LFW)
     parser.add_argument("--photos", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--check", action="store_true", help="run the lookalike check (allow_similar=False)")
     parser.add_argument("--face-recognition", metavar="PYTHON", help="a python with face_recognition installed")
     args = parser.parse_args()
 
@@ -70,10 +73,10 @@ def main() -> None:
         load_s = time.perf_counter() - start
         with Gallery(Path(folder) / "home") as gallery:
             start = time.perf_counter()
-            result = gallery.enroll_dir(staff, largest=True, allow_similar=True)
+            result = gallery.enroll_dir(staff, largest=True, allow_similar=not args.check)
             wall = time.perf_counter() - start
             start = time.perf_counter()
-            again = gallery.enroll_dir(staff, largest=True, allow_similar=True)
+            again = gallery.enroll_dir(staff, largest=True, allow_similar=not args.check)
             resume = time.perf_counter() - start
         people = len({e.person_id for e in result.enrolled})
         print(f"models loaded in {load_s:.1f} s (not counted)")

@@ -12,7 +12,15 @@ from pathlib import Path
 import numpy as np
 
 from gallery.audit import AuditWriter
-from gallery.enrolment import enrolment_face, face_record, refuse_known_photo, refuse_lookalike
+from gallery.enrolment import (
+    IdentifyQuestion,
+    PendingPerson,
+    enrolment_face,
+    face_record,
+    overrides,
+    refuse_known_photo,
+    refuse_lookalike,
+)
 from gallery.errors import GalleryError, ImageError, InvalidName, LooksLikeSomeoneElse, PhotoAlreadyEnrolled
 from gallery.folders import PersonPhotos, scan_people_folder
 from gallery.results import Enrollment, EnrolmentInterrupted, FolderEnrollment, PhotoFailure
@@ -28,7 +36,8 @@ class FolderEnrolment:
     Args:
         store, pipeline, audit: the gallery's.
         largest, allow_similar: as for ``Gallery.enroll``.
-        lookalike_threshold: the verify threshold in force, for the lookalike check.
+        question: makes identify's question under the rule in force (``Gallery._question``), for
+            the lookalike check; asked once per batch, inside the write lock.
         progress: called as ``progress(photos_done, photos_total)``.
     """
 
@@ -40,7 +49,7 @@ class FolderEnrolment:
         *,
         largest: bool,
         allow_similar: bool,
-        lookalike_threshold: float,
+        question: Callable[[], IdentifyQuestion],
         progress: Callable[[int, int], None] | None,
     ) -> None:
         self._store = store
@@ -48,7 +57,7 @@ class FolderEnrolment:
         self._audit = audit
         self._largest = largest
         self._allow_similar = allow_similar
-        self._threshold = lookalike_threshold
+        self._question = question
         self._run = _FolderRun(total=0, progress=progress)
 
     def enrol(self, folder: str | os.PathLike, *, batch_photos: int) -> FolderEnrollment:
@@ -164,23 +173,28 @@ class FolderEnrolment:
         for job in jobs:
             by_name.setdefault(job.name, []).append(job)
         accepted: dict[str, list[_PhotoJob]] = {}
+        # New people accepted earlier in this batch: searched beside the index, which lacks them.
+        pending: dict[str, PendingPerson] = {}
         # One hold of the lock for the checks and the write, as in ``enroll``.
         with self._store.write_lock():
             existing = {name: self._store.find_person(name) for name in by_name}
+            question = None if self._allow_similar else self._question()
             # Another process may have enrolled some of these photos since they were checked.
             known = self._store.photos_enrolled(job.sha256 for job in jobs)
             for name, person_jobs in by_name.items():
                 for job in person_jobs:
                     if self._known(job, known.get(job.sha256), counted=True):
                         continue
-                    try:
-                        if not self._allow_similar:
-                            refuse_lookalike(self._store, job.enrolled_face, existing[name], self._threshold)
-                            _refuse_lookalike_in_batch(job.enrolled_face, name, accepted, self._threshold)
-                    except LooksLikeSomeoneElse as error:
-                        run.fail(job.path, name, error)
-                        continue
+                    if question is not None:
+                        others = [p for other, p in pending.items() if other != name]
+                        try:
+                            refuse_lookalike(question, job.enrolled_face, existing[name], others)
+                        except LooksLikeSomeoneElse as error:
+                            run.fail(job.path, name, error)
+                            continue
                     accepted.setdefault(name, []).append(job)
+                    if existing[name] is None:
+                        _pend(pending, name, job.enrolled_face.embedding)
             model = self._pipeline.model_id
             entries = [
                 (name, [face_record(j.enrolled_face, model, j.sha256) for j in person_jobs])
@@ -197,23 +211,18 @@ class FolderEnrolment:
                 person_name=name,
                 person_id=person_id,
                 model=self._pipeline.model_id,
-                detail={"face_ids": list(face_ids), "source": "enroll_dir"},
+                detail={"face_ids": list(face_ids), "source": "enroll_dir"}
+                | overrides(allow_similar=self._allow_similar, allow_different=False),
             )
 
 
-def _refuse_lookalike_in_batch(face: Face, name: str, accepted: dict[str, list[_PhotoJob]], threshold: float) -> None:
-    """The lookalike check against faces accepted earlier in the same batch (not in the index yet)."""
-    for other, jobs in accepted.items():
-        if other == name:
-            continue
-        for job in jobs:
-            distance = float(np.linalg.norm(job.enrolled_face.embedding.astype(np.float64) - face.embedding))
-            if distance <= threshold:
-                raise LooksLikeSomeoneElse(
-                    f"this face matches {other!r} (distance {distance:.3f}, photo {job.path.name}) in the same "
-                    "folder; pass allow_similar=True (--allow-similar) if they really are different people",
-                    other=other,
-                )
+def _pend(pending: dict[str, PendingPerson], name: str, embedding: np.ndarray) -> None:
+    """Count a face accepted for a new person of this batch among the people later photos are checked against."""
+    person = pending.get(name)
+    if person is None:
+        pending[name] = PendingPerson(name, -1 - len(pending), embedding[None, :].copy())
+    else:
+        person.embeddings = np.vstack([person.embeddings, embedding[None, :]])
 
 
 @dataclass

@@ -1,12 +1,16 @@
-"""The enrolment policy: which face of a photo may be enrolled, whether it is someone else, what is stored of it."""
+"""The enrolment policy: which face of a photo may be enrolled, whether it is someone else (identify's own
+question, asked before the write), whether an added photo is the person, what is stored of it."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
+from gallery.decision import COHORT_SIZE, DecisionRule, Evidence, Outcome, cohort_from_searches
 from gallery.errors import (
     AlreadyEnrolled,
     ExternalIdMismatch,
@@ -14,10 +18,12 @@ from gallery.errors import (
     LooksLikeSomeoneElse,
     MultipleFaces,
     NoFaceFound,
+    NotTheSamePerson,
     PersonNotFound,
     PhotoAlreadyEnrolled,
     PoorQuality,
 )
+from gallery.results import Candidate
 from gallery.store import FaceRecord, PersonRow, Store, clean_name
 from gallery.store.validation import new_name
 from gallery.vision.chips import CHIP_SIZE
@@ -92,20 +98,167 @@ def refuse_known_photo(holder: str | None, name: str) -> None:
     )
 
 
-def refuse_lookalike(store: Store, face: Face, person: PersonRow | None, threshold: float) -> None:
-    """Refuse a face within ``threshold`` (the verify threshold: a 1:1 question) of someone other than ``person``.
+@dataclass
+class PendingPerson:
+    """A new person accepted earlier in the same folder (``enroll_dir``), not in the gallery's index yet.
+
+    ``key``: negative, so never a stored person id; ``embeddings``: their accepted faces, (n, 128).
+    """
+
+    name: str
+    key: int
+    embeddings: np.ndarray
+
+
+@dataclass(frozen=True)
+class IdentifyAnswer:
+    """What identify would answer for a face: the outcome, who (for ``ambiguous``, the nearer two), how sure."""
+
+    outcome: Outcome
+    names: tuple[str, ...]  # match: the person; ambiguous: the nearer two; unknown: none
+    confidence: float
+    in_folder: bool = False  # the person named was accepted earlier in the same folder
+
+    def says(self) -> str:
+        """The answer in a desk operator's words."""
+        if self.outcome == "match":
+            return f"identify would answer {self.names[0]!r} for this face (confidence {self.confidence:.2f})"
+        if self.outcome == "ambiguous":
+            first, second = self.names
+            return f"identify would answer 'ambiguous' between {first!r} and {second!r} for this face"
+        return "identify would answer 'unknown' for this face: it looks like nobody enrolled"
+
+
+Evidencer = Callable[[tuple[Candidate, ...], DecisionRule], list[Evidence]]
+
+
+class IdentifyQuestion:
+    """identify's decision for one face, asked by the enrolment checks before a write.
+
+    The same evidence (``evidence``: the facade's, so cohort distances and any change to how
+    people are scored flow in), the rule in force and the gallery's size, among the enrolled
+    people other than the one a photo is being added to, plus people accepted earlier in the
+    same folder (``pending``; their cohort distances computed here, since they are not indexed yet).
+
+    Args:
+        store: the gallery's; searched as identify searches it.
+        rule: the identify rule in force.
+        evidence: ``Gallery._evidence``.
+        depth: identities searched per face (identify's ``EVIDENCE_DEPTH``).
+    """
+
+    def __init__(self, store: Store, rule: DecisionRule, evidence: Evidencer, *, depth: int) -> None:
+        self._store = store
+        self._rule = rule
+        self._evidence = evidence
+        self._depth = depth
+        self._people = store.people_count()
+
+    def answer(
+        self,
+        embedding: np.ndarray,
+        *,
+        excluding: PersonRow | None = None,
+        pending: Sequence[PendingPerson] = (),
+    ) -> IdentifyAnswer:
+        """What identify would answer for ``embedding`` were ``excluding`` not enrolled (``pending`` enrolled)."""
+        excluded = None if excluding is None else excluding.id
+        (hits,) = self._store.search(embedding[None, :], k=self._depth + 1)
+        stored = tuple(Candidate(h.name, h.person_id, h.distance) for h in hits if h.person_id != excluded)
+        evidence = self._evidence(stored[: self._depth], self._rule)
+        names = {c.person_id: c.name for c in stored}
+        folder: list[tuple[float, PendingPerson]] = []
+        for person in pending:
+            gap = np.linalg.norm(person.embeddings.astype(np.float64) - embedding, axis=1)
+            folder.append((float(gap.min()), person))
+            names[person.key] = person.name
+        # Merge by distance; the order within each list is kept, so a stored person in the nearest
+        # two was in identify's nearest two and carries its cohort distance.
+        merged = sorted(
+            [(e.distance, e) for e in evidence]
+            + [(d, Evidence(p.key, d, None)) for d, p in sorted(folder, key=lambda item: item[0])],
+            key=lambda item: item[0],
+        )
+        ranked = [e for _, e in merged[: self._depth]]
+        if self._rule.uses_cohort:
+            ranked = [
+                Evidence(e.person_id, e.distance, _pending_cohort(self._store, e.person_id, pending))
+                if e.person_id < 0 and rank < 2
+                else e
+                for rank, e in enumerate(ranked)
+            ]
+        size = self._people - (excluded is not None) + len(pending)
+        if not ranked:
+            return IdentifyAnswer("unknown", (), 1.0)
+        decision = self._rule.decide(ranked, size)
+        if decision.outcome == "match" and decision.index is not None:
+            chosen = ranked[decision.index]
+            return IdentifyAnswer("match", (names[chosen.person_id],), decision.confidence, chosen.person_id < 0)
+        if decision.outcome == "ambiguous" and len(ranked) >= 2:
+            pair = (names[ranked[0].person_id], names[ranked[1].person_id])
+            return IdentifyAnswer("ambiguous", pair, decision.confidence, ranked[0].person_id < 0)
+        return IdentifyAnswer("unknown", (), decision.confidence)
+
+
+def _pending_cohort(store: Store, key: int, pending: Sequence[PendingPerson]) -> float:
+    """A folder person's cohort distance (``cohort_from_searches``) among the gallery and the folder's others."""
+    (person,) = [p for p in pending if p.key == key]
+    searches = store.search(person.embeddings, k=COHORT_SIZE + 1)
+    hits = [[(h.person_id, h.distance) for h in face_hits] for face_hits in searches]
+    for other in pending:
+        if other.key != key:
+            gaps = np.linalg.norm(other.embeddings[:, None].astype(np.float64) - person.embeddings[None], axis=2)
+            hits.append([(other.key, float(gaps.min()))])
+    return cohort_from_searches(key, hits)
+
+
+def refuse_lookalike(
+    question: IdentifyQuestion, face: Face, person: PersonRow | None, pending: Sequence[PendingPerson] = ()
+) -> None:
+    """Refuse a face identify would already answer with someone else for (1:N, the rule in force at this size).
+
+    ``person``: the person a photo is being added to (not "someone else"); ``pending``: people
+    accepted earlier in the same folder, other than the one this photo enrols.
 
     Raises:
-        LooksLikeSomeoneElse: naming the enrolled person the face matches.
+        LooksLikeSomeoneElse: naming the enrolled person identify would answer (the nearer of an
+        ambiguous two), and saying so in words.
     """
-    (hits,) = store.search(face.embedding[None, :], k=2)
-    for hit in hits:
-        if hit.distance <= threshold and (person is None or hit.person_id != person.id):
-            raise LooksLikeSomeoneElse(
-                f"this face matches {hit.name!r} (distance {hit.distance:.3f}); "
-                "pass allow_similar=True (--allow-similar) if they really are different people",
-                other=hit.name,
-            )
+    answer = question.answer(face.embedding, excluding=person, pending=pending)
+    if answer.outcome not in ("match", "ambiguous"):
+        return
+    where = " (a person earlier in the same folder)" if answer.in_folder else ""
+    raise LooksLikeSomeoneElse(
+        f"{answer.says()}{where}; pass allow_similar=True (--allow-similar) if they really are different people",
+        other=answer.names[0],
+    )
+
+
+def refuse_not_the_person(
+    store: Store, question: IdentifyQuestion, face: Face, person: PersonRow, threshold: float
+) -> None:
+    """Refuse a photo added to ``person`` whose face is not them by ``threshold`` (verify's 1:1 question).
+
+    Raises:
+        NotTheSamePerson: with the distance, the threshold, and whom identify would answer instead.
+    """
+    _, enrolled = store.embeddings_for(person.id)
+    distance = float(np.min(np.linalg.norm(enrolled - face.embedding, axis=1))) if len(enrolled) else np.inf
+    if distance <= threshold:
+        return
+    answer = question.answer(face.embedding, excluding=person)
+    raise NotTheSamePerson(
+        f"this face is not {person.name!r}: distance {distance:.3f} to their nearest enrolled photo, verify "
+        f"accepts up to {threshold:.3f}; {answer.says()}; pass allow_different=True (--allow-different) "
+        "if it really is them",
+        other=answer.names[0] if answer.names else None,
+    )
+
+
+def overrides(*, allow_similar: bool, allow_different: bool) -> dict[str, list[str]]:
+    """The checks an enrolment was told to skip, for its audit entry (nothing when none)."""
+    skipped = [flag for flag, on in (("allow_similar", allow_similar), ("allow_different", allow_different)) if on]
+    return {"overrides": skipped} if skipped else {}
 
 
 def face_record(face: Face, model: str, photo_sha256: str) -> FaceRecord:

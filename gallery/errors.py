@@ -72,6 +72,17 @@ class LooksLikeSomeoneElse(GalleryError):
         self.other = other
 
 
+class NotTheSamePerson(GalleryError):
+    """A photo added to a person (``add``) is not them by the verify threshold in force (pass allow_different=True).
+
+    ``other``: the enrolled person identify would answer for the face instead, or None.
+    """
+
+    def __init__(self, message: str, other: str | None) -> None:
+        super().__init__(message)
+        self.other = other
+
+
 # --- dlib's model files -----------------------------------------------------------------------
 
 

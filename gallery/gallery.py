@@ -27,11 +27,14 @@ from gallery.calibration import Evaluation, PairReport
 from gallery.cohorts import CohortDistances
 from gallery.decision import DecisionRule, Evidence, RuleRecord, VerifyRecord, rule_fingerprint
 from gallery.enrolment import (
+    IdentifyQuestion,
     enrolment_face,
     enrolment_names,
     face_record,
+    overrides,
     refuse_known_photo,
     refuse_lookalike,
+    refuse_not_the_person,
     refuse_person,
 )
 from gallery.errors import InvalidArgument, NoFaceFound, NotLive, RuleInvalid
@@ -142,6 +145,7 @@ class Gallery:
         add: bool = False,
         largest: bool = False,
         allow_similar: bool = False,
+        allow_different: bool = False,
         external_id: str | None = None,
     ) -> Enrollment:
         """Enrol ``name`` from one photo holding exactly one face.
@@ -151,7 +155,10 @@ class Gallery:
             image: a path, bytes, a PIL image or an HxWx3 uint8 RGB array.
             add: add this photo to a person already enrolled (otherwise their name is refused).
             largest: take the largest face when the photo holds several.
-            allow_similar: enrol even if the face already matches another enrolled person.
+            allow_similar: enrol even if identify would already answer another enrolled person
+                for the face (the lookalike check, ``gallery.enrolment.refuse_lookalike``).
+            allow_different: with ``add``, add the photo even if its face is not the person's by
+                the verify threshold in force (``NotTheSamePerson``); audited.
             external_id: the host system's id for a new person; with ``add``, it must be the
                 one the person carries (adding a photo never changes it).
 
@@ -159,7 +166,9 @@ class Gallery:
             InvalidName: the name (or external id) cannot be a person's (``gallery.store.validation.new_name``).
             ImageError: the photo cannot be used. NoFaceFound, MultipleFaces, PoorQuality.
             AlreadyEnrolled, PersonNotFound (``add`` for an unknown name), ExternalIdMismatch,
-            PhotoAlreadyEnrolled (this very file, naming whose it is), LooksLikeSomeoneElse.
+            PhotoAlreadyEnrolled (this very file, naming whose it is), LooksLikeSomeoneElse,
+            NotTheSamePerson (``add`` of a face that is not theirs).
+            RuleInvalid: a check needs a rule in force that cannot be trusted (nothing is enrolled).
             ModelMismatch: the gallery holds faces of another model; run ``reembed`` first.
         """
         self._one_model.require()
@@ -174,8 +183,10 @@ class Gallery:
             existing = self._store.find_person(name)
             refuse_person(existing, name, add=add, external_id=external_id)
             refuse_known_photo(self._store.photos_enrolled([sha256]).get(sha256), name)
+            if existing is not None and not allow_different:
+                refuse_not_the_person(self._store, self._question(), face, existing, self.verify_threshold())
             if not allow_similar:
-                refuse_lookalike(self._store, face, existing, self.verify_threshold())
+                refuse_lookalike(self._question(), face, existing)
             if existing is None:
                 person_id, face_id = self._store.add_person_with_face(name, record, external_id=external_id)
             else:
@@ -188,7 +199,8 @@ class Gallery:
             person_name=person.name,
             person_id=person_id,
             model=self._pipeline.model_id,
-            detail={"face_id": face_id},
+            detail={"face_id": face_id}
+            | overrides(allow_similar=allow_similar, allow_different=allow_different and add),
         )
         return Enrollment(person.name, person_id, face_id, face.box, new_person=existing is None)
 
@@ -233,7 +245,7 @@ class Gallery:
             self._audit,
             largest=largest,
             allow_similar=allow_similar,
-            lookalike_threshold=self.verify_threshold(),
+            question=self._question,
             progress=progress,
         )
         return bulk.enrol(folder, batch_photos=batch_photos)
@@ -566,6 +578,10 @@ class Gallery:
             Evidence(c.person_id, c.distance, self._cohorts.of(c.person_id) if rule.uses_cohort and rank < 2 else None)
             for rank, c in enumerate(candidates)
         ]
+
+    def _question(self) -> IdentifyQuestion:
+        """identify's decision as the enrolment checks ask it: the rule in force, ``_evidence``, the size now."""
+        return IdentifyQuestion(self._store, self.rule(), self._evidence, depth=EVIDENCE_DEPTH)
 
     def _audit_refusal(self, action: str, error: RuleInvalid, **person: object) -> None:
         """A door asked and the gallery refused to decide: that is audited too (outcome ``refused``)."""

@@ -231,6 +231,11 @@ def _same_face_two_names(shell: Shell) -> Outcome:
     return shell("enroll", "Augusta Ada King", copy)
 
 
+def _another_persons_photo_added(shell: Shell) -> Outcome:
+    assert shell("enroll", "Ada Lovelace", shell.photo("ada")).exit_code == 0
+    return shell("enroll", "--add", "Ada Lovelace", shell.photo("alan"))  # another fake face: ~1.4 away
+
+
 def _same_photo_added_again(shell: Shell) -> Outcome:
     assert shell("enroll", "Ada Lovelace", shell.photo("ada")).exit_code == 0
     return shell("enroll", "--add", "Ada Lovelace", shell.photo("ada"))
@@ -419,7 +424,8 @@ CASES: dict[type[GalleryError], ThroughTheCli | NotThroughTheCli] = {
     E.NotLive: NotThroughTheCli(
         "the liveness check is a Python API hook (Gallery(liveness=...)); the command has none", _vetoed_by_liveness
     ),
-    E.LooksLikeSomeoneElse: ThroughTheCli(_same_face_two_names, "this face matches 'Ada Lovelace'"),
+    E.LooksLikeSomeoneElse: ThroughTheCli(_same_face_two_names, "identify would answer 'Ada Lovelace' for this face"),
+    E.NotTheSamePerson: ThroughTheCli(_another_persons_photo_added, "this face is not 'Ada Lovelace'.*nobody enrolled"),
     E.ModelError: _family(E.ModelError),
     E.ModelFilesNotFound: ThroughTheCli(
         lambda shell: shell.fresh_process("ModelFilesNotFound"),

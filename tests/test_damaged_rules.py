@@ -167,14 +167,22 @@ def test_a_nan_threshold_used_to_match_a_stranger(home: Path) -> None:
 
 
 @pytest.mark.parametrize("case", list(DAMAGED_DECISION_RULES))
-def test_identify_refuses_to_decide_with_a_damaged_decision_rule(home: Path, case: str) -> None:
+def test_identify_refuses_to_decide_with_a_damaged_decision_rule(home: Path, tmp_path: Path, case: str) -> None:
     text, problem = DAMAGED_DECISION_RULES[case]
     store_raw(home, "decision_rule", text)
+    staff = tmp_path / "staff"
+    staff.mkdir()
+    (staff / "Alan Turing.png").write_bytes(fake_photo("alan"))
     with Gallery(home, pipeline=FakePipeline()) as g:
         with pytest.raises(RuleInvalid) as caught:
             g.identify(stranger())
         with pytest.raises(RuleInvalid):
             g.rule()
+        with pytest.raises(RuleInvalid):  # the lookalike check asks identify's question
+            g.enroll("Ada Lovelace", fake_photo("ada"))
+        with pytest.raises(RuleInvalid):
+            g.enroll_dir(staff)
+        assert [p.name for p in g.people()] == ["Barack Obama", "Joe Biden"]
         assert audit_outcomes(g, "identify") == ["refused"]  # audited, and nothing was decided
         event = g.audit_log(action="identify")[0]
         assert event.rule is None and event.detail["setting"] == "decision_rule"
@@ -187,19 +195,14 @@ def test_identify_refuses_to_decide_with_a_damaged_decision_rule(home: Path, cas
 
 
 @pytest.mark.parametrize("case", list(DAMAGED_VERIFY_RULES))
-def test_verify_and_enroll_refuse_with_a_damaged_verify_rule(home: Path, tmp_path: Path, case: str) -> None:
+def test_verify_and_add_refuse_with_a_damaged_verify_rule(home: Path, case: str) -> None:
     text, problem = DAMAGED_VERIFY_RULES[case]
     store_raw(home, "verify_rule", text)
-    staff = tmp_path / "staff"
-    staff.mkdir()
-    (staff / "Alan Turing.png").write_bytes(fake_photo("alan"))
     with Gallery(home, pipeline=FakePipeline()) as g:
         with pytest.raises(RuleInvalid) as caught:
             g.verify("Barack Obama", fake_photo("obama"))
-        with pytest.raises(RuleInvalid):  # the lookalike check needs the 1:1 threshold
-            g.enroll("Ada Lovelace", fake_photo("ada"))
-        with pytest.raises(RuleInvalid):
-            g.enroll_dir(staff)
+        with pytest.raises(RuleInvalid):  # an added photo must pass the 1:1 threshold
+            g.enroll("Barack Obama", fake_photo("obama-2"), add=True)
         assert [p.name for p in g.people()] == ["Barack Obama", "Joe Biden"]
         assert audit_outcomes(g, "verify") == ["refused"]
         assert audit_outcomes(g, "enroll") == ["enrolled", "enrolled"]  # the fixture's two; no refused enrolment
@@ -269,7 +272,8 @@ def run(home: Path, *args: object) -> Any:
         ("decision_rule", "missing field", "identify"),
         ("verify_rule", "nan threshold", "verify"),
         ("verify_rule", "not JSON", "verify"),
-        ("verify_rule", "a string", "enroll"),
+        ("verify_rule", "a string", "add"),
+        ("decision_rule", "nan threshold", "enroll"),
     ],
 )
 def test_the_command_refuses_on_one_line_with_exit_code_4(
@@ -278,10 +282,22 @@ def test_the_command_refuses_on_one_line_with_exit_code_4(
     damaged = DAMAGED_DECISION_RULES if setting == "decision_rule" else DAMAGED_VERIFY_RULES
     store_raw(home, setting, damaged[case][0])
     photo = tmp_path / "probe.png"
-    # enroll: a new person's own photo (Obama's file is enrolled already, refused before any rule is read)
-    photo.write_bytes({"identify": stranger(), "verify": fake_photo("obama"), "enroll": fake_photo("ada")}[command])
-    args = {"identify": [photo], "verify": ["Barack Obama", photo], "enroll": ["Ada Lovelace", photo]}[command]
-    result = run(home, command, *args)
+    # enroll: a new person's own photo (Obama's file is enrolled already, refused before any rule is read);
+    # add: a new file added to Obama (the same-person check reads the 1:1 threshold)
+    faces = {
+        "identify": stranger(),
+        "verify": fake_photo("obama"),
+        "enroll": fake_photo("ada"),
+        "add": fake_photo("o2"),
+    }
+    photo.write_bytes(faces[command])
+    args = {
+        "identify": ["identify", photo],
+        "verify": ["verify", "Barack Obama", photo],
+        "enroll": ["enroll", "Ada Lovelace", photo],
+        "add": ["enroll", "--add", "Barack Obama", photo],
+    }[command]
+    result = run(home, *args)
     assert result.exit_code == EXIT_ERROR, result.output
     assert result.stdout == ""
     assert "Traceback" not in result.stderr

@@ -632,11 +632,13 @@ def test_a_damaged_settings_row_refuses_to_decide(case: str, gallery_with_obama:
             with pytest.raises(RuleInvalid, match="decision_rule setting cannot be trusted") as caught:
                 g.identify(DATA / "grace_hopper.jpg")
             assert g.verify("Barack Obama", DATA / "obama2.jpg").verified  # the other setting is intact
+            with pytest.raises(RuleInvalid):  # the lookalike check asks identify's question
+                g.enroll("Joe Biden", DATA / "biden.jpg")
         else:
             with pytest.raises(RuleInvalid, match="verify_rule setting cannot be trusted") as caught:
                 g.verify("Barack Obama", DATA / "obama2.jpg")
-            with pytest.raises(RuleInvalid):
-                g.enroll("Joe Biden", DATA / "biden.jpg")  # the lookalike check reads the 1:1 threshold
+            with pytest.raises(RuleInvalid):  # an added photo must pass the 1:1 threshold
+                g.enroll("Barack Obama", DATA / "obama3.jpg", add=True)
             assert [face.outcome for face in g.identify(DATA / "grace_hopper.jpg")] == ["unknown"]
         assert caught.value.setting == setting
         assert [p.name for p in g.people()] == people

@@ -32,7 +32,14 @@ from gallery.types import AUDITED_ACTIONS
 @click.argument("photo", type=click.Path(path_type=Path))
 @click.option("--add", is_flag=True, help="Add another photo of a person already enrolled.")
 @click.option("--largest", is_flag=True, help="Take the largest face when the photo holds several.")
-@click.option("--allow-similar", is_flag=True, help="Enrol even if the face matches another enrolled person.")
+@click.option(
+    "--allow-similar", is_flag=True, help="Enrol even if identify would already answer another enrolled person."
+)
+@click.option(
+    "--allow-different",
+    is_flag=True,
+    help="With --add: add the photo even if its face is not that person's by the verify threshold (audited).",
+)
 @click.option("--external-id", help="The host system's id for this person (with --add: the one they carry).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
@@ -43,6 +50,7 @@ def enroll(
     add: bool,
     largest: bool,
     allow_similar: bool,
+    allow_different: bool,
     external_id: str | None,
     as_json: bool,
 ) -> None:
@@ -52,9 +60,20 @@ def enroll(
     Example:
         gallery enroll "Ada Lovelace" ada.jpg
         gallery enroll --add "Ada Lovelace" ada-2.jpg
+
+    A face identify would already answer as someone else is refused (--allow-similar to enrol
+    anyway); a photo added with --add must pass verify's threshold for that person.
     """
     result = ctx.run(
-        lambda g: g.enroll(name, photo, add=add, largest=largest, allow_similar=allow_similar, external_id=external_id)
+        lambda g: g.enroll(
+            name,
+            photo,
+            add=add,
+            largest=largest,
+            allow_similar=allow_similar,
+            allow_different=allow_different,
+            external_id=external_id,
+        )
     )
     if as_json:
         print_json(asdict(result))
@@ -66,7 +85,7 @@ def enroll(
 @cli.command(name="enroll-dir")
 @click.argument("folder", type=click.Path(path_type=Path))
 @click.option("--largest", is_flag=True, help="Take the largest face of photos holding several.")
-@click.option("--allow-similar", is_flag=True, help="Enrol faces even if they match another enrolled person.")
+@click.option("--allow-similar", is_flag=True, help="Enrol faces even if identify would already answer another person.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (no progress bar).")
 @pass_context
 def enroll_dir(ctx: CliContext, folder: Path, largest: bool, allow_similar: bool, as_json: bool) -> None:
