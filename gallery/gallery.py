@@ -24,7 +24,7 @@ from gallery.audit import AuditPolicy, AuditStatus, AuditWriter, audit_policy, i
 from gallery.bulk import FolderEnrolment
 from gallery.calibrating import LearnedRules, PhaseProgress, embed_folder, learn_rules, score_pairs, score_rule
 from gallery.calibration import Evaluation, PairReport
-from gallery.cohorts import CohortDistances
+from gallery.cohorts import CohortDistances, scored_variance
 from gallery.decision import DecisionRule, Evidence, RuleRecord, VerifyRecord, rule_fingerprint
 from gallery.enrolment import (
     enrolment_face,
@@ -401,7 +401,10 @@ class Gallery:
             raise
         live = [self._is_live(rgb, face) for face in found]
         searched = [face.embedding for face, is_live in zip(found, live, strict=True) if is_live]
-        hits = iter(self._store.search(np.stack(searched), k=max(top_k, EVIDENCE_DEPTH)) if searched else [])
+        # People at their nearest photo's distance, or at their photo-count-corrected template's for
+        # a rule that scores templates (gallery.decision.templates).
+        depth, variance = max(top_k, EVIDENCE_DEPTH), scored_variance(rule)
+        hits = iter(self._cohorts.templates.search(np.stack(searched), depth, variance) if searched else [])
         gallery_size = self._store.people_count()
         results = []
         for face, is_live in zip(found, live, strict=True):
@@ -562,8 +565,9 @@ class Gallery:
 
     def _evidence(self, candidates: tuple[Candidate, ...], rule: DecisionRule) -> list[Evidence]:
         """What the rule reads: each candidate's distance, and the nearest two's cohort distances if it uses them."""
+        cohort = (lambda p: self._cohorts.of(p, scored_variance(rule))) if rule.uses_cohort else None
         return [
-            Evidence(c.person_id, c.distance, self._cohorts.of(c.person_id) if rule.uses_cohort and rank < 2 else None)
+            Evidence(c.person_id, c.distance, cohort(c.person_id) if cohort and rank < 2 else None)
             for rank, c in enumerate(candidates)
         ]
 

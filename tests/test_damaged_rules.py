@@ -96,6 +96,8 @@ DAMAGED_DECISION_RULES: dict[str, tuple[str, str]] = {
         identify_record(learned(confidence={**CURVE, "probabilities": CURVE["probabilities"][::-1]})),
         "non-increasing",
     ),
+    "negative within-person variance": (identify_record(learned(within_variance=-0.1)), r"within_variance is -0\.1"),
+    "nan within-person variance": (identify_record(learned(within_variance=NAN)), r"within_variance is nan"),
     "missing field": (identify_record(learned(tie_ratio=...)), "the field tie_ratio is missing"),
     "unknown kind": (identify_record({"kind": "always_match", "threshold": 0.6}), "unknown rule kind 'always_match'"),
     "no kind": (identify_record({"threshold": 0.6}), "unknown rule kind None"),

@@ -14,6 +14,7 @@ from gallery.calibration.metrics import open_set_rates, threshold_at_fpir
 from gallery.calibration.protocol import Searches, pairwise_distances, simulate
 from gallery.decision.confidence import ConfidenceCurve
 from gallery.decision.normalised import NormalisedDistance
+from gallery.decision.templates import within_variance
 from gallery.errors import CalibrationError
 
 # Gallery sizes simulated for the threshold table: roughly 1.6x apart, plus the largest the data allows.
@@ -108,6 +109,9 @@ def calibrate(
     )
     reference = typical_impostor_distance(embeddings, labels, seed=seed)
     rule = fit_rule(by_size, reference=reference, target_fpir=target_fpir, strengths=strengths)
+    # The simulation enrols one photo per person; identify scores a person of m photos by their
+    # template corrected with this variance so that the table holds for any m (decision.templates).
+    rule = dataclasses.replace(rule, within_variance=within_variance(embeddings, labels))
     full = by_size[-1]
     fpir, fnir = open_set_rates(rule.accepts(full.distances, full.cohort, full.gallery_size), full.correct, full.mated)
     distance_threshold = threshold_at_fpir(-full.distances[~full.mated, 0], target_fpir)

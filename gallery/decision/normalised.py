@@ -20,6 +20,14 @@ one it picks s = 1. Beyond the largest size calibrated the rule uses s = 1 with 
 learned for it at that size: with full normalisation a growing gallery only makes a stranger's
 ratio larger (the references shrink as it fills), so the FPIR there can only fall below target.
 
+Photos per person: with ``within_variance`` (s2) set, a person's distance d is not their nearest
+photo's but their *template's*: ``d'^2 = ||probe - mean||^2 + s2 * (1 - 1/m)`` over their m enrolled
+descriptors, and cohort distances use the same templates (``gallery.decision.templates``). The
+nearest of m photos gives a stranger m chances; the mean of m photos sits closer to everyone, and
+s2 (1 - 1/m) adds back the enrolled photo's own noise a one-photo template carries, so the score
+keeps the one-photo calibration's stranger rate whatever m (exactly the nearest-photo distance at
+m = 1). A rule stored without it (``None``, before issue 12) keeps scoring nearest photos.
+
 Outcomes: ``ambiguous`` when each of the two nearest identities would be matched were the other
 not enrolled, and either the ratio fails only because of that rival or the two are nearly tied
 (d1/d2 >= the learned tie ratio, past which the nearest is no longer right at least twice as
@@ -58,6 +66,9 @@ class NormalisedDistance:
         cohort_exponent: b, the weight of the nearest identity's cohort distance c1.
         target_fpir: the false positive identification rate the thresholds were set for.
         tie_ratio: d1/d2 from which two identities that would each be matched alone are a tie.
+        within_variance: s2, the mean squared distance of a photo from its person's mean on the
+            calibration data (half the mean squared same-person distance); people are scored by
+            their variance-corrected template (module docstring). None: by their nearest photo.
     """
 
     sizes: tuple[int, ...]
@@ -70,6 +81,7 @@ class NormalisedDistance:
     cohort_exponent: float = 0.5
     target_fpir: float = 0.01
     tie_ratio: float = 1.0
+    within_variance: float | None = None
     kind: ClassVar[str] = KIND
     uses_cohort: ClassVar[bool] = True
 
@@ -169,10 +181,15 @@ class NormalisedDistance:
         return Decision("unknown", None, 1.0 - probability)
 
     def describe(self) -> str:
+        scored = (
+            "nearest photo"
+            if self.within_variance is None
+            else f"photo-count-corrected template, s2 {self.within_variance:.4f}"
+        )
         return (
             f"d1 / sqrt(d2 * cohort)^s <= threshold, both by gallery size (FPIR {self.target_fpir:g}; "
             f"sizes {self.sizes[0]}..{self.sizes[-1]}: s {self.strengths[0]:g}..{self.strengths[-1]:g}, "
-            f"threshold {self.thresholds[0]:.3f}..{self.thresholds[-1]:.3f})"
+            f"threshold {self.thresholds[0]:.3f}..{self.thresholds[-1]:.3f}; d = {scored})"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -188,6 +205,8 @@ class NormalisedDistance:
             "target_fpir": self.target_fpir,
             "tie_ratio": self.tie_ratio,
             "confidence": self.confidence.to_dict(),
+            # Absent from a rule that scores nearest photos: its record (and fingerprint) stays as stored.
+            **({} if self.within_variance is None else {"within_variance": self.within_variance}),
         }
 
     @staticmethod
@@ -204,4 +223,5 @@ class NormalisedDistance:
             cohort_exponent=float(data["cohort_exponent"]),
             target_fpir=float(data["target_fpir"]),
             tie_ratio=float(data["tie_ratio"]),
+            within_variance=None if data.get("within_variance") is None else float(data["within_variance"]),
         )

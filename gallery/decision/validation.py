@@ -13,7 +13,8 @@ The ranges:
   ``thresholds`` finite and > 0 and ``strengths`` in [0, 1], one per size;
   ``beyond_threshold`` null or finite and > 0; ``reference`` finite and > 0;
   ``runner_up_exponent`` and ``cohort_exponent`` finite and >= 0; ``target_fpir`` in (0, 1);
-  ``tie_ratio`` in (0, 1]; ``confidence``: ``margins`` finite and non-decreasing,
+  ``tie_ratio`` in (0, 1]; ``within_variance`` absent, null (a rule from before it: people scored
+  by their nearest photo) or finite and >= 0; ``confidence``: ``margins`` finite and non-decreasing,
   ``probabilities`` in [0, 1] and non-increasing, as many of each, at least one;
 - the verify record's ``threshold``: finite and > 0;
 - both records: a JSON object with the rule (or threshold) and a ``provenance`` object holding
@@ -85,6 +86,8 @@ def _check_normalised(data: Mapping[str, Any]) -> None:
     _number(data, "cohort_exponent", _non_negative)
     _number(data, "target_fpir", _open_unit)
     _number(data, "tie_ratio", _tie)
+    if data.get("within_variance", None) is not None:
+        _number(data, "within_variance", _non_negative)
     curve = _field(data, "confidence")
     if not isinstance(curve, Mapping):
         _invalid(f"confidence is {json_kind(curve)}, not an object")
