@@ -46,6 +46,37 @@ from gallery.decision.confidence import ConfidenceCurve
 from gallery.decision.rule import Decision, Evidence
 
 KIND = "normalised_distance"
+
+
+@dataclass(frozen=True)
+class Margin:
+    """How the thresholds were set: at an upper confidence bound on the stranger rate, not its point estimate.
+
+    Attributes:
+        confidence: the one-sided Clopper-Pearson bound's confidence level (0.95).
+        sample_divisor: the simulated stranger searches counted as this many times fewer
+            independent ones (a design effect: they are clustered by stranger and by look-alike).
+        fpir_bounds: at each table size, the bound on the stranger rate at the threshold set there.
+    """
+
+    confidence: float
+    sample_divisor: float
+    fpir_bounds: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "confidence": self.confidence,
+            "sample_divisor": self.sample_divisor,
+            "fpir_bounds": list(self.fpir_bounds),
+        }
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> Margin:
+        return Margin(
+            float(data["confidence"]), float(data["sample_divisor"]), tuple(float(b) for b in data["fpir_bounds"])
+        )
+
+
 _TINY = 1e-12  # floor under distances before logs: a probe identical to an enrolled face
 
 
@@ -69,6 +100,12 @@ class NormalisedDistance:
         within_variance: s2, the mean squared distance of a photo from its person's mean on the
             calibration data (half the mean squared same-person distance); people are scored by
             their variance-corrected template (module docstring). None: by their nearest photo.
+        margin: the upper bound the thresholds were set at (``Margin``); None: at the point
+            estimate (a rule from before issue 12).
+        band_confidence: ``confidence`` per gallery-size band: (smallest size of each band,
+            ascending from 1; a curve per band). A margin means less in a small gallery (in a
+            1-person gallery the pooled curve announced 0.93 for matches right 64% of the time).
+            None: ``confidence`` at every size (a rule from before issue 12).
     """
 
     sizes: tuple[int, ...]
@@ -82,6 +119,8 @@ class NormalisedDistance:
     target_fpir: float = 0.01
     tie_ratio: float = 1.0
     within_variance: float | None = None
+    margin: Margin | None = None
+    band_confidence: tuple[tuple[int, ...], tuple[ConfidenceCurve, ...]] | None = None
     kind: ClassVar[str] = KIND
     uses_cohort: ClassVar[bool] = True
 
@@ -92,6 +131,19 @@ class NormalisedDistance:
             raise ValueError("gallery sizes must be positive and strictly ascending")
         if min(self.thresholds) <= 0:
             raise ValueError("ratio thresholds must be positive")
+        if self.margin is not None and len(self.margin.fpir_bounds) != len(self.sizes):
+            raise ValueError("need one FPIR bound per gallery size")
+        if self.band_confidence is not None:
+            starts, curves = self.band_confidence
+            if not starts or starts[0] != 1 or list(starts) != sorted(set(starts)) or len(curves) != len(starts):
+                raise ValueError("confidence bands must start at size 1, ascend, and have one curve each")
+
+    def confidence_at(self, gallery_size: int) -> ConfidenceCurve:
+        """The confidence curve for a gallery of this many identities (its band's, else the pooled one)."""
+        if self.band_confidence is None:
+            return self.confidence
+        starts, curves = self.band_confidence
+        return curves[int(np.searchsorted(np.asarray(starts), max(gallery_size, 1), side="right")) - 1]
 
     # ---- the score -------------------------------------------------------------------
 
@@ -170,12 +222,13 @@ class NormalisedDistance:
             cohort[0, slot] = np.nan if given is None else given
         size = np.array([max(gallery_size, len(evidence))])
         margin = float(self.margins(distances, cohort, size)[0])
-        probability = float(self.confidence(margin))
+        curve = self.confidence_at(int(size[0]))
+        probability = float(curve(margin))
         if self.ambiguous(distances, cohort, size)[0]:
             # Without the runner-up, the nearest would be matched: how sure that match would be.
             alone = distances.copy()
             alone[0, 1] = distances[0, 2]
-            return Decision("ambiguous", None, float(self.confidence(self.margins(alone, cohort, size - 1)[0])))
+            return Decision("ambiguous", None, float(curve(self.margins(alone, cohort, size - 1)[0])))
         if margin <= 0.0:
             return Decision("match", order[0], probability)
         return Decision("unknown", None, 1.0 - probability)
@@ -186,8 +239,14 @@ class NormalisedDistance:
             if self.within_variance is None
             else f"photo-count-corrected template, s2 {self.within_variance:.4f}"
         )
+        promise = f"FPIR {self.target_fpir:g}"
+        if self.margin is not None:
+            promise += (
+                f" at its {self.margin.confidence:.0%} upper bound, {max(self.margin.fpir_bounds):.2%} at most"
+                f" (Clopper-Pearson on 1/{self.margin.sample_divisor:g} of the simulated strangers)"
+            )
         return (
-            f"d1 / sqrt(d2 * cohort)^s <= threshold, both by gallery size (FPIR {self.target_fpir:g}; "
+            f"d1 / sqrt(d2 * cohort)^s <= threshold, both by gallery size ({promise}; "
             f"sizes {self.sizes[0]}..{self.sizes[-1]}: s {self.strengths[0]:g}..{self.strengths[-1]:g}, "
             f"threshold {self.thresholds[0]:.3f}..{self.thresholds[-1]:.3f}; d = {scored})"
         )
@@ -207,6 +266,17 @@ class NormalisedDistance:
             "confidence": self.confidence.to_dict(),
             # Absent from a rule that scores nearest photos: its record (and fingerprint) stays as stored.
             **({} if self.within_variance is None else {"within_variance": self.within_variance}),
+            **({} if self.margin is None else {"margin": self.margin.to_dict()}),
+            **(
+                {}
+                if self.band_confidence is None
+                else {
+                    "band_confidence": {
+                        "from_sizes": list(self.band_confidence[0]),
+                        "curves": [c.to_dict() for c in self.band_confidence[1]],
+                    }
+                }
+            ),
         }
 
     @staticmethod
@@ -224,4 +294,11 @@ class NormalisedDistance:
             target_fpir=float(data["target_fpir"]),
             tie_ratio=float(data["tie_ratio"]),
             within_variance=None if data.get("within_variance") is None else float(data["within_variance"]),
+            margin=None if data.get("margin") is None else Margin.from_dict(data["margin"]),
+            band_confidence=None
+            if data.get("band_confidence") is None
+            else (
+                tuple(int(s) for s in data["band_confidence"]["from_sizes"]),
+                tuple(ConfidenceCurve.from_dict(c) for c in data["band_confidence"]["curves"]),
+            ),
         )
