@@ -123,9 +123,11 @@ def test_within_variance_is_half_the_mean_squared_same_person_distance() -> None
 
 def test_a_rule_stored_before_photo_counts_still_decides_by_nearest_photo(tmp_path: Path) -> None:
     shipped = default_rule_record().identify
-    old = {k: v for k, v in shipped.rule.to_dict().items() if k != "within_variance"}
+    # Today's (pre-issue-12) format: no within-person variance, no margin, one confidence curve.
+    old = {k: v for k, v in shipped.rule.to_dict().items() if k not in ("within_variance", "margin", "band_confidence")}
     rule = rule_from_dict(old)
-    assert isinstance(rule, NormalisedDistance) and rule.within_variance is None
+    assert isinstance(rule, NormalisedDistance) and rule.within_variance is None and rule.band_confidence is None
+    assert rule.confidence_at(1) == rule.confidence_at(500) == rule.confidence
     pipeline = FakePipeline()
     home = tmp_path / "home"
     with Gallery(home, pipeline=pipeline) as gallery:

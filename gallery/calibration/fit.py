@@ -195,6 +195,7 @@ def fit_rule(
     runner_up_exponent: float = 0.5,
     cohort_exponent: float = 0.5,
     margin: tuple[float, float] | None = None,
+    selection: Sequence[Searches] | None = None,
 ) -> NormalisedDistance:
     """Learn a rule's table (strength and threshold per gallery size), confidence curve and tie ratio.
 
@@ -213,6 +214,8 @@ def fit_rule(
             Clopper-Pearson upper bound, on the searches divided by the divisor, stays at
             ``target_fpir`` (``allowed_at_bound``); the bounds are stored with the rule.
             None: the threshold accepts ``target_fpir`` of them (the point estimate).
+        selection: other searches of the same sizes on which to choose the strengths (then the
+            thresholds are set on ``by_size`` alone); None: on ``by_size`` too.
     """
     # The table's rows are filled in below; this scorer only computes log ratios (strength given per call).
     scorer = NormalisedDistance(
@@ -248,7 +251,10 @@ def fit_rule(
         accepted = log_ratios(searches, strength) <= log_threshold(searches, strength)
         return open_set_rates(accepted, searches.correct, searches.mated)[1]
 
-    chosen = [min(strengths, key=lambda strength: (misses(searches, strength), strength)) for searches in by_size]
+    chosen = [
+        min(strengths, key=lambda strength: (misses(searches, strength), strength))
+        for searches in (by_size if selection is None else selection)
+    ]
     kept = _non_decreasing(chosen, strengths)
     log_cuts = [log_threshold(searches, strength) for searches, strength in zip(by_size, kept, strict=True)]
     thresholds = tuple(float(np.exp(cut)) for cut in log_cuts)
