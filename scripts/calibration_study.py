@@ -122,6 +122,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write every number here too")
     parser.add_argument("--photos", help="study photos per person instead: up to k each, e.g. 1,3,10")
     parser.add_argument("--exact", default="", help="with --photos: also exactly k each, e.g. 3,5")
+    parser.add_argument("--summarize", type=Path, help="with --photos: print the tables of this --json file again")
     parser.add_argument(
         "--split-selection", action="store_true", help="with --photos: also strengths chosen on other galleries"
     )
@@ -142,6 +143,13 @@ def main() -> None:
         "variants": {},
     }
     started = time.time()
+    if args.photos and args.summarize:
+        done = json.loads(args.summarize.read_text())
+        photos = done["photos"]
+        reliability = {key: np.array(table) for key, table in photos["reliability"].items()}
+        names = list(dict.fromkeys(r["config"] for r in photos["rows"]))
+        print_photos(photos["rows"], names, reliability, done["splits"], args.targets[0])
+        return
     if args.photos:
         report["photos"] = photos_study(
             embeddings,
@@ -308,15 +316,22 @@ def print_photos(
         f"\n## Photos per person: held-out FPIR p95 over {splits} splits by gallery size (median FNIR), "
         f"target {target:g}\n"
     )
-    sizes = sorted({r["size"] for r in rows})
-    print("| rule | photos per person | " + " | ".join(str(s) for s in sizes) + " |")
+    # The largest gallery a split's held-out half allows (people with k photos, for exactly k) varies: one column.
+    for r in rows:
+        r["column"] = str(r["size"]) if r["size"] in PHOTO_SIZES else "largest"
+    sizes = [str(s) for s in PHOTO_SIZES if any(r["column"] == str(s) for r in rows)] + ["largest"]
+    largest = {
+        name: sorted({r["size"] for r in rows if r["config"] == name and r["column"] == "largest"}) for name in names
+    }
+    print("largest gallery per split: " + "; ".join(f"{n}: {v[0]}-{v[-1]}" for n, v in largest.items() if v) + "\n")
+    print("| rule | photos per person | " + " | ".join(sizes) + " |")
     print("|---|---|" + "---|" * len(sizes))
     summary: dict = {"rows": rows, "table": {}}
     for rule in sorted({r["rule"] for r in rows}, key=lambda r: (r != "margin (shipped)", r)):
         for name in names:
             cells = []
             for size in sizes:
-                chosen = [r for r in rows if r["rule"] == rule and r["config"] == name and r["size"] == size]
+                chosen = [r for r in rows if r["rule"] == rule and r["config"] == name and r["column"] == size]
                 if not chosen:
                     cells.append("")
                     continue
