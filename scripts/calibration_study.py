@@ -60,9 +60,9 @@ VARIANTS = {
     "ratio d1/d2": (1.0, 0.0, (1.0,)),
     "cohort d1/c1": (0.0, 1.0, (1.0,)),
     "d1/sqrt(d2*c1)": (0.5, 0.5, (1.0,)),
-    "d1/sqrt(d2*c1)^s, s by size (shipped)": (0.5, 0.5, STRENGTHS),
+    "d1/sqrt(d2*c1)^s, s by size (shipped kind, point estimate)": (0.5, 0.5, STRENGTHS),
 }
-CHOSEN = "d1/sqrt(d2*c1)^s, s by size (shipped)"
+CHOSEN = "d1/sqrt(d2*c1)^s, s by size (shipped kind, point estimate)"
 EXTRAPOLATED = "shipped kind, calibrated on galleries <= 50 only"
 # Held-out gallery sizes of the size study (and the largest the held-out half allows); 10, 100
 # and 400 fall between the calibration's sizes, so the rule's interpolation is tested too.
