@@ -1,41 +1,113 @@
-"""Each enrolled person's cohort distance, as learned rules normalise by it, cached until the faces change."""
+"""Each enrolled person's template and cohort distance, as learned rules read them, cached until the faces change."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
-from gallery.decision.cohort import COHORT_SIZE, cohort_from_searches
-from gallery.store import Store
+import numpy as np
+
+from gallery.decision.cohort import COHORT_SIZE, cohort_distance, cohort_from_searches
+from gallery.decision.templates import between_templates, template_distances
+from gallery.store import SearchHit, Store
+
+# A rule scoring templates ranks people by their corrected template distance, which can differ
+# from the order of their nearest photos (what the index searches): a person of m photos whose
+# template lies at d' has a photo within about sqrt(d'^2 + s2/m). Searching this many times
+# deeper (and at least MIN_DEPTH people) by nearest photo, then re-ranking, keeps every person
+# whose template is among the nearest in the candidates.
+DEPTH_FACTOR = 4
+MIN_DEPTH = 20
 
 
-class CohortDistances:
-    """A person's cohort distance: the mean distance to their ``COHORT_SIZE`` nearest other people.
+def scored_variance(rule: object) -> float | None:
+    """The within-person variance a rule scores templates with; None: it scores nearest photos."""
+    variance = getattr(rule, "within_variance", None)
+    return None if variance is None else float(variance)
 
-    Computed on demand by searching the gallery with each of the person's faces, and kept
-    until the store's generation moves (any face added or removed, by any process): a door
-    asks about the same few people all day, and one enrolment shifts everyone's neighbours.
-    Safe to share between threads.
+
+class PersonTemplates:
+    """Each person's template: the mean of their enrolled descriptors and how many there are.
+
+    Read from the store on demand and kept until the store's generation moves (any face added
+    or removed, by any process). Safe to share between threads.
     """
 
     def __init__(self, store: Store) -> None:
         self._store = store
         self._lock = threading.Lock()
         self._generation = -1
-        self._values: dict[int, float] = {}
+        self._values: dict[int, tuple[np.ndarray, int]] = {}
 
-    def of(self, person_id: int) -> float:
+    def of(self, person_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(means (P, d) float64, counts (P,)) of these people; a person without faces has count 0."""
+        generation = self._store.generation()
+        with self._lock:
+            if generation != self._generation:
+                self._generation, self._values = generation, {}
+            known = {p: self._values[p] for p in person_ids if p in self._values}
+        for person in set(person_ids) - set(known):
+            _, vectors = self._store.embeddings_for(person)
+            value = (np.asarray(vectors, np.float64).mean(axis=0), len(vectors)) if len(vectors) else (np.zeros(0), 0)
+            known[person] = value
+            with self._lock:
+                if generation == self._generation:
+                    self._values[person] = value
+        return (
+            np.stack([known[p][0] for p in person_ids]) if person_ids else np.zeros((0, 0)),
+            np.array([known[p][1] for p in person_ids], dtype=np.int64),
+        )
+
+    def search(self, embeddings: np.ndarray, k: int, variance: float | None) -> list[list[SearchHit]]:
+        """The ``k`` nearest people to each embedding, each at their corrected template distance, nearest first.
+
+        ``variance`` None: the store's search as it is (each person at their nearest photo).
+        """
+        if variance is None:
+            return self._store.search(embeddings, k=k)
+        deep = self._store.search(embeddings, k=max(k * DEPTH_FACTOR, MIN_DEPTH))
+        found: list[list[SearchHit]] = []
+        for probe, hits in zip(embeddings, deep, strict=True):
+            means, counts = self.of([h.person_id for h in hits])
+            if not len(hits) or not counts.any():  # removed since the search: nobody to score
+                found.append([])
+                continue
+            distances = np.where(counts > 0, template_distances(probe, means, np.maximum(counts, 1), variance), np.inf)
+            order = [i for i in np.argsort(distances, kind="stable")[:k] if np.isfinite(distances[i])]
+            found.append([dataclasses.replace(hits[i], distance=float(distances[i])) for i in order])
+        return found
+
+
+class CohortDistances:
+    """A person's cohort distance: the mean distance to their ``COHORT_SIZE`` nearest other people.
+
+    Computed on demand by searching the gallery with each of the person's faces (a rule scoring
+    nearest photos), or with their template (a rule scoring corrected templates: then the
+    distances are template to template, ``c'^2 = ||mean_a - mean_b||^2 + s2 (2 - 1/m_a - 1/m_b)``),
+    and kept until the store's generation moves: a door asks about the same few people all day,
+    and one enrolment shifts everyone's neighbours. Safe to share between threads.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.templates = PersonTemplates(store)
+        self._lock = threading.Lock()
+        self._generation = -1
+        self._values: dict[tuple[int, float | None], float] = {}
+
+    def of(self, person_id: int, variance: float | None = None) -> float:
         """The person's cohort distance; nan when nobody else is enrolled (or they have no face)."""
         generation = self._store.generation()
         with self._lock:
             if generation != self._generation:
                 self._generation, self._values = generation, {}
-            cached = self._values.get(person_id)
+            cached = self._values.get((person_id, variance))
         if cached is not None:
             return cached
-        value = self._compute(person_id)
+        value = self._compute(person_id) if variance is None else self._compute_templates(person_id, variance)
         with self._lock:
             if generation == self._generation:
-                self._values[person_id] = value
+                self._values[(person_id, variance)] = value
         return value
 
     def _compute(self, person_id: int) -> float:
@@ -44,3 +116,17 @@ class CohortDistances:
             return float("nan")
         searches = self._store.search(vectors, k=COHORT_SIZE + 1)  # + 1: each face finds its own person first
         return cohort_from_searches(person_id, [[(hit.person_id, hit.distance) for hit in hits] for hits in searches])
+
+    def _compute_templates(self, person_id: int, variance: float) -> float:
+        means, counts = self.templates.of([person_id])
+        if not counts[0]:
+            return float("nan")
+        (hits,) = self._store.search(means.astype(np.float32), k=max((COHORT_SIZE + 1) * DEPTH_FACTOR, MIN_DEPTH))
+        others = [h.person_id for h in hits if h.person_id != person_id]
+        other_means, other_counts = self.templates.of(others)
+        present = other_counts > 0
+        if not present.any():
+            return float("nan")
+        return cohort_distance(
+            between_templates(means[0], int(counts[0]), other_means[present], other_counts[present], variance)
+        )

@@ -37,6 +37,7 @@ from gallery.enrolment import (
     refuse_person,
 )
 from gallery.errors import InvalidArgument, NoFaceFound, NotLive, RuleInvalid
+from gallery.identifying import decide_faces, evidence
 from gallery.reembedding import OneModel
 from gallery.results import (
     Candidate,
@@ -56,9 +57,6 @@ from gallery.store import AuditEvent, PersonNotFound, Store
 from gallery.vision.image import ImageInput, load_rgb, photo_sha256, read_photo
 from gallery.vision.pipeline import MAX_UPSAMPLE, Face, FacePipelineProtocol, default_pipeline
 
-# Identities searched per face at least: a learned rule reads the nearest three (runner-up, and the
-# third to tell whether the top two are rivals; see gallery.decision.normalised).
-EVIDENCE_DEPTH = 3
 # Candidates a caller may ask for per face (the CLI's --top-k range): the search allocates k per face.
 MAX_TOP_K = 100
 
@@ -326,22 +324,7 @@ class Gallery(RuleLearning):
             self._audit_refusal("identify", error)
             raise
         live = [self._is_live(rgb, face) for face in found]
-        searched = [face.embedding for face, is_live in zip(found, live, strict=True) if is_live]
-        hits = iter(self._store.search(np.stack(searched), k=max(top_k, EVIDENCE_DEPTH)) if searched else [])
-        gallery_size = self._store.people_count()
-        results = []
-        for face, is_live in zip(found, live, strict=True):
-            if not is_live:
-                results.append(IdentifiedFace(face.box, (), None, "not_live", 1.0, rule.describe()))
-                continue
-            candidates = tuple(Candidate(h.name, h.person_id, h.distance) for h in next(hits))
-            decision = rule.decide(self._evidence(candidates, rule), gallery_size)
-            match = candidates[decision.index] if decision.index is not None else None
-            results.append(
-                IdentifiedFace(
-                    face.box, candidates[:top_k], match, decision.outcome, decision.confidence, rule.describe()
-                )
-            )
+        results = decide_faces(self._cohorts, rule, found, live, top_k=top_k, gallery_size=self._store.people_count())
         self._audit.put(
             "identify",
             outcome=",".join(r.outcome for r in results),
@@ -487,11 +470,8 @@ class Gallery(RuleLearning):
     # ---- helpers ---------------------------------------------------------------------
 
     def _evidence(self, candidates: tuple[Candidate, ...], rule: DecisionRule) -> list[Evidence]:
-        """What the rule reads: each candidate's distance, and the nearest two's cohort distances if it uses them."""
-        return [
-            Evidence(c.person_id, c.distance, self._cohorts.of(c.person_id) if rule.uses_cohort and rank < 2 else None)
-            for rank, c in enumerate(candidates)
-        ]
+        """What the rule reads for these candidates (``gallery.identifying.evidence``)."""
+        return evidence(self._cohorts, candidates, rule)
 
     def _question(self) -> IdentifyQuestion:
         """identify's decision as the enrolment checks ask it: the rule in force, ``_evidence``, the size now."""

@@ -30,7 +30,14 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Candidate:
-    """An enrolled identity near a probe face."""
+    """An enrolled identity near a probe face.
+
+    ``distance`` is the person's score under the rule in force: the distance to the person's
+    template (the mean of their enrolled descriptors), corrected for their number of photos
+    (``gallery.decision.templates``); for a person with one photo, their photo's distance. Under a
+    rule without a within-person variance (the plain distance rule, a learned rule stored before
+    issue 12) it is the distance to their nearest enrolled photo.
+    """
 
     name: str
     person_id: int

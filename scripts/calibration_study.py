@@ -11,12 +11,21 @@ target, FPIR and FNIR of a few rules on held-out galleries of many sizes, over t
     nice -n 10 python scripts/embed_dataset.py ../shared/datasets/lfw_view1 /tmp/lfw_view1_flip.npz
     nice -n 10 python scripts/calibration_study.py /tmp/lfw_view1_flip.npz --json study.json
 
+With ``--photos`` it studies the shipped kind of rule instead, as calibrate learns it (margin,
+within-person variance, confidence bands), on held-out galleries of up to k photos per person
+for each k given (a person keeps one photo back as a probe) and of exactly k for each k of
+``--exact`` (only people with that many photos enrolled): the 95th percentile over splits of the
+held-out FPIR at each gallery size, the median FNIR, and the reliability of the confidence:
+
+    nice -n 10 python scripts/calibration_study.py /tmp/lfw_view1_flip.npz --photos 1,3,10 --exact 3,5 --splits 20
+
 The embeddings file comes from scripts/embed_dataset.py (arrays ``embeddings`` and ``labels``).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -29,6 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gallery.calibration.evaluate import apply_rule
 from gallery.calibration.fit import (
+    MARGIN_CONFIDENCE,
+    MARGIN_SAMPLE_DIVISOR,
     STRENGTHS,
     fit_rule,
     simulate_sizes,
@@ -39,6 +50,7 @@ from gallery.calibration.fit import (
 from gallery.calibration.metrics import fnir_at_fpir, open_set_rates
 from gallery.calibration.protocol import Searches, simulate, split_identities
 from gallery.decision import DLIB_DISTANCE_THRESHOLD, ConfidenceCurve, NormalisedDistance
+from gallery.decision.templates import within_variance
 
 # name: (runner-up exponent, cohort exponent, strengths tried per size); None marks fixed distances.
 VARIANTS = {
@@ -48,9 +60,9 @@ VARIANTS = {
     "ratio d1/d2": (1.0, 0.0, (1.0,)),
     "cohort d1/c1": (0.0, 1.0, (1.0,)),
     "d1/sqrt(d2*c1)": (0.5, 0.5, (1.0,)),
-    "d1/sqrt(d2*c1)^s, s by size (shipped)": (0.5, 0.5, STRENGTHS),
+    "d1/sqrt(d2*c1)^s, s by size (shipped kind, point estimate)": (0.5, 0.5, STRENGTHS),
 }
-CHOSEN = "d1/sqrt(d2*c1)^s, s by size (shipped)"
+CHOSEN = "d1/sqrt(d2*c1)^s, s by size (shipped kind, point estimate)"
 EXTRAPOLATED = "shipped kind, calibrated on galleries <= 50 only"
 # Held-out gallery sizes of the size study (and the largest the held-out half allows); 10, 100
 # and 400 fall between the calibration's sizes, so the rule's interpolation is tested too.
@@ -108,6 +120,12 @@ def main() -> None:
     parser.add_argument("--splits", type=int, default=10, help="random identity splits (default 10)")
     parser.add_argument("--targets", type=float, nargs="+", default=[0.01, 0.003])
     parser.add_argument("--json", type=Path, help="write every number here too")
+    parser.add_argument("--photos", help="study photos per person instead: up to k each, e.g. 1,3,10")
+    parser.add_argument("--exact", default="", help="with --photos: also exactly k each, e.g. 3,5")
+    parser.add_argument("--summarize", type=Path, help="with --photos: print the tables of this --json file again")
+    parser.add_argument(
+        "--split-selection", action="store_true", help="with --photos: also strengths chosen on other galleries"
+    )
     args = parser.parse_args()
     data = np.load(args.embeddings)
     embeddings, labels = data["embeddings"].astype(np.float64), data["labels"]
@@ -125,6 +143,26 @@ def main() -> None:
         "variants": {},
     }
     started = time.time()
+    if args.photos and args.summarize:
+        done = json.loads(args.summarize.read_text())
+        photos = done["photos"]
+        reliability = {key: np.array(table) for key, table in photos["reliability"].items()}
+        names = list(dict.fromkeys(r["config"] for r in photos["rows"]))
+        print_photos(photos["rows"], names, reliability, done["splits"], args.targets[0])
+        return
+    if args.photos:
+        report["photos"] = photos_study(
+            embeddings,
+            labels,
+            args.splits,
+            args.targets[0],
+            [(int(k), False) for k in args.photos.split(",")] + [(int(k), True) for k in args.exact.split(",") if k],
+            args.split_selection,
+        )
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=1))
+        print(f"\n[{time.time() - started:.0f} s; load average now {os.getloadavg()[0]:.2f}]")
+        return
     for number, target in enumerate(args.targets):
         rows: dict[str, list[tuple[float, ...]]] = {name: [] for name in VARIANTS}
         by_gallery_size: dict[str, list[list[tuple[float, float]]]] = {name: [] for name in SIZE_RULES}
@@ -179,6 +217,157 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
     print(f"\n[{time.time() - started:.0f} s; load average now {os.getloadavg()[0]:.2f}]")
+
+
+PHOTO_SIZES = (1, 5, 20, 100, 400)
+# Confidence bins of the reliability table (predicted probability that a match is right).
+BINS = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 1.0001)
+
+
+def photos_study(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    splits: int,
+    target: float,
+    configs: list[tuple[int, bool]],
+    split_selection: bool = False,
+) -> dict:
+    """Held-out FPIR / FNIR by gallery size and photos per person, with and without the margin; reliability."""
+    names = [f"{'exactly' if exact else 'up to'} {k}" for k, exact in configs]
+    rows: list[dict] = []
+    reliability: dict[str, np.ndarray] = {}  # "config|band" -> (bins, 3): weight, weighted right, weighted confidence
+    for split in range(splits):
+        calibration, held_out = split_identities(labels, seed=split)
+        cal_embeddings, cal_labels = embeddings[calibration], labels[calibration]
+        by_size = simulate_sizes(cal_embeddings, cal_labels, target_fpir=target, seed=1000 * split)
+        reference = typical_impostor_distance(cal_embeddings, cal_labels, seed=split)
+        variance = within_variance(cal_embeddings, cal_labels)
+        rules = {
+            "margin (shipped)": fit_rule(
+                by_size, reference=reference, target_fpir=target, margin=(MARGIN_CONFIDENCE, MARGIN_SAMPLE_DIVISOR)
+            ),
+            "point estimate": fit_rule(by_size, reference=reference, target_fpir=target),
+        }
+        if split_selection:
+            # Strengths chosen on other simulated galleries than those that set the thresholds.
+            other = simulate_sizes(cal_embeddings, cal_labels, target_fpir=target, seed=1000 * split + 100)
+            rules["margin, strength chosen apart"] = fit_rule(
+                by_size,
+                reference=reference,
+                target_fpir=target,
+                margin=(MARGIN_CONFIDENCE, MARGIN_SAMPLE_DIVISOR),
+                selection=other,
+            )
+        held_embeddings, held_labels = embeddings[held_out], labels[held_out]
+        _, counts = np.unique(held_labels, return_counts=True)
+        for (k, exact), name in zip(configs, names, strict=True):
+            if exact:
+                largest = min(int((counts >= k).sum()), len(counts) // 2)
+            else:
+                largest = round((counts >= 2).sum() / 2) + round((counts < 2).sum() / 2)
+            for size in [s for s in PHOTO_SIZES if s < largest] + [largest]:
+                trials = trials_for_size(size, largest)
+                test = simulate(
+                    held_embeddings,
+                    held_labels,
+                    trials=trials,
+                    gallery_size=size,
+                    strangers_per_trial=strangers_per_trial(trials, target),
+                    seed=1000 * split + 700 + size + 37 * k + exact,
+                    photos=k,
+                    exact=exact,
+                    variance=variance,
+                )
+                for rule_name, rule in rules.items():
+                    fpir, fnir = rates(rule, test)
+                    rows.append(
+                        {"split": split, "config": name, "size": size, "rule": rule_name, "fpir": fpir, "fnir": fnir}
+                    )
+                add_reliability(reliability, name, size, rules["margin (shipped)"], test)
+        print(f"split {split} done", file=sys.stderr, flush=True)
+    return print_photos(rows, names, reliability, splits, target)
+
+
+def add_reliability(
+    reliability: dict[str, np.ndarray], config: str, size: int, rule: NormalisedDistance, test: Searches
+) -> None:
+    """Bin the matches by announced confidence; strangers and mated searches weighted equally (calibrate's prior)."""
+    accepted = rule.accepts(test.distances, test.cohort, test.gallery_size)
+    confidence = rule.confidence_at(size)(rule.margins(test.distances, test.cohort, test.gallery_size))
+    weight = np.where(test.mated, 0.5 / max(int(test.mated.sum()), 1), 0.5 / max(int((~test.mated).sum()), 1))
+    right = test.mated & test.correct
+    band = "1 person" if size == 1 else ("2-19 people" if size < 20 else ">= 20 people")
+    table = reliability.setdefault(f"{config}|{band}", np.zeros((len(BINS) - 1, 4)))
+    which = np.clip(np.searchsorted(BINS, confidence, side="right") - 1, 0, len(BINS) - 2)
+    for b in range(len(BINS) - 1):
+        chosen = accepted & (which == b)
+        table[b] += [
+            weight[chosen].sum(),
+            weight[chosen & right].sum(),
+            (weight * confidence)[chosen].sum(),
+            chosen.sum(),
+        ]
+
+
+def print_photos(
+    rows: list[dict], names: list[str], reliability: dict[str, np.ndarray], splits: int, target: float
+) -> dict:
+    print(
+        f"\n## Photos per person: held-out FPIR p95 over {splits} splits by gallery size (median FNIR), "
+        f"target {target:g}\n"
+    )
+    # The largest gallery a split's held-out half allows (people with k photos, for exactly k) varies: one column.
+    for r in rows:
+        r["column"] = str(r["size"]) if r["size"] in PHOTO_SIZES else "largest"
+    sizes = [str(s) for s in PHOTO_SIZES if any(r["column"] == str(s) for r in rows)] + ["largest"]
+    largest = {
+        name: sorted({r["size"] for r in rows if r["config"] == name and r["column"] == "largest"}) for name in names
+    }
+    print("largest gallery per split: " + "; ".join(f"{n}: {v[0]}-{v[-1]}" for n, v in largest.items() if v) + "\n")
+    print("| rule | photos per person | " + " | ".join(sizes) + " |")
+    print("|---|---|" + "---|" * len(sizes))
+    summary: dict = {"rows": rows, "table": {}}
+    for rule in sorted({r["rule"] for r in rows}, key=lambda r: (r != "margin (shipped)", r)):
+        for name in names:
+            cells = []
+            for size in sizes:
+                chosen = [r for r in rows if r["rule"] == rule and r["config"] == name and r["column"] == size]
+                if not chosen:
+                    cells.append("")
+                    continue
+                fpir = np.array([r["fpir"] for r in chosen])
+                fnir = np.array([r["fnir"] for r in chosen])
+                p95 = float(np.percentile(fpir, 95))
+                summary["table"][f"{rule}|{name}|{size}"] = {
+                    "fpir_p95": p95,
+                    "fpir_median": float(np.median(fpir)),
+                    "fnir_median": float(np.nanmedian(fnir)),
+                    "splits": len(chosen),
+                }
+                cells.append(f"{100 * p95:.2f}% ({100 * np.nanmedian(fnir):.1f}%)")
+            print(f"| {rule} | {name} | " + " | ".join(cells) + " |")
+    print(
+        "\n## Reliability of the shipped kind's confidence: matches by announced confidence, "
+        "predicted -> observed (matches)\n"
+    )
+    print(
+        "| photos per person | gallery | "
+        + " | ".join(f"{lo:g}-{min(hi, 1):g}" for lo, hi in itertools.pairwise(BINS))
+        + " |"
+    )
+    print("|---|---|" + "---|" * (len(BINS) - 1))
+    summary["reliability"] = {}
+    for key, table in reliability.items():
+        config, band = key.split("|")
+        cells = [
+            f"{t[2] / t[0]:.3f} -> {t[1] / t[0]:.3f} ({int(t[3])})"
+            if t[3] >= 20
+            else (f"({int(t[3])})" if t[3] else "")
+            for t in table
+        ]
+        summary["reliability"][key] = table.tolist()
+        print(f"| {config} | {band} | " + " | ".join(cells) + " |")
+    return summary
 
 
 def check_decide_path(chosen: NormalisedDistance, test: Searches, target: float, report: dict) -> None:

@@ -96,6 +96,33 @@ DAMAGED_DECISION_RULES: dict[str, tuple[str, str]] = {
         identify_record(learned(confidence={**CURVE, "probabilities": CURVE["probabilities"][::-1]})),
         "non-increasing",
     ),
+    "negative within-person variance": (identify_record(learned(within_variance=-0.1)), r"within_variance is -0\.1"),
+    "nan within-person variance": (identify_record(learned(within_variance=NAN)), r"within_variance is nan"),
+    "margin bounds one short": (
+        identify_record(learned(margin={"confidence": 0.95, "sample_divisor": 10, "fpir_bounds": [0.01]})),
+        r"margin\.fpir_bounds has 1 values for \d+ sizes",
+    ),
+    "margin divisor below one": (
+        identify_record(
+            learned(margin={"confidence": 0.95, "sample_divisor": 0.5, "fpir_bounds": [0.01] * len(TABLE["sizes"])})
+        ),
+        r"margin\.sample_divisor is 0\.5",
+    ),
+    "confidence bands not from one": (
+        identify_record(learned(band_confidence={"from_sizes": [2, 5], "curves": [CURVE, CURVE]})),
+        "do not ascend strictly from 1",
+    ),
+    "a band curve not monotone": (
+        identify_record(
+            learned(
+                band_confidence={
+                    "from_sizes": [1, 5],
+                    "curves": [CURVE, {**CURVE, "probabilities": CURVE["probabilities"][::-1]}],
+                }
+            )
+        ),
+        r"band_confidence\.curves\[1\]\.probabilities are not non-increasing",
+    ),
     "missing field": (identify_record(learned(tie_ratio=...)), "the field tie_ratio is missing"),
     "unknown kind": (identify_record({"kind": "always_match", "threshold": 0.6}), "unknown rule kind 'always_match'"),
     "no kind": (identify_record({"threshold": 0.6}), "unknown rule kind None"),

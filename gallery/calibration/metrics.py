@@ -7,6 +7,8 @@ right identity. FPIR counts non-mated searches (strangers) accepted as anyone.
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,10 +42,62 @@ def open_set_rates(accepted: np.ndarray, correct: np.ndarray, mated: np.ndarray)
 
 def threshold_at_fpir(nonmated_scores: np.ndarray, fpir: float) -> float:
     """The lowest threshold (accept score >= it) that accepts at most ``fpir`` of the strangers."""
+    scores = np.asarray(nonmated_scores, dtype=np.float64)
+    return threshold_at_count(scores, int(np.floor(fpir * len(scores) + 1e-9)))
+
+
+def clopper_pearson_upper(accepted: float, searches: float, confidence: float = 0.95) -> float:
+    """One-sided Clopper-Pearson upper bound on a rate after ``accepted`` of ``searches`` (both may be fractional).
+
+    Fractional counts are an effective sample (``searches`` / design effect): the binomial's
+    factorials are taken as gamma functions.
+    """
+    if accepted >= searches:
+        return 1.0
+
+    def cdf(p: float) -> float:  # P(X <= accepted) for X ~ Binomial(searches, p)
+        ks = np.arange(0, math.floor(accepted) + 1, dtype=np.float64)
+        logs = (
+            np.array([math.lgamma(searches + 1) - math.lgamma(k + 1) - math.lgamma(searches - k + 1) for k in ks])
+            + ks * math.log(p)
+            + (searches - ks) * math.log1p(-p)
+        )
+        top = logs.max()
+        return float(min(1.0, math.exp(top) * np.exp(logs - top).sum()))
+
+    low, high = accepted / searches, 1.0
+    for _ in range(60):
+        middle = (low + high) / 2
+        if cdf(middle) > 1 - confidence:
+            low = middle
+        else:
+            high = middle
+    return high
+
+
+@functools.lru_cache(maxsize=4096)
+def allowed_at_bound(searches: int, target: float, confidence: float, divisor: float) -> int:
+    """The most strangers of ``searches`` a threshold may accept so that the upper bound stays <= ``target``.
+
+    The bound is ``clopper_pearson_upper`` at ``confidence`` on an effective sample of
+    ``searches / divisor`` (and as many accepted / divisor, both rounded): simulated stranger searches are
+    clustered (one stranger's photos, one enrolled look-alike attracting many), so they count as
+    fewer independent ones. -1 when even none accepted does not bound the rate below ``target``.
+    """
+    effective = round(searches / divisor)
+    allowed = int(np.floor(target * searches + 1e-9))
+    while allowed >= 0 and clopper_pearson_upper(round(allowed / divisor), effective, confidence) > target:
+        allowed -= max(1, allowed // 100) if allowed > 200 else 1
+    return allowed
+
+
+def threshold_at_count(nonmated_scores: np.ndarray, allowed: int) -> float:
+    """The lowest threshold (accept score >= it) that accepts at most ``allowed`` of the strangers."""
     scores = np.sort(np.asarray(nonmated_scores, dtype=np.float64))[::-1]
     if len(scores) == 0:
         raise ValueError("need non-mated scores to set a threshold")
-    allowed = int(np.floor(fpir * len(scores) + 1e-9))  # how many strangers may pass
+    if allowed < 0:
+        return float(np.nextafter(scores[0], np.inf))
     if allowed >= len(scores):
         return float("-inf")
     refused = scores[allowed]  # the first stranger that must be refused; ties with it are refused too

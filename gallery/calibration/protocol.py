@@ -98,8 +98,11 @@ def simulate(
     cohort_size: int = COHORT_SIZE,
     strangers_per_trial: int | None = None,
     seed: int = 0,
+    photos: int = 1,
+    exact: bool = False,
+    variance: float = 0.0,
 ) -> Searches:
-    """Run one-shot open-set trials on labelled embeddings.
+    """Run open-set trials on labelled embeddings: one-shot by default, or several photos per enrolled person.
 
     Args:
         embeddings: (n, d) one embedding per photo.
@@ -112,6 +115,13 @@ def simulate(
         strangers_per_trial: if given, search with at most this many stranger photos per trial
             (drawn at random): small galleries leave thousands of strangers, far more than needed.
         seed: seeds the draws; same inputs and seed give the same searches.
+        photos: photos enrolled per person: up to this many, keeping one back as a probe from a
+            person who has two or more (what a user with a folder per person does), each person
+            scored by their variance-corrected template (``gallery.decision.templates``, with
+            ``variance`` as s2) as identify scores them; 1 (and not ``exact``): one-shot.
+        exact: enrol only people who have at least ``photos`` photos, exactly that many each
+            (their other photos are mated probes).
+        variance: s2 of the templates (the rule's ``within_variance``).
 
     Returns:
         All trials' searches, concatenated.
@@ -122,9 +132,26 @@ def simulate(
         raise ValueError("embeddings and labels differ in length")
     rng = np.random.default_rng(seed)
     data = _Photos(embeddings, labels)
+    if photos == 1 and not exact:
+        return Searches.concat(
+            [
+                _one_trial(data, rng, enrolled_fraction, gallery_size, depth, cohort_size, strangers_per_trial)
+                for _ in range(trials)
+            ]
+        )
     return Searches.concat(
         [
-            _one_trial(data, rng, enrolled_fraction, gallery_size, depth, cohort_size, strangers_per_trial)
+            _templates_trial(
+                data,
+                rng,
+                enrolled_fraction,
+                gallery_size,
+                depth,
+                cohort_size,
+                strangers_per_trial,
+                (photos, exact),
+                variance,
+            )
             for _ in range(trials)
         ]
     )
@@ -206,6 +233,82 @@ def _one_trial(
         truth=truth,
         mated=is_enrolled[truth],
         gallery_size=np.full(len(probes), len(enrolment)),
+    )
+
+
+def _templates_trial(
+    data: _Photos,
+    rng: np.random.Generator,
+    enrolled_fraction: float,
+    gallery_size: int | None,
+    depth: int,
+    cohort_size: int,
+    strangers_per_trial: int | None,
+    enrolling: tuple[int, bool],
+    variance: float,
+) -> Searches:
+    """As ``_one_trial``, with up to (or exactly: ``enrolling``) n photos per enrolled person, scored by template."""
+    photos, exact = enrolling
+    if exact:
+        qualified = np.nonzero(data.counts >= photos)[0]
+        half = len(data.counts) // 2
+        pool = qualified if len(qualified) <= half else rng.permutation(qualified)[:half]
+    else:
+        pool = np.concatenate([rng.permutation(g)[: round(len(g) * enrolled_fraction)] for g in data.groups])
+    if gallery_size is not None:
+        if gallery_size > len(pool):
+            raise ValueError(f"gallery_size {gallery_size} exceeds the {len(pool)} identities available")
+        pool = rng.permutation(pool)[:gallery_size]
+    enrolled = np.sort(pool)
+    counts = data.counts[enrolled]
+    m = np.full(len(enrolled), photos) if exact else np.where(counts < 2, 1, np.minimum(photos, counts - 1))
+    enrolment = np.concatenate(
+        [
+            rng.permutation(data.by_identity[data.starts[p] : data.starts[p] + c])[:mi]
+            for p, c, mi in zip(enrolled, counts, m, strict=True)
+        ]
+    )
+    owner = np.repeat(np.arange(len(enrolled)), m)
+    templates = np.zeros((len(enrolled), data.embeddings.shape[1]))
+    np.add.at(templates, owner, data.embeddings[enrolment])
+    templates /= m[:, None]
+    is_enrolled = np.zeros(len(data.counts), dtype=bool)
+    is_enrolled[enrolled] = True
+    probe_mask = np.ones(len(data.codes), dtype=bool)
+    probe_mask[enrolment] = False
+    probes = np.nonzero(probe_mask)[0]
+    if strangers_per_trial is not None:
+        strangers = np.nonzero(~is_enrolled[data.codes[probes]])[0]
+        if len(strangers) > strangers_per_trial:
+            dropped = rng.choice(strangers, len(strangers) - strangers_per_trial, replace=False)
+            probes = np.delete(probes, dropped)
+
+    inverse = 1.0 / m
+    between = np.sqrt(
+        pairwise_distances(templates, templates) ** 2 + variance * (2.0 - inverse[:, None] - inverse[None, :])
+    )
+    np.fill_diagonal(between, np.inf)
+    k = min(cohort_size, len(enrolled) - 1)
+    cohorts = _smallest(between, k).mean(axis=1) if k > 0 else np.full(len(enrolled), np.nan)
+    to_gallery = np.sqrt(
+        pairwise_distances(data.embeddings[probes], templates) ** 2 + variance * (1.0 - inverse)[None, :]
+    )
+    kept = min(depth, len(enrolled))
+    nearest = _nearest_columns(to_gallery, kept)
+    distances = np.full((len(probes), depth), np.inf)
+    identities = np.full((len(probes), depth), -1, dtype=np.int64)
+    cohort = np.full((len(probes), depth), np.nan)
+    distances[:, :kept] = np.take_along_axis(to_gallery, nearest, axis=1)
+    cohort[:, :kept] = cohorts[nearest]
+    identities[:, :kept] = enrolled[nearest]
+    truth = data.codes[probes]
+    return Searches(
+        distances=distances,
+        identities=identities,
+        cohort=cohort,
+        truth=truth,
+        mated=is_enrolled[truth],
+        gallery_size=np.full(len(probes), len(enrolled)),
     )
 
 

@@ -20,6 +20,14 @@ one it picks s = 1. Beyond the largest size calibrated the rule uses s = 1 with 
 learned for it at that size: with full normalisation a growing gallery only makes a stranger's
 ratio larger (the references shrink as it fills), so the FPIR there can only fall below target.
 
+Photos per person: with ``within_variance`` (s2) set, a person's distance d is not their nearest
+photo's but their *template's*: ``d'^2 = ||probe - mean||^2 + s2 * (1 - 1/m)`` over their m enrolled
+descriptors, and cohort distances use the same templates (``gallery.decision.templates``). The
+nearest of m photos gives a stranger m chances; the mean of m photos sits closer to everyone, and
+s2 (1 - 1/m) adds back the enrolled photo's own noise a one-photo template carries, so the score
+keeps the one-photo calibration's stranger rate whatever m (exactly the nearest-photo distance at
+m = 1). A rule stored without it (``None``, before issue 12) keeps scoring nearest photos.
+
 Outcomes: ``ambiguous`` when each of the two nearest identities would be matched were the other
 not enrolled, and either the ratio fails only because of that rival or the two are nearly tied
 (d1/d2 >= the learned tie ratio, past which the nearest is no longer right at least twice as
@@ -38,6 +46,37 @@ from gallery.decision.confidence import ConfidenceCurve
 from gallery.decision.rule import Decision, Evidence
 
 KIND = "normalised_distance"
+
+
+@dataclass(frozen=True)
+class Margin:
+    """How the thresholds were set: at an upper confidence bound on the stranger rate, not its point estimate.
+
+    Attributes:
+        confidence: the one-sided Clopper-Pearson bound's confidence level (0.95).
+        sample_divisor: the simulated stranger searches counted as this many times fewer
+            independent ones (a design effect: they are clustered by stranger and by look-alike).
+        fpir_bounds: at each table size, the bound on the stranger rate at the threshold set there.
+    """
+
+    confidence: float
+    sample_divisor: float
+    fpir_bounds: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "confidence": self.confidence,
+            "sample_divisor": self.sample_divisor,
+            "fpir_bounds": list(self.fpir_bounds),
+        }
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> Margin:
+        return Margin(
+            float(data["confidence"]), float(data["sample_divisor"]), tuple(float(b) for b in data["fpir_bounds"])
+        )
+
+
 _TINY = 1e-12  # floor under distances before logs: a probe identical to an enrolled face
 
 
@@ -58,6 +97,15 @@ class NormalisedDistance:
         cohort_exponent: b, the weight of the nearest identity's cohort distance c1.
         target_fpir: the false positive identification rate the thresholds were set for.
         tie_ratio: d1/d2 from which two identities that would each be matched alone are a tie.
+        within_variance: s2, the mean squared distance of a photo from its person's mean on the
+            calibration data (half the mean squared same-person distance); people are scored by
+            their variance-corrected template (module docstring). None: by their nearest photo.
+        margin: the upper bound the thresholds were set at (``Margin``); None: at the point
+            estimate (a rule from before issue 12).
+        band_confidence: ``confidence`` per gallery-size band: (smallest size of each band,
+            ascending from 1; a curve per band). A margin means less in a small gallery (in a
+            1-person gallery the pooled curve announced 0.93 for matches right 64% of the time).
+            None: ``confidence`` at every size (a rule from before issue 12).
     """
 
     sizes: tuple[int, ...]
@@ -70,6 +118,9 @@ class NormalisedDistance:
     cohort_exponent: float = 0.5
     target_fpir: float = 0.01
     tie_ratio: float = 1.0
+    within_variance: float | None = None
+    margin: Margin | None = None
+    band_confidence: tuple[tuple[int, ...], tuple[ConfidenceCurve, ...]] | None = None
     kind: ClassVar[str] = KIND
     uses_cohort: ClassVar[bool] = True
 
@@ -80,6 +131,19 @@ class NormalisedDistance:
             raise ValueError("gallery sizes must be positive and strictly ascending")
         if min(self.thresholds) <= 0:
             raise ValueError("ratio thresholds must be positive")
+        if self.margin is not None and len(self.margin.fpir_bounds) != len(self.sizes):
+            raise ValueError("need one FPIR bound per gallery size")
+        if self.band_confidence is not None:
+            starts, curves = self.band_confidence
+            if not starts or starts[0] != 1 or list(starts) != sorted(set(starts)) or len(curves) != len(starts):
+                raise ValueError("confidence bands must start at size 1, ascend, and have one curve each")
+
+    def confidence_at(self, gallery_size: int) -> ConfidenceCurve:
+        """The confidence curve for a gallery of this many identities (its band's, else the pooled one)."""
+        if self.band_confidence is None:
+            return self.confidence
+        starts, curves = self.band_confidence
+        return curves[int(np.searchsorted(np.asarray(starts), max(gallery_size, 1), side="right")) - 1]
 
     # ---- the score -------------------------------------------------------------------
 
@@ -158,21 +222,33 @@ class NormalisedDistance:
             cohort[0, slot] = np.nan if given is None else given
         size = np.array([max(gallery_size, len(evidence))])
         margin = float(self.margins(distances, cohort, size)[0])
-        probability = float(self.confidence(margin))
+        curve = self.confidence_at(int(size[0]))
+        probability = float(curve(margin))
         if self.ambiguous(distances, cohort, size)[0]:
             # Without the runner-up, the nearest would be matched: how sure that match would be.
             alone = distances.copy()
             alone[0, 1] = distances[0, 2]
-            return Decision("ambiguous", None, float(self.confidence(self.margins(alone, cohort, size - 1)[0])))
+            return Decision("ambiguous", None, float(curve(self.margins(alone, cohort, size - 1)[0])))
         if margin <= 0.0:
             return Decision("match", order[0], probability)
         return Decision("unknown", None, 1.0 - probability)
 
     def describe(self) -> str:
+        scored = (
+            "nearest photo"
+            if self.within_variance is None
+            else f"photo-count-corrected template, s2 {self.within_variance:.4f}"
+        )
+        promise = f"FPIR {self.target_fpir:g}"
+        if self.margin is not None:
+            promise += (
+                f" at its {self.margin.confidence:.0%} upper bound, {max(self.margin.fpir_bounds):.2%} at most"
+                f" (Clopper-Pearson on 1/{self.margin.sample_divisor:g} of the simulated strangers)"
+            )
         return (
-            f"d1 / sqrt(d2 * cohort)^s <= threshold, both by gallery size (FPIR {self.target_fpir:g}; "
+            f"d1 / sqrt(d2 * cohort)^s <= threshold, both by gallery size ({promise}; "
             f"sizes {self.sizes[0]}..{self.sizes[-1]}: s {self.strengths[0]:g}..{self.strengths[-1]:g}, "
-            f"threshold {self.thresholds[0]:.3f}..{self.thresholds[-1]:.3f})"
+            f"threshold {self.thresholds[0]:.3f}..{self.thresholds[-1]:.3f}; d = {scored})"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -188,6 +264,19 @@ class NormalisedDistance:
             "target_fpir": self.target_fpir,
             "tie_ratio": self.tie_ratio,
             "confidence": self.confidence.to_dict(),
+            # Absent from a rule that scores nearest photos: its record (and fingerprint) stays as stored.
+            **({} if self.within_variance is None else {"within_variance": self.within_variance}),
+            **({} if self.margin is None else {"margin": self.margin.to_dict()}),
+            **(
+                {}
+                if self.band_confidence is None
+                else {
+                    "band_confidence": {
+                        "from_sizes": list(self.band_confidence[0]),
+                        "curves": [c.to_dict() for c in self.band_confidence[1]],
+                    }
+                }
+            ),
         }
 
     @staticmethod
@@ -204,4 +293,12 @@ class NormalisedDistance:
             cohort_exponent=float(data["cohort_exponent"]),
             target_fpir=float(data["target_fpir"]),
             tie_ratio=float(data["tie_ratio"]),
+            within_variance=None if data.get("within_variance") is None else float(data["within_variance"]),
+            margin=None if data.get("margin") is None else Margin.from_dict(data["margin"]),
+            band_confidence=None
+            if data.get("band_confidence") is None
+            else (
+                tuple(int(s) for s in data["band_confidence"]["from_sizes"]),
+                tuple(ConfidenceCurve.from_dict(c) for c in data["band_confidence"]["curves"]),
+            ),
         )

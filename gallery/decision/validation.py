@@ -13,7 +13,12 @@ The ranges:
   ``thresholds`` finite and > 0 and ``strengths`` in [0, 1], one per size;
   ``beyond_threshold`` null or finite and > 0; ``reference`` finite and > 0;
   ``runner_up_exponent`` and ``cohort_exponent`` finite and >= 0; ``target_fpir`` in (0, 1);
-  ``tie_ratio`` in (0, 1]; ``confidence``: ``margins`` finite and non-decreasing,
+  ``tie_ratio`` in (0, 1]; ``within_variance`` absent, null (a rule from before it: people scored
+  by their nearest photo) or finite and >= 0; ``margin`` absent, null (thresholds at the point
+  estimate) or an object with ``confidence`` in (0, 1), ``sample_divisor`` finite and >= 1 and
+  ``fpir_bounds`` in [0, 1], one per size; ``band_confidence`` absent, null (``confidence`` at
+  every size) or an object with ``from_sizes`` positive integers strictly ascending from 1 and
+  as many ``curves``, each checked as ``confidence`` is; ``confidence``: ``margins`` finite and non-decreasing,
   ``probabilities`` in [0, 1] and non-increasing, as many of each, at least one;
 - the verify record's ``threshold``: finite and > 0;
 - both records: a JSON object with the rule (or threshold) and a ``provenance`` object holding
@@ -85,17 +90,43 @@ def _check_normalised(data: Mapping[str, Any]) -> None:
     _number(data, "cohort_exponent", _non_negative)
     _number(data, "target_fpir", _open_unit)
     _number(data, "tie_ratio", _tie)
-    curve = _field(data, "confidence")
+    if data.get("within_variance", None) is not None:
+        _number(data, "within_variance", _non_negative)
+    if data.get("margin", None) is not None:
+        margin = data["margin"]
+        if not isinstance(margin, Mapping):
+            _invalid(f"margin is {json_kind(margin)}, not an object")
+        _number(margin, "confidence", _open_unit, prefix="margin.")
+        _number(margin, "sample_divisor", _at_least_one, prefix="margin.")
+        bounds = _numbers(margin, "fpir_bounds", _probability, prefix="margin.")
+        if len(bounds) != len(sizes):
+            _invalid(f"margin.fpir_bounds has {len(bounds)} values for {len(sizes)} sizes")
+    _check_curve(_field(data, "confidence"), "confidence")
+    if data.get("band_confidence", None) is not None:
+        bands = data["band_confidence"]
+        if not isinstance(bands, Mapping):
+            _invalid(f"band_confidence is {json_kind(bands)}, not an object")
+        starts = _numbers(bands, "from_sizes", _positive_integer, prefix="band_confidence.")
+        if not starts or starts[0] != 1 or any(later <= earlier for earlier, later in itertools.pairwise(starts)):
+            _invalid(f"band_confidence.from_sizes {starts} do not ascend strictly from 1")
+        curves = _field(bands, "curves", "band_confidence.")
+        if not isinstance(curves, list) or len(curves) != len(starts):
+            _invalid(f"band_confidence.curves is not a list of {len(starts)} curves")
+        for i, curve in enumerate(curves):
+            _check_curve(curve, f"band_confidence.curves[{i}]")
+
+
+def _check_curve(curve: Any, name: str) -> None:
     if not isinstance(curve, Mapping):
-        _invalid(f"confidence is {json_kind(curve)}, not an object")
-    margins = _numbers(curve, "margins", _finite, prefix="confidence.")
-    probabilities = _numbers(curve, "probabilities", _probability, prefix="confidence.")
+        _invalid(f"{name} is {json_kind(curve)}, not an object")
+    margins = _numbers(curve, "margins", _finite, prefix=f"{name}.")
+    probabilities = _numbers(curve, "probabilities", _probability, prefix=f"{name}.")
     if not margins or len(margins) != len(probabilities):
-        _invalid(f"confidence has {len(margins)} margins and {len(probabilities)} probabilities")
+        _invalid(f"{name} has {len(margins)} margins and {len(probabilities)} probabilities")
     if any(later < earlier for earlier, later in itertools.pairwise(margins)):
-        _invalid("confidence.margins are not ascending")
+        _invalid(f"{name}.margins are not ascending")
     if any(later > earlier for earlier, later in itertools.pairwise(probabilities)):
-        _invalid("confidence.probabilities are not non-increasing (a closer match must not be less sure)")
+        _invalid(f"{name}.probabilities are not non-increasing (a closer match must not be less sure)")
 
 
 # ---- fields and numbers -------------------------------------------------------------------
@@ -105,6 +136,7 @@ Condition = tuple[Callable[[float], bool], str]
 _finite: Condition = (lambda v: True, "a finite number")
 _positive: Condition = (lambda v: v > 0, "a finite number > 0")
 _non_negative: Condition = (lambda v: v >= 0, "a finite number >= 0")
+_at_least_one: Condition = (lambda v: v >= 1, "a finite number >= 1")
 _unit: Condition = (lambda v: 0 <= v <= 1, "in [0, 1]")
 _probability: Condition = (lambda v: 0 <= v <= 1, "a probability in [0, 1]")
 _open_unit: Condition = (lambda v: 0 < v < 1, "in (0, 1)")
