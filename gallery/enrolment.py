@@ -4,13 +4,15 @@ question, asked before the write), whether an added photo is the person, what is
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
+from gallery.cohorts import CohortDistances, scored_variance
 from gallery.decision import COHORT_SIZE, DecisionRule, Evidence, Outcome, cohort_from_searches
+from gallery.decision.templates import template_distances
 from gallery.errors import (
     AlreadyEnrolled,
     ExternalIdMismatch,
@@ -23,6 +25,8 @@ from gallery.errors import (
     PhotoAlreadyEnrolled,
     PoorQuality,
 )
+from gallery.identifying import EVIDENCE_DEPTH
+from gallery.identifying import evidence as identify_evidence
 from gallery.results import Candidate
 from gallery.store import FaceRecord, PersonRow, Store, clean_name
 from gallery.store.validation import new_name
@@ -129,30 +133,31 @@ class IdentifyAnswer:
         return "identify would answer 'unknown' for this face: it looks like nobody enrolled"
 
 
-Evidencer = Callable[[tuple[Candidate, ...], DecisionRule], list[Evidence]]
-
-
 class IdentifyQuestion:
     """identify's decision for one face, asked by the enrolment checks before a write.
 
-    The same evidence (``evidence``: the facade's, so cohort distances and any change to how
-    people are scored flow in), the rule in force and the gallery's size, among the enrolled
-    people other than the one a photo is being added to, plus people accepted earlier in the
-    same folder (``pending``; their cohort distances computed here, since they are not indexed yet).
+    The same search, evidence and scoring as identify (``gallery.identifying``: each person at
+    their corrected template or nearest photo, as the rule reads them, with cohort distances), the
+    rule in force and the gallery's size, among the enrolled people other than the one a photo is
+    being added to, plus people accepted earlier in the same folder (``pending``; their cohort
+    distances computed here from their photos, since they are not indexed yet).
 
     Args:
-        store: the gallery's; searched as identify searches it.
+        store: the gallery's.
+        people: the gallery's templates and cohort distances (``Gallery``'s, shared with identify).
         rule: the identify rule in force.
-        evidence: ``Gallery._evidence``.
         depth: identities searched per face (identify's ``EVIDENCE_DEPTH``).
     """
 
-    def __init__(self, store: Store, rule: DecisionRule, evidence: Evidencer, *, depth: int) -> None:
+    def __init__(
+        self, store: Store, people: CohortDistances, rule: DecisionRule, *, depth: int = EVIDENCE_DEPTH
+    ) -> None:
         self._store = store
+        self._people = people
         self._rule = rule
-        self._evidence = evidence
         self._depth = depth
-        self._people = store.people_count()
+        self._variance = scored_variance(rule)
+        self._enrolled = store.people_count()
 
     def answer(
         self,
@@ -163,14 +168,13 @@ class IdentifyQuestion:
     ) -> IdentifyAnswer:
         """What identify would answer for ``embedding`` were ``excluding`` not enrolled (``pending`` enrolled)."""
         excluded = None if excluding is None else excluding.id
-        (hits,) = self._store.search(embedding[None, :], k=self._depth + 1)
+        (hits,) = self._people.templates.search(embedding[None, :], self._depth + 1, self._variance)
         stored = tuple(Candidate(h.name, h.person_id, h.distance) for h in hits if h.person_id != excluded)
-        evidence = self._evidence(stored[: self._depth], self._rule)
+        evidence = identify_evidence(self._people, stored[: self._depth], self._rule)
         names = {c.person_id: c.name for c in stored}
         folder: list[tuple[float, PendingPerson]] = []
         for person in pending:
-            gap = np.linalg.norm(person.embeddings.astype(np.float64) - embedding, axis=1)
-            folder.append((float(gap.min()), person))
+            folder.append((self._score(person, embedding), person))
             names[person.key] = person.name
         # Merge by distance; the order within each list is kept, so a stored person in the nearest
         # two was in identify's nearest two and carries its cohort distance.
@@ -187,7 +191,7 @@ class IdentifyQuestion:
                 else e
                 for rank, e in enumerate(ranked)
             ]
-        size = self._people - (excluded is not None) + len(pending)
+        size = self._enrolled - (excluded is not None) + len(pending)
         if not ranked:
             return IdentifyAnswer("unknown", (), 1.0)
         decision = self._rule.decide(ranked, size)
@@ -198,6 +202,14 @@ class IdentifyQuestion:
             pair = (names[ranked[0].person_id], names[ranked[1].person_id])
             return IdentifyAnswer("ambiguous", pair, decision.confidence, ranked[0].person_id < 0)
         return IdentifyAnswer("unknown", (), decision.confidence)
+
+    def _score(self, person: PendingPerson, embedding: np.ndarray) -> float:
+        """A folder person's distance as identify will score them once stored (template or nearest photo)."""
+        vectors = person.embeddings.astype(np.float64)
+        if self._variance is None:
+            return float(np.linalg.norm(vectors - embedding, axis=1).min())
+        mean = vectors.mean(axis=0)[None, :]
+        return float(template_distances(embedding, mean, np.array([len(vectors)]), float(self._variance))[0])
 
 
 def _pending_cohort(store: Store, key: int, pending: Sequence[PendingPerson]) -> float:

@@ -24,7 +24,7 @@ from gallery.arguments import text, whole_number
 from gallery.audit import AuditPolicy, AuditStatus, AuditWriter, audit_policy, identify_detail, rule_reference
 from gallery.bulk import FolderEnrolment
 from gallery.cohorts import CohortDistances
-from gallery.decision import DecisionRule, Evidence, RuleRecord, VerifyRecord, rule_fingerprint
+from gallery.decision import DecisionRule, RuleRecord, VerifyRecord, rule_fingerprint
 from gallery.enrolment import (
     IdentifyQuestion,
     enrolment_face,
@@ -37,10 +37,9 @@ from gallery.enrolment import (
     refuse_person,
 )
 from gallery.errors import InvalidArgument, NoFaceFound, NotLive, RuleInvalid
-from gallery.identifying import decide_faces, evidence
+from gallery.identifying import decide_faces
 from gallery.reembedding import OneModel
 from gallery.results import (
-    Candidate,
     Enrollment,
     FolderEnrollment,
     GalleryInfo,
@@ -469,13 +468,9 @@ class Gallery(RuleLearning):
 
     # ---- helpers ---------------------------------------------------------------------
 
-    def _evidence(self, candidates: tuple[Candidate, ...], rule: DecisionRule) -> list[Evidence]:
-        """What the rule reads for these candidates (``gallery.identifying.evidence``)."""
-        return evidence(self._cohorts, candidates, rule)
-
     def _question(self) -> IdentifyQuestion:
-        """identify's decision as the enrolment checks ask it: the rule in force, ``_evidence``, the size now."""
-        return IdentifyQuestion(self._store, self.rule(), self._evidence, depth=EVIDENCE_DEPTH)
+        """identify's decision as the enrolment checks ask it: the rule in force, the gallery's size now."""
+        return IdentifyQuestion(self._store, self._cohorts, self.rule())
 
     def _audit_refusal(self, action: str, error: RuleInvalid, **person: object) -> None:
         """A door asked and the gallery refused to decide: that is audited too (outcome ``refused``)."""

@@ -147,3 +147,25 @@ def test_a_rule_stored_before_photo_counts_still_decides_by_nearest_photo(tmp_pa
         assert face.outcome == "match" and face.match is not None and face.match.name == "ada"
         # Scored by the nearest photo, as before: 0.002 per coordinate from ada/0.
         assert face.candidates[0].distance == pytest.approx(0.002 * np.sqrt(128), abs=1e-5)
+
+
+def test_the_enrolment_check_scores_people_as_identify_does(calibrated_home) -> None:
+    """The lookalike check asks identify's question: same template scores, same decision, same person."""
+    home, pipeline = calibrated_home
+    people = population(6, 5, seed=11)
+    probes = population(6, 1, seed=11)[:, 0] + population(6, 1, seed=12)[:, 0] * 0.2
+    with Gallery(home, pipeline=pipeline) as gallery:
+        for person in gallery.people():
+            gallery.remove(person.name)
+        for p in range(6):
+            for k in range(5):
+                photo = pipeline.give(fake_photo(f"r{p}/{k}"), people[p, k])
+                gallery.enroll(f"r{p}", photo, add=k > 0, allow_similar=True, allow_different=True)
+        question = gallery._question()
+        for i, probe in enumerate(probes):
+            (face,) = gallery.identify(pipeline.give(fake_photo(f"r-probe/{i}"), probe))
+            answer = question.answer(probe)
+            assert answer.outcome == face.outcome, (i, answer, face.outcome)
+            assert answer.confidence == pytest.approx(face.confidence, abs=1e-6), (i, answer, face.confidence)
+            if face.outcome == "match":
+                assert face.match is not None and answer.names == (face.match.name,)
