@@ -200,16 +200,7 @@ def _one_trial(
     enrolled = np.sort(enrolled)
     # One enrolment photo per enrolled identity, drawn at random among its photos.
     enrolment = data.by_identity[data.starts[enrolled] + rng.integers(0, data.counts[enrolled])]
-    is_enrolled = np.zeros(len(data.counts), dtype=bool)
-    is_enrolled[enrolled] = True
-    probe_mask = np.ones(len(data.codes), dtype=bool)
-    probe_mask[enrolment] = False
-    probes = np.nonzero(probe_mask)[0]
-    if strangers_per_trial is not None:
-        strangers = np.nonzero(~is_enrolled[data.codes[probes]])[0]
-        if len(strangers) > strangers_per_trial:
-            dropped = rng.choice(strangers, len(strangers) - strangers_per_trial, replace=False)
-            probes = np.delete(probes, dropped)
+    is_enrolled, probes = _probes(data, enrolled, enrolment, strangers_per_trial, rng)
 
     between = data.distances(enrolment, enrolment)
     np.fill_diagonal(between, np.inf)
@@ -272,16 +263,7 @@ def _templates_trial(
     templates = np.zeros((len(enrolled), data.embeddings.shape[1]))
     np.add.at(templates, owner, data.embeddings[enrolment])
     templates /= m[:, None]
-    is_enrolled = np.zeros(len(data.counts), dtype=bool)
-    is_enrolled[enrolled] = True
-    probe_mask = np.ones(len(data.codes), dtype=bool)
-    probe_mask[enrolment] = False
-    probes = np.nonzero(probe_mask)[0]
-    if strangers_per_trial is not None:
-        strangers = np.nonzero(~is_enrolled[data.codes[probes]])[0]
-        if len(strangers) > strangers_per_trial:
-            dropped = rng.choice(strangers, len(strangers) - strangers_per_trial, replace=False)
-            probes = np.delete(probes, dropped)
+    is_enrolled, probes = _probes(data, enrolled, enrolment, strangers_per_trial, rng)
 
     inverse = 1.0 / m
     between = np.sqrt(
@@ -335,3 +317,25 @@ def _row_lexsort(values: np.ndarray, columns: np.ndarray) -> np.ndarray:
     by_column = np.argsort(columns, axis=1, kind="stable")
     stable = np.argsort(np.take_along_axis(values, by_column, axis=1), axis=1, kind="stable")
     return np.take_along_axis(by_column, stable, axis=1)
+
+
+def _probes(
+    data: _Photos,
+    enrolled: np.ndarray,
+    enrolment: np.ndarray,
+    strangers_per_trial: int | None,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which identities are enrolled (a mask), and the probes: every photo not enrolled, strangers'
+    photos thinned to ``strangers_per_trial`` at most."""
+    is_enrolled = np.zeros(len(data.counts), dtype=bool)
+    is_enrolled[enrolled] = True
+    probe_mask = np.ones(len(data.codes), dtype=bool)
+    probe_mask[enrolment] = False
+    probes = np.nonzero(probe_mask)[0]
+    if strangers_per_trial is not None:
+        strangers = np.nonzero(~is_enrolled[data.codes[probes]])[0]
+        if len(strangers) > strangers_per_trial:
+            dropped = rng.choice(strangers, len(strangers) - strangers_per_trial, replace=False)
+            probes = np.delete(probes, dropped)
+    return is_enrolled, probes
