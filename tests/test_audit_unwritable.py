@@ -18,6 +18,7 @@ kills the process with SIGBUS.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -76,11 +77,19 @@ def test_identify_in_a_read_only_folder_answers_warns_once_and_writes_the_event_
             assert status.last_error and "\n" not in status.last_error
             [warning] = _audit_warnings(caplog)  # one line for the outage, not one traceback per event
             assert warning.exc_info is None and "\n" not in warning.getMessage()
-            assert warning.getMessage().startswith("could not write 1 audit event(s), holding them in memory")
-        g.identify(fake_photo("ada"))  # writable again: the held events go with this one
+            # The writer batches what queued meanwhile: the two identifies are one write or two.
+            assert re.match(r"could not write [12] audit event\(s\), holding them in memory", warning.getMessage())
+        # Writable again: the held events go with the next write that succeeds. A connection the
+        # pool opened during the outage is read-only for life (SQLite's fallback), so the first
+        # write may still fail on it; the store then drops such connections, and the next succeeds.
+        identifies = 0
+        while identifies < 3 and (identifies == 0 or g.audit_status().pending):
+            g.identify(fake_photo("ada"))
+            identifies += 1
+            g._audit.flush()
+        assert g.audit_status().pending == 0 and g.audit_status().last_error is None, identifies
         events = g.audit_log(action="identify")
-        assert len(events) == 3 and all(e.outcome == "match" for e in events)
-        assert g.audit_status().pending == 0 and g.audit_status().last_error is None
+        assert len(events) == 2 + identifies and all(e.outcome == "match" for e in events)
     assert _audit_warnings(caplog)[-1].getMessage() == "the audit log is writable again: 2 held event(s) written"
 
 

@@ -39,6 +39,7 @@ import filelock
 import numpy as np
 from sqlalchemy import URL, ColumnElement, Connection, Engine, Select, create_engine, event, exists, func, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -130,7 +131,21 @@ def make_engine(path: Path) -> Engine:
     )
     event.listen(engine, "connect", _configure_connection)
     event.listen(engine, "begin", _begin)
+    event.listen(engine, "handle_error", _drop_read_only_connections)
     return engine
+
+
+def _drop_read_only_connections(context: ExceptionContext) -> None:
+    """Treat "attempt to write a readonly database" like a lost connection: the pool drops them all.
+
+    SQLite opens a file it may not write (a read-only mount, ``chattr +i``) read-only instead of
+    failing, and such a connection stays read-only after the file is writable again: left in the
+    pool, it would fail the writes it is handed, at random, long after the outage. A lost
+    connection is discarded, and every connection the pool made before it is replaced.
+    """
+    original = context.original_exception
+    if isinstance(original, sqlite3.OperationalError) and "readonly" in str(original):
+        context.is_disconnect = True
 
 
 def _is_damaged_file(error: DBAPIError) -> bool:
