@@ -208,23 +208,7 @@ def _one_trial(
     cohorts = _smallest(between, k).mean(axis=1) if k > 0 else np.full(len(enrolment), np.nan)
 
     to_gallery = data.distances(probes, enrolment)
-    kept = min(depth, len(enrolment))
-    nearest = _nearest_columns(to_gallery, kept)
-    distances = np.full((len(probes), depth), np.inf)
-    identities = np.full((len(probes), depth), -1, dtype=np.int64)
-    cohort = np.full((len(probes), depth), np.nan)
-    distances[:, :kept] = np.take_along_axis(to_gallery, nearest, axis=1)
-    cohort[:, :kept] = cohorts[nearest]
-    identities[:, :kept] = enrolled[nearest]  # identity codes (positions in the sorted labels); -1 pads
-    truth = data.codes[probes]
-    return Searches(
-        distances=distances,
-        identities=identities,
-        cohort=cohort,
-        truth=truth,
-        mated=is_enrolled[truth],
-        gallery_size=np.full(len(probes), len(enrolment)),
-    )
+    return _searches(data, probes, to_gallery, enrolled, cohorts, is_enrolled, depth)
 
 
 def _templates_trial(
@@ -275,23 +259,7 @@ def _templates_trial(
     to_gallery = np.sqrt(
         pairwise_distances(data.embeddings[probes], templates) ** 2 + variance * (1.0 - inverse)[None, :]
     )
-    kept = min(depth, len(enrolled))
-    nearest = _nearest_columns(to_gallery, kept)
-    distances = np.full((len(probes), depth), np.inf)
-    identities = np.full((len(probes), depth), -1, dtype=np.int64)
-    cohort = np.full((len(probes), depth), np.nan)
-    distances[:, :kept] = np.take_along_axis(to_gallery, nearest, axis=1)
-    cohort[:, :kept] = cohorts[nearest]
-    identities[:, :kept] = enrolled[nearest]
-    truth = data.codes[probes]
-    return Searches(
-        distances=distances,
-        identities=identities,
-        cohort=cohort,
-        truth=truth,
-        mated=is_enrolled[truth],
-        gallery_size=np.full(len(probes), len(enrolled)),
-    )
+    return _searches(data, probes, to_gallery, enrolled, cohorts, is_enrolled, depth)
 
 
 def _smallest(matrix: np.ndarray, k: int) -> np.ndarray:
@@ -339,3 +307,32 @@ def _probes(
             dropped = rng.choice(strangers, len(strangers) - strangers_per_trial, replace=False)
             probes = np.delete(probes, dropped)
     return is_enrolled, probes
+
+
+def _searches(
+    data: _Photos,
+    probes: np.ndarray,
+    to_gallery: np.ndarray,
+    enrolled: np.ndarray,
+    cohorts: np.ndarray,
+    is_enrolled: np.ndarray,
+    depth: int,
+) -> Searches:
+    """Each probe's ``depth`` nearest enrolled identities (``to_gallery``: probes x enrolled), as a trial's searches."""
+    kept = min(depth, len(enrolled))
+    nearest = _nearest_columns(to_gallery, kept)
+    distances = np.full((len(probes), depth), np.inf)
+    identities = np.full((len(probes), depth), -1, dtype=np.int64)
+    cohort = np.full((len(probes), depth), np.nan)
+    distances[:, :kept] = np.take_along_axis(to_gallery, nearest, axis=1)
+    cohort[:, :kept] = cohorts[nearest]
+    identities[:, :kept] = enrolled[nearest]  # identity codes (positions in the sorted labels); -1 pads
+    truth = data.codes[probes]
+    return Searches(
+        distances=distances,
+        identities=identities,
+        cohort=cohort,
+        truth=truth,
+        mated=is_enrolled[truth],
+        gallery_size=np.full(len(probes), len(enrolled)),
+    )
