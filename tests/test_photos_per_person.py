@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fakes import FakePipeline, fake_photo
-from labelled_sets import LOOKS, labelled_faces
+from labelled_sets import draw_people, labelled_faces
 from test_gallery_calibration import DIMENSION, TARGET_FPIR, write_labelled
 
 from gallery import Gallery
@@ -32,13 +32,7 @@ STRANGERS = 500
 
 def population(identities: int, photos: int, seed: int, dim: int = DIMENSION) -> np.ndarray:
     """(identities, photos, dim) descriptors drawn as ``labelled_faces`` draws them, ``photos`` per person."""
-    scale = np.sqrt(24 / dim)
-    looks_rng = np.random.default_rng(1234)
-    looks = looks_rng.normal(size=(LOOKS, dim)) * 0.14 * scale
-    spread = looks_rng.uniform(0.03, 0.13, LOOKS) * scale
-    rng = np.random.default_rng(seed)
-    look = rng.integers(0, LOOKS, identities)
-    people = looks[look] + rng.normal(size=(identities, dim)) * spread[look, None]
+    people, rng, scale = draw_people(identities, seed, dim)
     return people[:, None, :] + rng.normal(size=(identities, photos, dim)) * 0.05 * scale
 
 
