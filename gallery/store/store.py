@@ -209,7 +209,7 @@ class Store:
         with self.write_lock():
             with self._db.write() as session:
                 yield session
-                queries.bump_faces_generation(session)
+                queries.bump_generation(session)
                 self._check_open()  # not into a deleted or moved database: roll back instead
             self._saved_index()
             self._erasure.finish()
@@ -315,7 +315,7 @@ class Store:
         with self.write_lock():
             with self._db.write() as session:
                 person_id, name, external_id, face_ids = queries.delete_person(session, name)
-                queries.bump_faces_generation(session)
+                queries.bump_generation(session)
                 self._check_open()
             index_clean = self._saved_index()
             wal_cleared = self._db.erase_deleted_copies(wait_s=REMOVAL_ERASE_WAIT_S)
