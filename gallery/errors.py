@@ -177,6 +177,34 @@ class GalleryVanished(StoreError):
     """The gallery's folder or database file was deleted, moved or replaced while it was open: reopen it."""
 
 
+class DatabaseUnavailable(StorageFailure):
+    """The database server cannot be reached (down, unreachable, or the connection dropped mid-call).
+
+    Writes fail at once with it; identify keeps answering from the host's replica until
+    ``DataTooStale``. The gallery reconnects by itself when the server is back.
+    """
+
+
+class DatabaseLoginRefused(StoreError):
+    """The database server refused the connection's credentials or database name (the URL is wrong)."""
+
+
+class InvalidDatabaseUrl(StoreError):
+    """The database URL is malformed or names a database the gallery does not support."""
+
+
+class DataTooStale(StoreError):
+    """The host's replica was last confirmed current longer ago than the maximum staleness: nothing is decided.
+
+    Attributes:
+        age_s: seconds since the replica was last confirmed current.
+    """
+
+    def __init__(self, message: str, *, age_s: float) -> None:
+        super().__init__(message)
+        self.age_s = age_s
+
+
 # --- learning and measuring the decision rule -------------------------------------------------
 
 

@@ -13,6 +13,7 @@ calibrate and evaluate methods) over ``calibrating`` (labelled photos to rules a
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from datetime import datetime
@@ -40,6 +41,7 @@ from gallery.errors import InvalidArgument, NoFaceFound, NotLive, RuleInvalid
 from gallery.identifying import decide_faces
 from gallery.reembedding import OneModel
 from gallery.results import (
+    DataState,
     Enrollment,
     FolderEnrollment,
     GalleryInfo,
@@ -52,7 +54,7 @@ from gallery.results import (
 from gallery.rule_learning import RuleLearning
 from gallery.rules_in_force import RulesInForce
 from gallery.runtime import default_home
-from gallery.store import AuditEvent, PersonNotFound, Store
+from gallery.store import DEFAULT_MAX_STALENESS_S, AuditEvent, PersonNotFound, Store
 from gallery.vision.image import ImageInput, load_rgb, photo_sha256, read_photo
 from gallery.vision.pipeline import MAX_UPSAMPLE, Face, FacePipelineProtocol, default_pipeline
 
@@ -85,10 +87,17 @@ class Gallery(RuleLearning):
             memory and retries them, and counts those lost (``audit_status``); ``"required"``
             writes each event before the call returns and raises ``AuditNotWritten`` if it
             cannot (identify and verify then give no answer: fail closed).
+        database_url: None (default) for ``gallery.db`` in ``home``; ``postgresql://user@host/db``
+            for a database shared by the hosts of a site (``home`` then keeps this host's index
+            replica). See the README's "Many doors, one gallery".
+        max_staleness_s: (database server) how long identify answers from this host's replica
+            while the database is unreachable before it refuses with ``DataTooStale``.
 
     Raises:
         SchemaTooNew: the gallery was written by a newer version of gallery.
         NotAGallery, StoreBusy, StorageFailure: the folder cannot be opened as a gallery.
+        InvalidDatabaseUrl, DatabaseLoginRefused, DatabaseUnavailable: the database server's URL
+            is wrong, it refused the login, or it cannot be reached.
         InvalidArgument: ``audit`` is not one of the policies.
     """
 
@@ -99,13 +108,17 @@ class Gallery(RuleLearning):
         pipeline: FacePipelineProtocol | None = None,
         liveness: LivenessCheck | None = None,
         audit: AuditPolicy = "best_effort",
+        database_url: str | None = None,
+        max_staleness_s: float = DEFAULT_MAX_STALENESS_S,
     ) -> None:
         audit = audit_policy(audit)
         self._pipeline = pipeline or default_pipeline()
         self._liveness = liveness
         # Absolute and resolved: what `info` shows and errors name must not depend on the working directory.
         self.home = (Path(home) if home is not None else default_home()).resolve()
-        self._store = Store.open(self.home, model=self._pipeline.model_id)
+        self._store = Store.open(
+            self.home, model=self._pipeline.model_id, database_url=database_url, max_staleness_s=max_staleness_s
+        )
         try:
             self._one_model = OneModel(self._store, self._pipeline.model_id)
         except BaseException:
@@ -324,6 +337,8 @@ class Gallery(RuleLearning):
             raise
         live = [self._is_live(rgb, face) for face in found]
         results = decide_faces(self._cohorts, rule, found, live, top_k=top_k, gallery_size=self._store.people_count())
+        data = DataState(*self._store.data_state())
+        results = [dataclasses.replace(r, data=data) for r in results]
         self._audit.put(
             "identify",
             outcome=",".join(r.outcome for r in results),

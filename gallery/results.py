@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from gallery.types import Box
 
 __all__ = [
     "Candidate",
+    "DataState",
     "Enrollment",
     "EnrolmentInterrupted",
     "FolderEnrollment",
@@ -45,6 +46,21 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class DataState:
+    """How current the gallery data a decision was made on was.
+
+    Attributes:
+        version: the gallery's generation (it moves with every enrolment, removal or new rule).
+        age_s: seconds since this host's replica was last confirmed to be the database's
+            current state (0 on SQLite; on a database server it grows while the server is
+            unreachable, up to the maximum staleness, after which nothing is decided).
+    """
+
+    version: int
+    age_s: float
+
+
+@dataclass(frozen=True)
 class IdentifiedFace:
     """The answer for one face of an identify call.
 
@@ -55,6 +71,7 @@ class IdentifiedFace:
         outcome: "match", "unknown" or "ambiguous" (two identities nearly equally close).
         confidence: the rule's probability that its outcome is right, in [0, 1].
         rule: the decision rule in force, in words.
+        data: how current the data decided on was.
     """
 
     box: Box
@@ -63,6 +80,8 @@ class IdentifiedFace:
     outcome: Outcome
     confidence: float
     rule: str
+    # Not part of the answer's equality: the same decision on the same data, however old, is the same answer.
+    data: DataState | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -20,3 +20,25 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 def photo():
     """Path of a sample photo in data/ by file name."""
     return lambda name: DATA / name
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL server for the session (``tests/pg_server.py``)."""
+    from pg_server import REQUIRE_ENV, PostgresServer, server_programs
+
+    programs = server_programs()
+    if programs is None:
+        message = "PostgreSQL's server programs (initdb, pg_ctl) are not installed"
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{message}, and {REQUIRE_ENV}=1")
+        pytest.skip(message)
+    server = PostgresServer(programs)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """The URL of a new, empty database on the session's PostgreSQL server."""
+    return postgres_server.new_database()

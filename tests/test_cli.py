@@ -23,7 +23,7 @@ from gallery.cli import EXIT_ERROR, EXIT_NO_FACE, EXIT_NO_MATCH, EXIT_OK, EXIT_U
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 CANDIDATE_KEYS = {"name", "person_id", "distance"}
-FACE_KEYS = {"box", "candidates", "match", "outcome", "confidence", "rule"}
+FACE_KEYS = {"box", "candidates", "match", "outcome", "confidence", "rule", "data"}
 
 
 @pytest.fixture
@@ -244,6 +244,7 @@ def test_identify_json_has_the_documented_keys_and_top_k_candidates(ada_and_alan
     assert set(face) == FACE_KEYS and face["outcome"] == "match"
     assert [set(c) for c in face["candidates"]] == [CANDIDATE_KEYS]
     assert face["match"] == face["candidates"][0] and face["match"]["name"] == "Alan Turing"
+    assert face["data"]["version"] >= 2 and 0 <= face["data"]["age_s"] < 60  # two enrolments made it
 
 
 def test_verify_exits_0_when_verified_and_1_when_not(ada_and_alan, photos):

@@ -24,6 +24,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from fakes import FakePipeline, fake_photo
+from pg_server import free_port
 from PIL import Image
 
 import gallery
@@ -80,8 +82,10 @@ class Shell:
         failures: list[GalleryError],
         monkeypatch: pytest.MonkeyPatch,
         fresh_process: Callable[[str], Outcome],
+        request: pytest.FixtureRequest,
     ) -> None:
         self.tmp = tmp_path
+        self.request = request
         self.home = tmp_path / "home"
         self.monkeypatch = monkeypatch
         self.fresh_process = fresh_process
@@ -393,6 +397,26 @@ def _family(error: type[GalleryError]) -> NotThroughTheCli:
 
 
 E = gallery.errors
+
+
+def _wrong_database_password(shell: Shell) -> Outcome:
+    server = shell.request.getfixturevalue("postgres_server")
+    outcome = shell("--db", server.url(password="not-the-password"), "list")
+    assert "not-the-password" not in outcome.stderr  # a URL's password never reaches a message
+    return outcome
+
+
+def _replica_older_than_allowed(shell: Shell) -> None:
+    url = shell.request.getfixturevalue("postgres_url")
+    with Gallery(shell.home, pipeline=FakePipeline(), database_url=url, max_staleness_s=0.2) as g:
+        g.enroll("Ada Lovelace", shell.photo("ada"))
+        assert g.identify(shell.photo("ada"))[0].match is not None
+        g._store._follower.stop()  # as if it could not reach the database since
+        time.sleep(0.3)
+        with pytest.raises(gallery.DataTooStale, match=r"longer than the 0.2 s allowed"):
+            g.identify(shell.photo("ada"))
+
+
 CASES: dict[type[GalleryError], ThroughTheCli | NotThroughTheCli] = {
     E.GalleryError: _family(E.GalleryError),
     E.ImageError: ThroughTheCli(_damaged_stored_chip, r"face \d+'s stored chip cannot be decoded"),
@@ -467,6 +491,19 @@ CASES: dict[type[GalleryError], ThroughTheCli | NotThroughTheCli] = {
         "the store catches it and rebuilds the index from the database; the command succeeds", _index_repaired
     ),
     E.StorageFailure: ThroughTheCli(_home_under_a_file, "cannot create the gallery folder"),
+    E.InvalidDatabaseUrl: ThroughTheCli(
+        lambda shell: shell("--db", "mysql://door@db.example/gallery", "list"), "'mysql' is not supported"
+    ),
+    E.DatabaseLoginRefused: ThroughTheCli(_wrong_database_password, "the server refused the login"),
+    E.DatabaseUnavailable: ThroughTheCli(
+        lambda shell: shell("--db", f"postgresql://door:secret@127.0.0.1:{free_port()}/gallery", "list"),
+        r"the database server cannot be reached: .*127\.0\.0\.1",
+    ),
+    E.DataTooStale: NotThroughTheCli(
+        "a command connects to the database when it starts, so it meets DatabaseUnavailable, never an aged "
+        "replica; a long-running Gallery whose follower has stopped does",
+        _replica_older_than_allowed,
+    ),
     E.AuditNotWritten: ThroughTheCli(
         _audit_unwritable_under_required, "the audit event of this identify could not be written"
     ),
@@ -517,7 +554,12 @@ def fresh_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
 
 
 @pytest.fixture
-def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_process: Callable[[str], Outcome]) -> Iterator[Shell]:
+def shell(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fresh_process: Callable[[str], Outcome],
+    request: pytest.FixtureRequest,
+) -> Iterator[Shell]:
     failures: list[GalleryError] = []
     fail = gallery.cli.context.fail
 
@@ -526,7 +568,7 @@ def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_process: Callab
         fail(err)
 
     monkeypatch.setattr(gallery.cli.context, "fail", spy)
-    yield Shell(tmp_path, failures, monkeypatch, fresh_process)
+    yield Shell(tmp_path, failures, monkeypatch, fresh_process, request)
 
 
 def test_every_error_class_has_a_case() -> None:

@@ -55,13 +55,27 @@ class GalleryGroup(click.Group):
     "with exit 4 (required). Default: $GALLERY_AUDIT.",
 )
 @click.option(
+    "--db",
+    "database_url",
+    envvar="GALLERY_DATABASE_URL",
+    help="The gallery's database: postgresql://user@host:port/db for one shared by several machines "
+    "(default: $GALLERY_DATABASE_URL, else gallery.db in the gallery folder).",
+)
+@click.option(
     "--debug",
     is_flag=True,
     envvar=DEBUG_ENV,
     help=f"Print the traceback of an unexpected error (default: ${DEBUG_ENV}).",
 )
 @click.pass_context
-def cli(ctx: click.Context, home: Path | None, threads: int | None, audit: str | None, debug: bool) -> None:
+def cli(
+    ctx: click.Context,
+    home: Path | None,
+    threads: int | None,
+    audit: str | None,
+    database_url: str | None,
+    debug: bool,
+) -> None:
     """One-shot face identification: enrol a person from one photo, identify them in others.
 
     \b
@@ -75,4 +89,5 @@ def cli(ctx: click.Context, home: Path | None, threads: int | None, audit: str |
         home=home or given.home,
         threads=threads or given.threads,
         audit="required" if audit == "required" else "best_effort" if audit else given.audit,
+        database_url=database_url or given.database_url,
     )

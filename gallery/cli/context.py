@@ -94,12 +94,14 @@ class CliContext:
         threads: CPU threads (None: every core the process may use).
         pipeline: the face pipeline (None: the process-wide ``FacePipeline``).
         audit: the gallery's audit policy (``Gallery``'s ``audit``): ``"best_effort"`` or ``"required"``.
+        database_url: the gallery's database (``Gallery``'s ``database_url``; None: ``gallery.db`` in the home).
     """
 
     home: Path | None = None
     threads: int | None = None
     pipeline: FacePipelineProtocol | None = None
     audit: AuditPolicy = "best_effort"
+    database_url: str | None = None
 
     def run(self, action: Callable[[Gallery], T]) -> T:
         """Open the gallery, run ``action`` on it, turn gallery errors into exit codes."""
@@ -108,7 +110,7 @@ class CliContext:
 
         set_threads(self.threads or available_cores())
         try:
-            with Gallery(self.home, pipeline=self.pipeline, audit=self.audit) as g:
+            with Gallery(self.home, pipeline=self.pipeline, audit=self.audit, database_url=self.database_url) as g:
                 return action(g)
         except GalleryError as err:
             fail(err)

@@ -30,6 +30,7 @@ from gallery.errors import (
     StoreClosed,
     StoreError,
 )
+from gallery.store.connect import DATABASE_FILE
 from gallery.store.records import (
     AuditEvent,
     FaceRecord,
@@ -40,11 +41,13 @@ from gallery.store.records import (
     SearchHit,
     StoreStats,
 )
-from gallery.store.store import DATABASE_FILE, INDEX_FILE, Store
+from gallery.store.replica import DEFAULT_MAX_STALENESS_S
+from gallery.store.store import INDEX_FILE, Store
 from gallery.store.validation import checked_embedding, checked_face, clean_name, normalise_name
 
 __all__ = [
     "DATABASE_FILE",
+    "DEFAULT_MAX_STALENESS_S",
     "INDEX_FILE",
     "AlreadyEnrolled",
     "AuditEvent",

@@ -7,14 +7,15 @@ writers across processes, the few hot reads that go straight to the driver (a se
 generation check, bulk reads of a million embeddings), an upsert, how a unique violation
 names its column, JSON inside a query, and how the copies of deleted rows are erased.
 
-``gallery.store.sqlite.SqliteBackend`` is the one implementation today; a PostgreSQL backend
-goes beside it (an advisory lock for ``exclusive``, ``jsonb`` for ``any_face_matched``,
-``VACUUM`` for ``erase_deleted_copies``) without touching ``Store``.
+Two implementations: ``gallery.store.sqlite.SqliteBackend`` (a file in the home folder, one
+machine) and ``gallery.store.postgres.PostgresBackend`` (a server shared by the hosts of a site:
+advisory locks for the write lock, LISTEN/NOTIFY to wake the hosts' replicas, VACUUM for
+``erase_deleted_copies``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
@@ -27,6 +28,11 @@ from sqlalchemy.orm import Session
 
 class Backend(Protocol):
     """A gallery database, migrated to the newest schema, ready for ``Store``."""
+
+    # A server shared by several hosts: each host's replica is kept current by a follower thread
+    # (``listen``) instead of reading the generation before every search.
+    server: bool
+    description: str  # where the database is, for messages: a path, or a URL without its password
 
     def read(self) -> AbstractContextManager[Session]:
         """A session in one read transaction: every query sees the same snapshot."""
@@ -54,8 +60,12 @@ class Backend(Protocol):
     def faces_generation(self) -> int:
         """``store_state.faces_generation``, read as cheaply as possible (before every search)."""
 
-    def names(self, person_ids: Sequence[int]) -> dict[int, str]:
-        """Person id -> name for a few people (each search's hits), read as cheaply as possible."""
+    def listen(self) -> AbstractContextManager[Callable[[float], bool]]:
+        """(A server) a connection waiting for new generations: ``wait(timeout_s)`` says whether one came.
+
+        Raises:
+            DatabaseUnavailable: it cannot connect, or lost its connection while waiting.
+        """
 
     # Bulk reads inside a read session, through the driver's own cursor: at a million faces
     # ORM rows cost ten times as much.
@@ -72,10 +82,13 @@ class Backend(Protocol):
     def face_owners(self, session: Session, model: str) -> tuple[np.ndarray, np.ndarray]:
         """Face ids and their person ids (int64 arrays, by face id) of every face of ``model``."""
 
+    def people_names(self, session: Session, person_ids: Sequence[int]) -> dict[int, str]:
+        """Person id -> name of these people (those still enrolled)."""
+
     def face_rows(
         self, session: Session, model: str, ids: np.ndarray | None
     ) -> tuple[int, Iterable[tuple[int, int, bytes]]]:
-        """``(id, person_id, embedding)`` of the faces ``ids`` (every face of ``model`` when None), by id.
+        """``(id, person_id, embedding)`` of the faces ``ids`` of ``model`` still stored (all of them when None), by id.
 
         Returns:
             How many rows at most will come (to size the arrays they are read into), and the rows.

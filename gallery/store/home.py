@@ -13,7 +13,7 @@ from pathlib import Path
 
 from gallery.errors import GalleryVanished, StorageFailure
 
-Identity = tuple[tuple[int, int], tuple[int, int]]
+Identity = tuple[tuple[int, int], tuple[int, int] | None]
 
 
 def make_home(home: Path) -> Path:
@@ -42,9 +42,9 @@ def make_home(home: Path) -> Path:
 
 
 class HomeIdentity:
-    """What the folder and its database file were when the gallery was opened."""
+    """What the folder and its database file (SQLite; None for a server) were when the gallery was opened."""
 
-    def __init__(self, home: Path, database: Path) -> None:
+    def __init__(self, home: Path, database: Path | None) -> None:
         self._home = home
         self._database = database
         self._seen = self._current()
@@ -61,7 +61,7 @@ class HomeIdentity:
 
     def _current(self) -> Identity | None:
         try:
-            return _identity(self._home), _identity(self._database)
+            return _identity(self._home), None if self._database is None else _identity(self._database)
         except OSError:
             return None
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from gallery.errors import AlreadyEnrolled, DuplicateExternalId, InvalidFaceRecord, PersonNotFound
 from gallery.store.records import FaceRecord, FaceRow, PersonRow, ReembedTask
-from gallery.store.schema import Face, FaceChange, Person, StoreState, utcnow
+from gallery.store.schema import RAW_SETTING, Face, FaceChange, Person, Setting, StoreState, utcnow
 
 CHUNK = 500  # values per IN (...) query, well under any engine's variable limit
 
@@ -209,6 +209,7 @@ def gallery_id(session: Session) -> str:
 
 
 _CHANGES = "gallery_face_changes"  # session.info key: the faces this transaction added and removed
+GENERATION_BUMPED = "gallery_generation_bumped"  # session.info key: the new generation, for a backend to announce
 
 
 def _changed(session: Session, *, added: Sequence[int] = (), removed: Sequence[int] = ()) -> None:
@@ -235,4 +236,26 @@ def bump_generation(session: Session) -> int:
     rows += [{"generation": generation, "face_id": i, "removed": False} for i in added]
     if rows:
         session.execute(insert(FaceChange), rows)
+    session.info[GENERATION_BUMPED] = generation
     return generation
+
+
+def generations(session: Session) -> tuple[int, int]:
+    """The current generation, and the one from which ``face_changes`` is complete."""
+    row = session.execute(select(StoreState.faces_generation, StoreState.log_start).where(StoreState.id == 1)).one()
+    return int(row[0]), int(row[1])
+
+
+def changes_since(session: Session, generation: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ids of the faces added and removed after ``generation`` (int64, sorted, any model)."""
+    rows = session.execute(select(FaceChange.face_id, FaceChange.removed).where(FaceChange.generation > generation))
+    added: list[int] = []
+    removed: list[int] = []
+    for face_id, was_removed in rows:
+        (removed if was_removed else added).append(face_id)
+    return np.unique(np.array(added, np.int64)), np.unique(np.array(removed, np.int64))
+
+
+def raw_settings(session: Session) -> dict[str, bytes | str | None]:
+    """Every setting's stored value as it is (``gallery.store.settings`` decodes, and refuses damaged ones)."""
+    return {key: raw for key, raw in session.execute(select(Setting.key, RAW_SETTING))}

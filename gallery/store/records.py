@@ -150,10 +150,11 @@ class StoreStats:
         indexed_faces: faces in the in-memory index (those of ``model``).
         generation: the faces generation the index reflects.
         index_repair: why the index file was rebuilt when this store was opened, or None.
+        data_age_s: seconds since this host's replica was last confirmed current.
     """
 
     home: Path
-    database_path: Path
+    database: str  # the SQLite file, or the server's URL without its password
     index_path: Path
     model: str
     dimension: int
@@ -164,3 +165,4 @@ class StoreStats:
     generation: int
     schema_revision: str | None
     index_repair: str | None
+    data_age_s: float = 0.0

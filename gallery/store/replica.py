@@ -1,46 +1,51 @@
 """The in-memory index replica: one model's faces, kept in step with the database, and its file.
 
 Rules (the database is the truth, the index a cache keyed by ``faces.id``):
-- Every change to ``faces`` bumps ``store_state.faces_generation`` in the same transaction.
-- Before each search the replica reads the generation (one primary-key lookup). If another
-  store, in this or another process, has changed the faces, it brings itself up to date
-  from the database: it removes faces that are gone and adds new ones, which is exact
-  because face rows are immutable and their ids are never reused.
+- Every change to ``faces`` bumps ``store_state.faces_generation`` in the same transaction and
+  logs the face ids it added and removed in ``face_changes`` under the new generation.
+- A replica at generation g catches up by reading the changes after g: it removes the faces
+  gone first, then adds the new ones still there, which is exact because face rows are
+  immutable and their ids never reused. A replica older than the log (``store_state.log_start``)
+  compares id lists once instead. After a restart, a reconnect or a week offline it reads only
+  what changed; a new host builds its replica from the stored embeddings.
+- The snapshot also holds what a decision reads besides the index: each indexed face's owner,
+  the owners' names and the settings (the rules in force), so a door decides from memory and
+  keeps deciding while the database is unreachable, for at most ``max_staleness_s``.
+- How the replica learns of a change: on SQLite (one machine) it reads the generation before
+  each search (one primary-key lookup in a local file); on a database server a follower thread
+  (``gallery.store.follower``) is woken by the database and checks periodically, so a search
+  makes no round trip. ``age_s`` is the time since the replica was last confirmed current.
 - The published snapshot is never mutated: updates are made on a copy that is then swapped
   in (copy-on-write), so searches never wait for a write and never see a half-made index.
 - After a commit, under the write lock, the writer syncs and saves the index file
   atomically, so the saved file always matches some committed state; if it cannot (a full
   disk), it deletes the old files rather than leave faces the database no longer has. On
   open a file that is missing, damaged, not a regular file, of another model or gallery, or
-  lags the database (face ids) is rebuilt from the stored embeddings.
+  disagrees with the database after catching up is rebuilt from the stored embeddings.
 
-Cost: a sync reads the ids of the faces added since; it reads every face id of the model
-only when faces were removed. A write makes a new index that shares every slice of faces it
-does not touch (``gallery.store.index``). At a million faces an enrolment takes about 0.2 s
-and a removal 0.5 s, and the writing process needs some 80 MB more than a reader; searches
-are unaffected.
-
-The next step (a replica following a change log instead of comparing id lists) plugs in at
-``_sync``: it is the only place that asks the database what changed.
+Cost: a sync reads the log rows after its generation and the new faces' rows. A write makes
+a new index that shares every slice of faces it does not touch (``gallery.store.index``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gallery.errors import IndexFileInvalid, StoreError
+from gallery.errors import DataTooStale, IndexFileInvalid, StoreError
+from gallery.store import queries
 from gallery.store.backend import Backend
 from gallery.store.index import FaceIndex, IndexPolicy
 from gallery.store.index_file import delete_index_files, ids_digest
 from gallery.store.records import SearchHit
-from gallery.store.schema import StoreState
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +55,7 @@ class Owners:
     """Face id -> person id for every indexed face, as two arrays sorted by face id.
 
     Arrays rather than a dict: at a million faces a dict of Python ints costs ~100 MB, these
-    16 MB. Names are looked up in the database for the few people a search returns.
+    16 MB.
     """
 
     face_ids: np.ndarray
@@ -75,17 +80,41 @@ class Owners:
         return dict(zip(self.face_ids.tolist(), self.person_ids.tolist(), strict=True))
 
 
-NO_OWNERS = Owners(np.empty(0, np.int64), np.empty(0, np.int64))
+def _owners_of(face_ids: np.ndarray, known_ids: np.ndarray, known_people: np.ndarray) -> Owners:
+    """The owners of ``face_ids`` among the ``known`` (sorted) ones; -1 for a face no longer stored."""
+    people = np.full(len(face_ids), -1, np.int64)
+    at = np.minimum(np.searchsorted(known_ids, face_ids), max(len(known_ids) - 1, 0))
+    found = (known_ids[at] == face_ids) if len(known_ids) else np.zeros(len(face_ids), bool)
+    people[found] = known_people[at[found]]
+    return Owners.of(face_ids, people)
+
+
+# How long a followed replica answers searches without being confirmed current (the database
+# unreachable) before it refuses: a removal made just before an outage is honoured at every door
+# within this, and a database failover (typically 30 s) does not stop the doors.
+DEFAULT_MAX_STALENESS_S = 60.0
+EMPTY = np.empty(0, np.int64)
+NO_OWNERS = Owners(EMPTY, EMPTY)
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The index at one faces generation, with each face's owner."""
+    """The index at one generation, with each face's owner and the settings in force then."""
 
     generation: int
     index: FaceIndex
     owners: Owners
     people: int  # rows in ``people``, which change only with the faces (a person always has one)
+    settings: Mapping[str, bytes | str | None]  # stored values as they are; ``gallery.store.settings`` decodes them
+
+
+@dataclass(frozen=True)
+class _CatchUp:
+    """A caught-up snapshot, and whose names it drops (their last face left) or may need (faces arrived)."""
+
+    snapshot: Snapshot
+    left: np.ndarray
+    arrived: np.ndarray
 
 
 class IndexReplica:
@@ -93,23 +122,44 @@ class IndexReplica:
 
     Safe to share between threads: searches read the published snapshot, syncs are
     serialised by a lock, and saves happen under the database's write lock.
+
+    Args:
+        followed: True when a follower thread keeps the replica current (a database server):
+            searches then read the snapshot without asking the database, and refuse it once it is
+            older than ``max_staleness_s``. False (SQLite): the generation is read before each search.
     """
 
     def __init__(
-        self, backend: Backend, path: Path, *, model: str, dimension: int, policy: IndexPolicy, gallery_id: str
+        self,
+        backend: Backend,
+        path: Path,
+        *,
+        model: str,
+        dimension: int,
+        policy: IndexPolicy,
+        gallery_id: str,
+        followed: bool = False,
+        max_staleness_s: float = DEFAULT_MAX_STALENESS_S,
     ) -> None:
         self.path = path
         self.model = model
         self.dimension = dimension
         self.policy = policy
+        self.followed = followed
+        self.max_staleness_s = max_staleness_s
         self.repair: str | None = None  # why the file was rebuilt on load, if it was
         self._backend = backend
         self._gallery_id = gallery_id
         self._lock = threading.Lock()
-        self.snapshot = Snapshot(-1, FaceIndex(model, dimension, policy=policy), NO_OWNERS, 0)
+        # Person id -> name of every indexed face's owner. Shared by the snapshots and changed in
+        # place (names never change, ids are never reused): a name is dropped when its person's
+        # last face leaves, and a search of an older snapshot skips a person it no longer finds.
+        self._names: dict[int, str] = {}
+        self._confirmed_at = time.monotonic()
+        self.snapshot = Snapshot(-1, FaceIndex(model, dimension, policy=policy), NO_OWNERS, 0, {})
 
     def load(self) -> None:
-        """Adopt the index file if it matches the database, else rebuild and save it."""
+        """Adopt the index file, caught up with the database, if it then matches it; else rebuild and save it."""
         loaded: FaceIndex | None = None
         try:
             loaded, header = FaceIndex.load(self.path, policy=self.policy)
@@ -120,35 +170,37 @@ class IndexReplica:
             reason = f"the index file was unreadable ({error})"
         backend = self._backend
         with self._lock, backend.read() as session:
-            generation = self._generation_in(session)
-            wanted = backend.face_ids(session, self.model)
+            generation, log_start = queries.generations(session)
             if loaded is not None and reason is None:
                 if header.model != self.model or header.dimension != self.dimension:
                     reason = f"the index file holds model {header.model!r}, not {self.model!r}"
                 elif header.gallery_id != self._gallery_id:
                     reason = "the index file belongs to another gallery database"
-                elif ids_digest(loaded.ids()) != ids_digest(wanted):
-                    reason = "the index file disagreed with the database's faces (stale)"
-            people = backend.people_count(session)
+                elif header.generation > generation:
+                    reason = "the index file is newer than the database (was the database restored?)"
             if loaded is not None and reason is None:
-                self.snapshot = Snapshot(generation, loaded, Owners(*backend.face_owners(session, self.model)), people)
-            else:
+                held, persons = backend.face_owners(session, self.model)
+                start = Snapshot(header.generation, loaded, _owners_of(loaded.ids(), held, persons), 0, {})
+                caught_up = self._caught_up(session, start, generation, log_start).snapshot
+                if ids_digest(caught_up.index.ids()) != ids_digest(held):
+                    reason = "the index file disagreed with the database's faces (stale)"
+                else:
+                    self._publish(session, _CatchUp(caught_up, EMPTY, EMPTY), rebuilt=True)
+            if loaded is None or reason is not None:
                 ids, vectors, owners = self.fetch_faces(session, None)
                 index = FaceIndex.build(self.model, self.dimension, ids, vectors, policy=self.policy)
-                self.snapshot = Snapshot(generation, index, owners, people)
-        if reason is None:
+                self._publish(session, _CatchUp(Snapshot(generation, index, owners, 0, {}), EMPTY, EMPTY), rebuilt=True)
+        if reason is None and header.generation == generation:
             return
-        if loaded is None and not len(wanted) and generation == 0 and not self.path.exists():
+        if reason is None:
+            logger.debug("caught %s up from generation %d to %d", self.path, header.generation, generation)
+        elif loaded is None and not len(self.snapshot.index) and generation == 0 and not self.path.exists():
             logger.debug("creating %s for a new gallery", self.path)
         else:
             logger.warning("rebuilding %s from the database: %s", self.path, reason)
             self.repair = reason
         with backend.exclusive():
             self.sync_and_save()
-
-    @staticmethod
-    def _generation_in(session: Session) -> int:
-        return session.scalars(select(StoreState.faces_generation).where(StoreState.id == 1)).one()
 
     def decode(self, face_id: int, blob: bytes) -> np.ndarray:
         """A stored embedding's float32 vector.
@@ -161,7 +213,7 @@ class IndexReplica:
         return np.frombuffer(blob, dtype="<f4")
 
     def fetch_faces(self, session: Session, ids: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, Owners]:
-        """Ids, embeddings and owners of the faces ``ids`` (all of this model's when None).
+        """Ids, embeddings and owners of those faces ``ids`` of this model still stored (all of them when None).
 
         Embeddings go straight into one float32 array: at a million faces, a list of row
         objects holding 512-byte blobs would need gigabytes on the way.
@@ -178,43 +230,90 @@ class IndexReplica:
             n += 1
         return face_ids[:n], vectors[:n], Owners.of(face_ids[:n], person_ids[:n])
 
-    def _sync(self) -> Snapshot:
-        """Bring the in-memory index up to the database's faces and publish it.
+    def _caught_up(self, session: Session, current: Snapshot, generation: int, log_start: int) -> _CatchUp:
+        """``current`` brought to ``generation``: from the change log, or by comparing ids if it is older."""
+        held = current.index.ids()
+        if current.generation >= 0 and log_start <= current.generation:
+            added, removed = queries.changes_since(session, current.generation)
+            gone = np.intersect1d(removed, held)  # removals first: a face added and removed since is neither
+            new = np.setdiff1d(np.setdiff1d(added, removed), held)
+        else:
+            wanted = self._backend.face_ids(session, self.model)
+            new = np.setdiff1d(wanted, held, assume_unique=True)
+            gone = np.setdiff1d(held, wanted, assume_unique=True)
+        if not len(gone) and not len(new):
+            return _CatchUp(dataclasses.replace(current, generation=generation), EMPTY, EMPTY)
+        left = current.owners.people(gone)
+        if len(new) > len(held):  # mostly new: one build beats many appends
+            ids, vectors, owners = self.fetch_faces(session, None)
+            index = FaceIndex.build(self.model, self.dimension, ids, vectors, policy=self.policy)
+            arrived = owners.person_ids
+        else:
+            new_ids, vectors, new_owners = self.fetch_faces(session, new)
+            index = current.index.updated(gone, new_ids, vectors)
+            owners = current.owners.changed(gone, new_owners)
+            arrived = new_owners.person_ids
+        snapshot = Snapshot(generation, index, owners, current.people, current.settings)
+        return _CatchUp(snapshot, left[~np.isin(left, owners.person_ids)], arrived)
 
-        Only the faces that appeared since the last sync are read in full; those gone are
-        found by comparing id lists (face rows are immutable and ids never reused).
-        """
-        backend = self._backend
-        with self._lock, backend.read() as session:
+    def _publish(self, session: Session, change: _CatchUp, *, rebuilt: bool = False) -> Snapshot:
+        """Complete the snapshot with what else a decision reads (names, counts, settings) and publish it."""
+        snapshot = change.snapshot
+        if rebuilt:
+            self._names.clear()
+            arrived = np.unique(snapshot.owners.person_ids)
+        else:
+            for person in change.left.tolist():
+                self._names.pop(person, None)
+            arrived = np.unique(change.arrived)
+        missing = [p for p in arrived.tolist() if p not in self._names]
+        if missing:
+            self._names.update(self._backend.people_names(session, missing))
+        people = self._backend.people_count(session)
+        self.snapshot = dataclasses.replace(snapshot, people=people, settings=queries.raw_settings(session))
+        self._confirmed_at = time.monotonic()
+        return self.snapshot
+
+    def _sync(self) -> Snapshot:
+        """Bring the in-memory index up to the database's generation and publish it (confirmed current)."""
+        with self._lock, self._backend.read() as session:
             current = self.snapshot
-            generation = self._generation_in(session)
+            generation, log_start = queries.generations(session)
             if generation == current.generation:
+                self._confirmed_at = time.monotonic()
                 return current
-            held = current.index.ids()
-            count = backend.face_count(session, self.model)
-            # Face ids only grow (AUTOINCREMENT, one writer at a time), so the faces added since are
-            # those above the newest held, and if the count adds up none is gone: an enrolment at a
-            # million faces reads its own face's id, not a million (0.45 s).
-            new = backend.face_ids(session, self.model, above=int(held[-1]) if len(held) else -1)
-            gone = np.empty(0, np.int64)
-            if count != len(held) + len(new):
-                wanted = backend.face_ids(session, self.model)
-                new = np.setdiff1d(wanted, held, assume_unique=True)
-                gone = np.setdiff1d(held, wanted, assume_unique=True)
-            if len(new) > count // 2:
-                ids, vectors, owners = self.fetch_faces(session, None)
-                index = FaceIndex.build(self.model, self.dimension, ids, vectors, policy=self.policy)
-            else:
-                new_ids, vectors, new_owners = self.fetch_faces(session, new)
-                index = current.index.updated(gone, new_ids, vectors)
-                owners = current.owners.changed(gone, new_owners)
-            self.snapshot = Snapshot(generation, index, owners, backend.people_count(session))
-            return self.snapshot
+            return self._publish(session, self._caught_up(session, current, generation, log_start))
+
+    def check(self) -> Snapshot:
+        """Ask the database whether anything changed, and catch up if so (the follower's periodic check)."""
+        return self._sync()
+
+    @property
+    def age_s(self) -> float:
+        """Seconds since the snapshot was last confirmed to be the database's current state."""
+        return time.monotonic() - self._confirmed_at
 
     def fresh(self) -> Snapshot:
-        """The published snapshot, synced first if the database's faces have changed."""
-        snapshot = self.snapshot
-        return snapshot if self._backend.faces_generation() == snapshot.generation else self._sync()
+        """The snapshot to decide on: current (SQLite), or confirmed recently enough (a followed replica).
+
+        Raises:
+            DataTooStale: a followed replica was last confirmed longer than ``max_staleness_s`` ago
+                (the database has been unreachable): nothing is decided on it.
+        """
+        if not self.followed:
+            snapshot = self.snapshot
+            if self._backend.faces_generation() != snapshot.generation:
+                return self._sync()
+            self._confirmed_at = time.monotonic()
+            return snapshot
+        snapshot, age = self.snapshot, self.age_s
+        if age > self.max_staleness_s:
+            raise DataTooStale(
+                f"the gallery's data was last confirmed current {age:.0f} s ago, longer than the "
+                f"{self.max_staleness_s:g} s allowed (is the database reachable?): nothing is decided on it",
+                age_s=age,
+            )
+        return snapshot
 
     def sync_and_save(self) -> bool:
         """After a commit (write lock held): sync the index and save it atomically.
@@ -262,12 +361,12 @@ class IndexReplica:
                 break
             wanted_faces = min(total, 4 * wanted_faces)
         first = first[:k]
-        names = self._backend.names(people[first].tolist())
-        return [
-            SearchHit(int(ids[i]), int(people[i]), names[int(people[i])], float(distances[i]))
-            for i in first
-            if int(people[i]) in names  # absent only if removed since the snapshot was taken
-        ]
+        hits = []
+        for i in first:
+            name = self._names.get(int(people[i]))
+            if name is not None:  # absent only if removed since the snapshot was taken
+                hits.append(SearchHit(int(ids[i]), int(people[i]), name, float(distances[i])))
+        return hits
 
     def problems(self) -> list[str]:
         """How the in-memory index and the index file disagree with the database; empty when they agree.

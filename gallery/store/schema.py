@@ -24,6 +24,8 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Text,
+    cast,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -122,6 +124,11 @@ class Setting(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
+# A setting's stored value as it is (bytes on SQLite, which may hold anything; text on PostgreSQL, whose
+# json type is checked on the way in): SQLAlchemy's JSON type would raise JSONDecodeError on a damaged row.
+RAW_SETTING = cast(Setting.value, LargeBinary().with_variant(Text(), "postgresql"))
+
+
 class AuditEntry(Base):
     """One decision or change, kept after the person is removed; never photo or embedding data."""
 
@@ -182,6 +189,7 @@ metadata = Base.metadata
 __all__ = [
     "HEAD_REVISION",
     "NAMING_CONVENTION",
+    "RAW_SETTING",
     "AuditEntry",
     "Base",
     "Face",

@@ -1,4 +1,9 @@
-"""The gallery's settings: named JSON values (the decision rules in force and their provenance)."""
+"""The gallery's settings: named JSON values (the decision rules in force and their provenance).
+
+Writes go to the database and bump the generation, so every replica (``gallery.store.replica``)
+re-reads them; reads of the rules in force come from the replica's snapshot (``decoded``), so a
+door needs no database round trip to know its rule.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import LargeBinary, cast, select
+from sqlalchemy import select
 
+from gallery.store import queries
 from gallery.store.backend import Backend
-from gallery.store.schema import Setting, utcnow
+from gallery.store.schema import RAW_SETTING, Setting, utcnow
 
 
 class Settings:
@@ -19,21 +25,14 @@ class Settings:
         self._backend = backend
 
     def get(self, key: str, default: Any = None) -> Any:
-        """The JSON value stored under ``key``, or ``default`` when there is no such row.
+        """The JSON value stored under ``key`` now, read from the database, or ``default`` when there is no such row.
 
         Raises:
-            ValueError: the row holds no JSON value (SQL NULL, undecodable bytes, text that is
-                not JSON): a damaged setting is reported, never taken for an absent one.
+            ValueError: the row holds no JSON value (``decoded``).
         """
         with self._backend.read() as session:
-            row = session.execute(select(_RAW).where(Setting.key == key)).first()
-        return default if row is None else _decoded(key, row[0])
-
-    def all(self) -> dict[str, Any]:
-        """Every setting, by key (``ValueError`` as ``get``)."""
-        with self._backend.read() as session:
-            rows = session.execute(select(Setting.key, _RAW).order_by(Setting.key)).all()
-        return {key: _decoded(key, raw) for key, raw in rows}
+            row = session.execute(select(RAW_SETTING).where(Setting.key == key)).first()
+        return default if row is None else decoded(key, row[0])
 
     def put(self, values: Mapping[str, Any]) -> None:
         """Store several settings in one transaction: all of them or, on failure, none.
@@ -49,16 +48,19 @@ class Settings:
         now = utcnow()
         with self._backend.write() as session:
             self._backend.put_settings(session, values, now)
+            queries.bump_generation(session)
 
 
-# The stored bytes as they are: SQLAlchemy's JSON type would raise JSONDecodeError on a damaged row.
-_RAW = cast(Setting.value, LargeBinary)
+def decoded(key: str, raw: bytes | str | None) -> Any:
+    """A stored setting's JSON value.
 
-
-def _decoded(key: str, raw: bytes | None) -> Any:
+    Raises:
+        ValueError: the row holds no JSON value (SQL NULL, undecodable bytes, text that is not
+            JSON): a damaged setting is reported, never taken for an absent one.
+    """
     if raw is None:
         raise ValueError(f"setting {key!r}: the stored value is SQL NULL, not JSON")
     try:
-        return json.loads(raw.decode("utf-8"))
+        return json.loads(raw if isinstance(raw, str) else raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"setting {key!r}: the stored value is not JSON ({error})") from None

@@ -29,7 +29,7 @@ import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
@@ -157,8 +157,11 @@ def _is_damaged_file(error: DBAPIError) -> bool:
 class SqliteBackend:
     """One gallery database file: engine, exclusive write lock, transactions and SQLite's own reads."""
 
+    server = False  # one machine: replicas read the generation before each search
+
     def __init__(self, path: Path, engine: Engine, lock_timeout: float) -> None:
         self.path = path
+        self.description = str(path)
         self.lock_path = path.with_name(path.name + ".lock")
         self._engine = engine
         self._write_engine = engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
@@ -261,15 +264,14 @@ class SqliteBackend:
         ):
             yield session
 
+    @contextmanager
+    def listen(self) -> Iterator[Callable[[float], bool]]:
+        """SQLite announces nothing (replicas read the generation before each search): a wait that only waits."""
+        never = threading.Event()
+        yield never.wait
+
     def faces_generation(self) -> int:
         return int(self._read_scalar(_GENERATION_SQL))
-
-    def names(self, person_ids: Sequence[int]) -> dict[int, str]:
-        wanted = [int(i) for i in person_ids]
-        if not wanted:
-            return {}
-        marks = ",".join("?" * len(wanted))
-        return dict(self._read_rows(f"SELECT id, name FROM people WHERE id IN ({marks})", wanted))
 
     def _read_scalar(self, sql: str) -> Any:
         """The first value of one read-only statement, run outside any explicit transaction.
@@ -284,16 +286,6 @@ class SqliteBackend:
             except sqlite3.Error as error:
                 raise StorageFailure(f"the gallery database {self.path} failed: {error}") from error
         return None if row is None else row[0]
-
-    def _read_rows(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Every row of one read-only statement, run like ``_read_scalar`` (no explicit transaction)."""
-        with self.failures_translated(), self._engine.connect() as connection:
-            raw = connection.connection.driver_connection
-            assert raw is not None
-            try:
-                return raw.execute(sql, parameters).fetchall()
-            except sqlite3.Error as error:
-                raise StorageFailure(f"the gallery database {self.path} failed: {error}") from error
 
     def schema_revision(self) -> str | None:
         """The database's Alembic revision."""
@@ -357,6 +349,16 @@ class SqliteBackend:
         pairs = np.array(cursor.fetchall(), dtype=np.int64).reshape(-1, 2)
         return pairs[:, 0].copy(), pairs[:, 1].copy()
 
+    def people_names(self, session: Session, person_ids: Sequence[int]) -> dict[int, str]:
+        cursor = _cursor(session)
+        wanted = [int(i) for i in person_ids]
+        names: dict[int, str] = {}
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            names.update(cursor.execute(f"SELECT id, name FROM people WHERE id IN ({marks})", chunk).fetchall())
+        return names
+
     def face_rows(
         self, session: Session, model: str, ids: np.ndarray | None
     ) -> tuple[int, Iterable[tuple[int, int, bytes]]]:
@@ -371,7 +373,8 @@ class SqliteBackend:
                 chunk = [int(i) for i in ids[start : start + _CHUNK]]
                 marks = ",".join("?" * len(chunk))
                 yield from cursor.execute(
-                    f"SELECT id, person_id, embedding FROM faces WHERE id IN ({marks}) ORDER BY id", chunk
+                    f"SELECT id, person_id, embedding FROM faces WHERE model = ? AND id IN ({marks}) ORDER BY id",
+                    [model, *chunk],
                 )
 
         return len(ids), rows()

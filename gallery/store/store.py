@@ -49,8 +49,11 @@ from gallery.errors import (
 from gallery.store import queries
 from gallery.store.audit_log import AuditLog
 from gallery.store.backend import Backend
+from gallery.store.connect import open_backend
 from gallery.store.erasure import BRIEF_ERASE_WAIT_S, PendingErasure, outstanding
+from gallery.store.follower import DEFAULT_CHECK_INTERVAL_S, Follower
 from gallery.store.home import HomeIdentity, make_home
+from gallery.store.hosts import host_id, record_applied
 from gallery.store.index import DEFAULT_POLICY, IndexPolicy
 from gallery.store.records import (
     AuditEvent,
@@ -61,13 +64,11 @@ from gallery.store.records import (
     SearchHit,
     StoreStats,
 )
-from gallery.store.replica import IndexReplica
+from gallery.store.replica import DEFAULT_MAX_STALENESS_S, IndexReplica
 from gallery.store.schema import Person
-from gallery.store.settings import Settings
-from gallery.store.sqlite import SqliteBackend
+from gallery.store.settings import Settings, decoded
 from gallery.store.validation import checked_batch, checked_embedding, checked_face, checked_queries, clean_name
 
-DATABASE_FILE = "gallery.db"
 INDEX_FILE = "faces.faiss"
 # How long a removal waits for readers in the middle of a read before it reports the WAL pending.
 REMOVAL_ERASE_WAIT_S = 30.0
@@ -87,23 +88,34 @@ class Store:
         model: str,
         dimension: int,
         index_policy: IndexPolicy = DEFAULT_POLICY,
+        database_path: Path | None = None,
+        max_staleness_s: float = DEFAULT_MAX_STALENESS_S,
     ) -> None:
         """Use ``Store.open``."""
         self.home = home
         self.model = model
         self.dimension = dimension
         self.index_policy = index_policy
-        self.database_path = home / DATABASE_FILE
+        self.database_path = database_path  # None on a database server
         self.index_path = home / INDEX_FILE
         self._db = backend
         self._closed = False
-        self._identity = HomeIdentity(home, self.database_path)
+        self._identity = HomeIdentity(home, database_path)
         self._schema_revision = backend.schema_revision()
+        self.host_id = host_id(home)
         with backend.read() as session:
             gallery_id = queries.gallery_id(session)
         self._replica = IndexReplica(
-            backend, self.index_path, model=model, dimension=dimension, policy=index_policy, gallery_id=gallery_id
+            backend,
+            self.index_path,
+            model=model,
+            dimension=dimension,
+            policy=index_policy,
+            gallery_id=gallery_id,
+            followed=backend.server,
+            max_staleness_s=max_staleness_s,
         )
+        self._follower: Follower | None = None
         self._settings = Settings(backend)
         self._audit_log = AuditLog(backend)
         self._erasure = PendingErasure(backend, self._settings, self.write_lock, self._saved_index)
@@ -115,41 +127,66 @@ class Store:
         *,
         model: str,
         dimension: int = 128,
+        database_url: str | None = None,
         lock_timeout: float = 60.0,
         index_policy: IndexPolicy = DEFAULT_POLICY,
+        max_staleness_s: float = DEFAULT_MAX_STALENESS_S,
+        check_interval_s: float = DEFAULT_CHECK_INTERVAL_S,
     ) -> Store:
-        """Open the gallery in ``home``, creating and migrating it as needed.
+        """Open the gallery in ``home``, creating and migrating its database as needed.
 
-        The index file is loaded and checked against the database (model, gallery, face
-        ids); if it is missing, damaged or stale it is rebuilt from the stored embeddings and
-        saved, and ``index_repair`` says why.
+        The index file is loaded, caught up with the database's change log and checked against
+        it (model, gallery, face ids); if it is missing, damaged or stale it is rebuilt from the
+        stored embeddings and saved, and ``index_repair`` says why.
 
         Args:
-            home: the gallery's folder (created if missing).
+            home: the gallery's folder (created if missing): the database (SQLite), this host's
+                index replica and files.
             model: id of the embedding model whose faces this store searches and accepts.
             dimension: that model's embedding length.
-            lock_timeout: seconds to wait for another process's write lock.
+            database_url: None for ``gallery.db`` in ``home``; ``postgresql://user@host:port/db``
+                for a database shared by several hosts (``sqlite:///path`` also works).
+            lock_timeout: seconds to wait for another writer's lock.
             index_policy: when search turns from exact to compressed (PQ), and its shape.
+            max_staleness_s: (database server) how long searches go on from this host's replica
+                while the database cannot be reached, before they refuse (``DataTooStale``).
+            check_interval_s: (database server) how often the follower asks the database for
+                changes besides its wake-ups.
 
         Raises:
             SchemaTooNew: the database was written by a newer gallery.
-            NotAGallery: ``gallery.db`` is not a readable gallery database.
+            NotAGallery: the database is not a readable gallery database.
             StoreBusy: the write lock was not obtained in time.
+            InvalidDatabaseUrl, DatabaseLoginRefused, DatabaseUnavailable: the server's URL is wrong,
+                refused the login, or cannot be reached.
         """
         home = make_home(Path(home))
-        backend: Backend = SqliteBackend.open(home / DATABASE_FILE, lock_timeout=lock_timeout)
+        backend, database_path = open_backend(home, database_url, lock_timeout=lock_timeout)
         try:
-            store = cls(home, backend, model, dimension, index_policy)
+            store = cls(home, backend, model, dimension, index_policy, database_path, max_staleness_s)
             store._replica.load()
             # A removal killed between its commit and its checkpoint left the erased rows' old
             # pages in the WAL; empty it now (best effort, without waiting long for readers),
             # and finish any erasure another process could not.
             backend.erase_deleted_copies(wait_s=BRIEF_ERASE_WAIT_S)
             store._erasure.finish()
+            if backend.server:
+                store._follow(check_interval_s)
         except BaseException:
             backend.close()
             raise
         return store
+
+    def _follow(self, check_interval_s: float) -> None:
+        """Start the thread that keeps this host's replica current, and say which generation it holds."""
+        self._record_applied(self._replica.snapshot.generation)
+        self._follower = Follower(
+            self._db.listen, self._replica, check_interval_s=check_interval_s, applied=self._record_applied
+        )
+        self._follower.start()
+
+    def _record_applied(self, generation: int) -> None:
+        record_applied(self._db, self.host_id, generation)
 
     def __enter__(self) -> Store:
         return self
@@ -158,8 +195,10 @@ class Store:
         self.close()
 
     def close(self) -> None:
-        """Release the database's connections; the store cannot be used afterwards."""
+        """Stop following the database and release its connections; the store cannot be used afterwards."""
         self._closed = True
+        if self._follower is not None:
+            self._follower.stop()
         self._db.close()
 
     @property
@@ -396,6 +435,12 @@ class Store:
         self._check_open()
         return self._replica.fresh().generation
 
+    def data_state(self) -> tuple[int, float]:
+        """The generation this host's replica holds, and seconds since it was confirmed current."""
+        self._check_open()
+        snapshot = self._replica.fresh()
+        return snapshot.generation, self._replica.age_s
+
     def people_count(self) -> int:
         """How many people are enrolled (counted when the faces last changed: free per call)."""
         self._check_open()
@@ -428,9 +473,17 @@ class Store:
     # ---- settings and audit ------------------------------------------------------------
 
     def get_setting(self, key: str, default: Any = None) -> Any:
-        """The JSON value stored under ``key``, or ``default``."""
+        """The JSON value stored under ``key``, or ``default``; on a database server as this host's replica holds it.
+
+        Raises:
+            ValueError: the stored value is not JSON (``gallery.store.settings.decoded``).
+            DataTooStale: as ``search``.
+        """
         self._check_open()
-        return self._settings.get(key, default)
+        if not self._db.server:  # a local file: read it as it is now, cheaply (a row changed by hand included)
+            return self._settings.get(key, default)
+        settings = self._replica.fresh().settings
+        return decoded(key, settings[key]) if key in settings else default
 
     def set_settings(self, values: Mapping[str, Any]) -> None:
         """Store several settings in one transaction: all of them or, on failure, none.
@@ -440,6 +493,7 @@ class Store:
         """
         self._check_open()
         self._settings.put(values)
+        self._replica.check()  # this host reads its own write at once, without waiting for its follower
         self._erasure.finish()
 
     def audit_many(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
@@ -475,7 +529,7 @@ class Store:
             people, by_model = queries.counts(session)
         return StoreStats(
             home=self.home,
-            database_path=self.database_path,
+            database=self._db.description,
             index_path=self.index_path,
             model=self.model,
             dimension=self.dimension,
@@ -486,6 +540,7 @@ class Store:
             generation=snapshot.generation,
             schema_revision=self._schema_revision,
             index_repair=self.index_repair,
+            data_age_s=self._replica.age_s,
         )
 
     def consistency_problems(self) -> list[str]:

@@ -1,4 +1,4 @@
-"""The change log replicas follow (one row per face added or removed, and where the log starts), and the hosts following it.
+"""The change log replicas follow (a row per face added or removed, where the log starts) and the hosts following it.
 
 Revision ID: 0002
 Revises: 0001
