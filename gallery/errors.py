@@ -216,3 +216,14 @@ class RuleInvalid(GalleryError):
         super().__init__(message)
         self.setting = setting
         self.problem = problem if problem is not None else message
+
+
+# --- the service, seen from its client (``gallery --server``) ---------------------------------
+
+
+class ServiceUnreachable(GalleryError):
+    """The gallery service did not answer: connection refused, unknown host, TLS failure or timeout."""
+
+
+class ServiceResponseInvalid(GalleryError):
+    """The server answered, but not as the gallery service does (another program, or a proxy's error page)."""

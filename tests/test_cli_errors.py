@@ -16,14 +16,17 @@ one, so the models really are loaded from the broken files.
 from __future__ import annotations
 
 import ast
+import http.server
 import json
 import os
 import re
 import shutil
+import socket
 import sqlite3
 import struct
 import subprocess
 import sys
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -102,6 +105,13 @@ class Shell:
         context = CliContext() if real else CliContext(pipeline=pipeline or FakePipeline())
         before = len(self._failures)
         result = CliRunner().invoke(cli, ["--home", str(self.home), *map(str, args)], obj=context)
+        raised = self._failures[before:]
+        return Outcome(result.exit_code, result.stdout, result.stderr, type(raised[-1]) if raised else None)
+
+    def remote(self, server: str, *args: object) -> Outcome:
+        """The command as a client of the gallery service at ``server`` (``--server``), with no gallery here."""
+        before = len(self._failures)
+        result = CliRunner().invoke(cli, ["--server", server, *map(str, args)], obj=CliContext())
         raised = self._failures[before:]
         return Outcome(result.exit_code, result.stdout, result.stderr, type(raised[-1]) if raised else None)
 
@@ -385,6 +395,29 @@ def _never_raised_directly(shell: Shell, error: type[GalleryError]) -> None:
     assert error.__subclasses__(), f"{error.__name__} has no members"
 
 
+def _nobody_listening(shell: Shell) -> Outcome:
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens on it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return shell.remote(f"http://127.0.0.1:{port}", "list")
+
+
+class _QuietFileServer(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # its access log would land in the command's captured stderr
+
+
+def _not_a_gallery_service(shell: Shell) -> Outcome:
+    """A real web server, but a plain file server: it answers the API's routes with an HTML 404."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _QuietFileServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        return shell.remote(f"http://127.0.0.1:{server.server_address[1]}", "info")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def _family(error: type[GalleryError]) -> NotThroughTheCli:
     return NotThroughTheCli(
         "a family's base class: never raised itself, only its members (each has its own case)",
@@ -490,6 +523,12 @@ CASES: dict[type[GalleryError], ThroughTheCli | NotThroughTheCli] = {
     ),
     E.RuleInvalid: ThroughTheCli(
         _nan_threshold_stored, r"decision_rule setting cannot be trusted \(threshold is nan, must be a finite number"
+    ),
+    E.ServiceUnreachable: ThroughTheCli(
+        _nobody_listening, r"cannot reach the gallery service at http://127\.0\.0\.1:\d+: .*refused"
+    ),
+    E.ServiceResponseInvalid: ThroughTheCli(
+        _not_a_gallery_service, r"the server at http://127\.0\.0\.1:\d+ answered HTTP 404 without the gallery's error"
     ),
 }
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
 import click
 
-from gallery.cli.context import DEBUG_ENV, CliContext, fail, fail_unexpected, interrupted
+from gallery.cli.context import API_KEY_ENV, DEBUG_ENV, SERVER_ENV, CliContext, fail, fail_unexpected, interrupted
 from gallery.errors import GalleryError
 
 
@@ -55,13 +56,23 @@ class GalleryGroup(click.Group):
     "with exit 4 (required). Default: $GALLERY_AUDIT.",
 )
 @click.option(
+    "--server",
+    metavar="URL",
+    envvar=SERVER_ENV,
+    help=f"Ask the gallery service at URL (http(s)://host:port) instead of a gallery here: identify, verify, "
+    f"enroll, remove, list and info. Its key comes from ${API_KEY_ENV}, never the command line. "
+    f"Default: ${SERVER_ENV}.",
+)
+@click.option(
     "--debug",
     is_flag=True,
     envvar=DEBUG_ENV,
     help=f"Print the traceback of an unexpected error (default: ${DEBUG_ENV}).",
 )
 @click.pass_context
-def cli(ctx: click.Context, home: Path | None, threads: int | None, audit: str | None, debug: bool) -> None:
+def cli(
+    ctx: click.Context, home: Path | None, threads: int | None, audit: str | None, server: str | None, debug: bool
+) -> None:
     """One-shot face identification: enrol a person from one photo, identify them in others.
 
     \b
@@ -70,9 +81,22 @@ def cli(ctx: click.Context, home: Path | None, threads: int | None, audit: str |
         gallery identify door.jpg
     """
     given = ctx.obj if isinstance(ctx.obj, CliContext) else CliContext()
+    server = server or given.server
+    if server:
+        # Said on the command line, a local option with a server is a mistake; set in the
+        # environment (a desk's shell may keep $GALLERY_HOME) it is simply not this call's.
+        local = [f"--{name}" for name in ("home", "threads", "audit") if _on_command_line(ctx, name)]
+        if local:
+            raise click.UsageError(f"{', '.join(local)} apply to a gallery here, not with --server")
     ctx.obj = dataclasses.replace(
         given,
         home=home or given.home,
         threads=threads or given.threads,
         audit="required" if audit == "required" else "best_effort" if audit else given.audit,
+        server=server or None,
+        api_key=os.environ.get(API_KEY_ENV) or given.api_key,
     )
+
+
+def _on_command_line(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
