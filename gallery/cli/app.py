@@ -60,7 +60,7 @@ class GalleryGroup(click.Group):
     metavar="URL",
     envvar=SERVER_ENV,
     help=f"Ask the gallery service at URL (http(s)://host:port) instead of a gallery here: identify, verify, "
-    f"enroll, remove, list and info. Its key comes from ${API_KEY_ENV}, never the command line. "
+    f"enroll, remove, list, info and log. Its key comes from ${API_KEY_ENV}, never the command line. "
     f"Default: ${SERVER_ENV}.",
 )
 @click.option(

@@ -21,11 +21,11 @@ line, and the traceback too only with ``--debug`` or ``GALLERY_DEBUG=1`` (one op
 variable is its default, so a service's environment can turn it on without changing the
 command line). Click's own "Aborted!" (exit 1) on Ctrl-C is replaced by exit 130.
 
-With ``--server URL`` (or ``$GALLERY_SERVER``) identify, verify, enroll, remove, list and info
+With ``--server URL`` (or ``$GALLERY_SERVER``) identify, verify, enroll, remove, list, info and log
 ask a gallery service instead of opening a gallery (``gallery.client``): the service's error
 JSON names the library's error class, so the output and exit codes are the local command's.
-Commands that need the gallery's files (enroll-dir, log, reembed, calibrate, eval) refuse
-``--server`` as a usage error (2).
+Commands that need the gallery's files, or folders of photos, on this machine (enroll-dir,
+reembed, calibrate, eval) refuse ``--server`` as a usage error (2).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from gallery.client.answers import json_value
 
 if TYPE_CHECKING:
     from gallery.client.answers import (
+        AuditEventAnswer,
         EnrolAnswer,
         GalleryAnswers,
         IdentifyAnswer,
@@ -81,6 +83,22 @@ class LocalAnswers:
 
     def info(self) -> InfoAnswer:
         answer: InfoAnswer = as_sent(self.gallery.info().to_dict())
+        return answer
+
+    def audit_log(
+        self,
+        *,
+        limit: int = 50,
+        action: str | None = None,
+        person: str | None = None,
+        outcome: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[AuditEventAnswer]:
+        events = self.gallery.audit_log(
+            limit=limit, action=action, person=person, outcome=outcome, since=since, until=until
+        )
+        answer: list[AuditEventAnswer] = as_sent([event.to_dict() for event in events])
         return answer
 
 

@@ -1,6 +1,6 @@
 """Day-to-day commands: enrol, identify, verify, list, remove, and reading the audit log.
 
-enroll, identify, verify, list and remove print a ``gallery.client.answers`` shape, whether the
+enroll, identify, verify, list, remove and log print a ``gallery.client.answers`` shape, whether the
 gallery here answered (``gallery.cli.local``) or a service (``--server``): one rendering for both.
 """
 
@@ -279,13 +279,14 @@ def log(
         gallery log --person "Ada Lovelace"
         gallery log --action identify --outcome match --since 2026-11-29 --json
     """
-    events = ctx.run(
+    events = ctx.answer(
         lambda g: g.audit_log(limit=limit, action=action, person=person, outcome=outcome, since=since, until=until)
     )
     if as_json:
-        print_json([event.to_dict() for event in events])
+        print_json(events)
         return
     for event in events:
-        who = f"{event.person_name} (person {event.person_id})" if event.person_name else "-"
-        facts = f"\t{json.dumps(event.detail, ensure_ascii=False)}" if event.detail else ""
-        click.echo(f"{event.at.isoformat(timespec='seconds')}\t{event.action}\t{event.outcome}\t{who}{facts}")
+        who = f"{event['person_name']} (person {event['person_id']})" if event["person_name"] else "-"
+        facts = f"\t{json.dumps(event['detail'], ensure_ascii=False)}" if event["detail"] else ""
+        at = datetime.fromisoformat(event["at"]).isoformat(timespec="seconds")
+        click.echo(f"{at}\t{event['action']}\t{event['outcome']}\t{who}{facts}")

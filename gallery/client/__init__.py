@@ -8,6 +8,7 @@ Pure Python over the standard library: it imports neither torch, FAISS, NumPy no
 """
 
 from gallery.client.answers import (
+    AuditEventAnswer,
     CandidateAnswer,
     EnrolAnswer,
     FaceAnswer,
@@ -22,6 +23,7 @@ from gallery.client.client import DEFAULT_TIMEOUT_S, GalleryClient
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
+    "AuditEventAnswer",
     "CandidateAnswer",
     "EnrolAnswer",
     "FaceAnswer",

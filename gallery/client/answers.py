@@ -107,6 +107,20 @@ class InfoAnswer(TypedDict):
     schema_revision: str | None
 
 
+class AuditEventAnswer(TypedDict):
+    """``AuditEvent.to_dict()``: ``at`` in ISO 8601 with its UTC offset."""
+
+    id: int
+    at: str
+    action: str
+    outcome: str
+    person_name: str | None
+    person_id: int | None
+    model: str | None
+    rule: Any
+    detail: Any
+
+
 class GalleryAnswers(Protocol):
     """The questions both a local gallery (``gallery.cli.local``) and the service (``GalleryClient``) answer.
 
@@ -134,3 +148,14 @@ class GalleryAnswers(Protocol):
     def people(self) -> list[PersonAnswer]: ...
 
     def info(self) -> InfoAnswer: ...
+
+    def audit_log(
+        self,
+        *,
+        limit: int = 50,
+        action: str | None = None,
+        person: str | None = None,
+        outcome: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[AuditEventAnswer]: ...

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from gallery.client.answers import EnrolAnswer, IdentifyAnswer, InfoAnswer, PersonAnswer, RemovalAnswer, VerifyAnswer
+from gallery.client.answers import (
+    AuditEventAnswer,
+    EnrolAnswer,
+    IdentifyAnswer,
+    InfoAnswer,
+    PersonAnswer,
+    RemovalAnswer,
+    VerifyAnswer,
+)
 from gallery.client.transport import Endpoint, Upload, exchange
 from gallery.vision.photo_file import read_photo
 
@@ -74,6 +83,23 @@ class GalleryClient:
 
     def info(self) -> InfoAnswer:
         answer: InfoAnswer = self._ask("GET", "/v1/info")
+        return answer
+
+    def audit_log(
+        self,
+        *,
+        limit: int = 50,
+        action: str | None = None,
+        person: str | None = None,
+        outcome: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[AuditEventAnswer]:
+        # Filters travel in the body: a person's name must not appear in a URL (or an access log).
+        filters: dict[str, Any] = {"limit": limit, "action": action, "person": person, "outcome": outcome}
+        filters |= {"since": since.isoformat() if since else None, "until": until.isoformat() if until else None}
+        sent = {key: value for key, value in filters.items() if value is not None}
+        answer: list[AuditEventAnswer] = self._ask("POST", "/v1/audit", None, Upload.json(sent))
         return answer
 
     def _ask(
