@@ -40,18 +40,14 @@ from sqlalchemy import ColumnElement
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gallery.errors import (
-    AlreadyEnrolled,
-    DuplicateExternalId,
-    ModelMismatch,
-    StoreClosed,
-)
+from gallery.errors import AlreadyEnrolled, DuplicateExternalId, ModelMismatch, StoreClosed
 from gallery.store import queries
 from gallery.store.audit_log import AuditLog
 from gallery.store.backend import Backend
 from gallery.store.erasure import BRIEF_ERASE_WAIT_S, PendingErasure, outstanding
 from gallery.store.home import HomeIdentity, make_home
 from gallery.store.index import DEFAULT_POLICY, IndexPolicy
+from gallery.store.keys import ApiKeys
 from gallery.store.records import (
     AuditEvent,
     FaceRecord,
@@ -106,6 +102,7 @@ class Store:
         )
         self._settings = Settings(backend)
         self._audit_log = AuditLog(backend)
+        self.keys = ApiKeys(backend, self._check_open)  # the HTTP service's keys
         self._erasure = PendingErasure(backend, self._settings, self.write_lock, self._saved_index)
 
     @classmethod
