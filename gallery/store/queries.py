@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from gallery.errors import AlreadyEnrolled, DuplicateExternalId, InvalidFaceRecord, PersonNotFound
 from gallery.store.records import FaceRecord, FaceRow, PersonRow, ReembedTask
-from gallery.store.schema import Face, Person, StoreState, utcnow
+from gallery.store.schema import Face, FaceChange, Person, StoreState, utcnow
 
 CHUNK = 500  # values per IN (...) query, well under any engine's variable limit
 
@@ -87,6 +87,7 @@ def delete_person(session: Session, name: str) -> tuple[int, str, str | None, tu
     # Explicit, although the foreign key cascades: erasure must not hang on a pragma.
     session.execute(delete(Face).where(Face.person_id == person.id))
     session.execute(delete(Person).where(Person.id == person.id))
+    _changed(session, removed=face_ids)
     return removed
 
 
@@ -173,6 +174,7 @@ def insert_face(session: Session, person_id: int, face: FaceRecord, vector: np.n
     )
     session.add(row)
     session.flush()
+    _changed(session, added=[row.id])
     return row.id
 
 
@@ -197,6 +199,7 @@ def replace_embedding(session: Session, face_id: int, vector: np.ndarray, model:
     session.add(new)
     session.flush()
     session.delete(old)
+    _changed(session, added=[new.id], removed=[face_id])
     return new.id
 
 
@@ -205,8 +208,31 @@ def gallery_id(session: Session) -> str:
     return session.scalars(select(StoreState.gallery_id).where(StoreState.id == 1)).one()
 
 
-def bump_faces_generation(session: Session) -> None:
-    """Count a change to ``faces``: in the same transaction as every such change."""
-    session.execute(
-        update(StoreState).where(StoreState.id == 1).values(faces_generation=StoreState.faces_generation + 1)
-    )
+_CHANGES = "gallery_face_changes"  # session.info key: the faces this transaction added and removed
+
+
+def _changed(session: Session, *, added: Sequence[int] = (), removed: Sequence[int] = ()) -> None:
+    """Note faces this transaction added or removed, for ``bump_generation`` to log."""
+    noted = session.info.setdefault(_CHANGES, ([], []))
+    noted[0].extend(added)
+    noted[1].extend(removed)
+
+
+def bump_generation(session: Session) -> int:
+    """Count a change replicas hold (faces, settings) and log the faces it added and removed.
+
+    In the same transaction as the change, at its end: the log rows carry the new generation,
+    which every replica compares with its own. Returns the new generation.
+    """
+    generation: int = session.execute(
+        update(StoreState)
+        .where(StoreState.id == 1)
+        .values(faces_generation=StoreState.faces_generation + 1)
+        .returning(StoreState.faces_generation)
+    ).scalar_one()
+    added, removed = session.info.pop(_CHANGES, ([], []))
+    rows = [{"generation": generation, "face_id": i, "removed": True} for i in removed]
+    rows += [{"generation": generation, "face_id": i, "removed": False} for i in added]
+    if rows:
+        session.execute(insert(FaceChange), rows)
+    return generation

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -39,7 +40,7 @@ NAMING_CONVENTION = {
 
 # The newest revision in migrations/versions (a test keeps them equal): a database recording
 # it needs no migration, which opening checks without importing Alembic.
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0003"
 NAME_MAX_LENGTH = 200
 MODEL_ID_MAX_LENGTH = 100
 
@@ -146,7 +147,34 @@ class StoreState(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # Random, made when the database is created; binds an index file to its database.
     gallery_id: Mapped[str] = mapped_column(String(32))
+    # Bumped with every change a replica holds (faces; settings, which replicas cache too).
     faces_generation: Mapped[int] = mapped_column(Integer)
+    # The generation from which ``face_changes`` is complete (the log began with revision 0002).
+    log_start: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class FaceChange(Base):
+    """A face added or removed at a generation: what replicas replay to catch up (ids only)."""
+
+    __tablename__ = "face_changes"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, index=True)
+    face_id: Mapped[int] = mapped_column(Integer)
+    removed: Mapped[bool] = mapped_column(Boolean)
+
+
+class ReplicaHost(Base):
+    """A host following the change log: the generation its replica has applied, and when it said so."""
+
+    __tablename__ = "replica_hosts"
+
+    # Random, kept in the host's home folder: one row per home, whatever the machine's name.
+    host_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH))
+    generation: Mapped[int] = mapped_column(Integer)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 metadata = Base.metadata
@@ -154,13 +182,31 @@ metadata = Base.metadata
 __all__ = [
     "HEAD_REVISION",
     "NAMING_CONVENTION",
+    "ApiKeyRow",
     "AuditEntry",
     "Base",
     "Face",
+    "FaceChange",
     "Person",
+    "ReplicaHost",
     "Setting",
     "StoreState",
     "UTCDateTime",
     "metadata",
     "utcnow",
 ]
+
+
+class ApiKeyRow(Base):
+    """An API key of the HTTP service: its name, scopes and the SHA-256 of the key (never the key itself)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH), unique=True)
+    key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    # A JSON list of scope names ("identify", "enrol", "admin").
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -40,18 +40,14 @@ from sqlalchemy import ColumnElement
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gallery.errors import (
-    AlreadyEnrolled,
-    DuplicateExternalId,
-    ModelMismatch,
-    StoreClosed,
-)
+from gallery.errors import AlreadyEnrolled, DuplicateExternalId, ModelMismatch, StoreClosed
 from gallery.store import queries
 from gallery.store.audit_log import AuditLog
 from gallery.store.backend import Backend
 from gallery.store.erasure import BRIEF_ERASE_WAIT_S, PendingErasure, outstanding
 from gallery.store.home import HomeIdentity, make_home
 from gallery.store.index import DEFAULT_POLICY, IndexPolicy
+from gallery.store.keys import ApiKeys
 from gallery.store.records import (
     AuditEvent,
     FaceRecord,
@@ -106,6 +102,7 @@ class Store:
         )
         self._settings = Settings(backend)
         self._audit_log = AuditLog(backend)
+        self.keys = ApiKeys(backend, self._check_open)  # the HTTP service's keys
         self._erasure = PendingErasure(backend, self._settings, self.write_lock, self._saved_index)
 
     @classmethod
@@ -209,7 +206,7 @@ class Store:
         with self.write_lock():
             with self._db.write() as session:
                 yield session
-                queries.bump_faces_generation(session)
+                queries.bump_generation(session)
                 self._check_open()  # not into a deleted or moved database: roll back instead
             self._saved_index()
             self._erasure.finish()
@@ -315,7 +312,7 @@ class Store:
         with self.write_lock():
             with self._db.write() as session:
                 person_id, name, external_id, face_ids = queries.delete_person(session, name)
-                queries.bump_faces_generation(session)
+                queries.bump_generation(session)
                 self._check_open()
             index_clean = self._saved_index()
             wal_cleared = self._db.erase_deleted_copies(wait_s=REMOVAL_ERASE_WAIT_S)
