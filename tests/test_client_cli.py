@@ -132,7 +132,15 @@ def filled(args: tuple[str, ...], photos: dict[str, Path]) -> list[str]:
     return [arg.format(**places) for arg in args]
 
 
-@pytest.mark.parametrize("case", READS)
+NOT_YET = pytest.mark.xfail(
+    strict=True,
+    reason="the service decodes the upload as 'the image bytes', not under the file name the client sends "
+    "(/work/coord/client-notes-for-service.md, 1)",
+)
+READS["identify a letter"] = ("identify", "{letter}")
+
+
+@pytest.mark.parametrize("case", [pytest.param(case, marks=NOT_YET) if "letter" in case else case for case in READS])
 def test_the_client_says_what_the_local_command_says(served: Served, photos: dict[str, Path], case: str) -> None:
     args = filled(READS[case], photos)
     here = local(served.home, *args)

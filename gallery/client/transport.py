@@ -7,6 +7,7 @@ start-up time and buy nothing. ``ssl`` is imported only for an ``https://`` serv
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -114,7 +115,10 @@ def exchange(
         headers["Content-Type"] = upload.content_type
     connection = _connect(endpoint, timeout)
     try:
-        connection.request(method, target, body=upload.data if upload else None, headers=headers)
+        # A server refusing a large body (413) answers and closes before reading it all: its
+        # answer may be waiting to be read even though sending failed.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            connection.request(method, target, body=upload.data if upload else None, headers=headers)
         response = connection.getresponse()
         status, content_type, body = response.status, response.getheader("Content-Type", ""), response.read()
     except (OSError, http.client.HTTPException) as err:
