@@ -24,8 +24,11 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +39,7 @@ import pytest
 from click.testing import CliRunner
 from fakes import FakePipeline, fake_photo
 from PIL import Image
+from service_app import SlowFakePipeline
 
 import gallery
 import gallery.cli.context
@@ -392,6 +396,55 @@ def _family(error: type[GalleryError]) -> NotThroughTheCli:
     )
 
 
+def _key_made_twice(shell: Shell) -> Outcome:
+    assert shell("keys", "create", "--name", "door-1", "--scope", "identify").exit_code == 0
+    return shell("keys", "create", "--name", "door-1", "--scope", "enrol")
+
+
+def _through_the_service(error: type[GalleryError]) -> NotThroughTheCli:
+    """A service error met in-process through the app's routes (tests/test_service_*.py meet each for real)."""
+
+    def check(shell: Shell) -> None:
+        from fastapi.testclient import TestClient
+
+        from gallery.service import ServiceSettings, create_app
+
+        settings = {
+            E.RateLimited: ServiceSettings(rate_limit="1/minute"),
+            E.RequestTooLarge: ServiceSettings(max_body_bytes=100),
+            E.ServiceOverloaded: ServiceSettings(workers=1, queue=0),
+            E.RequestTimedOut: ServiceSettings(request_timeout_s=0.1),
+        }.get(error, ServiceSettings())
+        pipeline = SlowFakePipeline(0.5) if error in (E.ServiceOverloaded, E.RequestTimedOut) else FakePipeline()
+        with Gallery(shell.home, pipeline=pipeline) as opened:
+            door = opened.hosting.create_key("door", ["identify"]).secret
+            ready = threading.Event()
+            source = opened if error is not E.ServiceNotReady else lambda: (ready.wait(30), opened)[1]
+            with TestClient(create_app(source, settings), headers={"Authorization": f"Bearer {door}"}) as client:
+                if error is not E.ServiceNotReady:
+                    for _ in range(100):
+                        if client.get("/health/ready").status_code == 200:
+                            break
+                        time.sleep(0.05)
+                photo = shell.photo("ada").read_bytes()
+                if error is E.NotAuthenticated:
+                    client.headers.pop("Authorization")
+                route = "/v1/info" if error is E.ScopeDenied else "/v1/identify"
+                if error is E.ServiceOverloaded:
+                    with ThreadPoolExecutor(4) as pool:
+                        answers = list(pool.map(lambda _: client.post(route, content=photo), range(4)))
+                else:
+                    answers = [client.request("GET" if route == "/v1/info" else "POST", route, content=photo)]
+                    if error is E.RateLimited:
+                        answers.append(client.post(route, content=photo))
+                ready.set()
+        assert error.__name__ in [answer.json().get("error") for answer in answers], [a.text for a in answers]
+
+    return NotThroughTheCli(
+        "raised by the HTTP service (gallery serve) answering a request: the command line never meets it", check
+    )
+
+
 E = gallery.errors
 CASES: dict[type[GalleryError], ThroughTheCli | NotThroughTheCli] = {
     E.GalleryError: _family(E.GalleryError),
@@ -491,6 +544,21 @@ CASES: dict[type[GalleryError], ThroughTheCli | NotThroughTheCli] = {
     E.RuleInvalid: ThroughTheCli(
         _nan_threshold_stored, r"decision_rule setting cannot be trusted \(threshold is nan, must be a finite number"
     ),
+    E.KeyNotFound: ThroughTheCli(lambda shell: shell("keys", "revoke", "door-9"), "no API key is named 'door-9'"),
+    E.KeyNameTaken: ThroughTheCli(_key_made_twice, "a key named 'door-1' exists already"),
+    E.ServiceError: _family(E.ServiceError),
+    **{
+        cls: _through_the_service(cls)
+        for cls in (
+            E.NotAuthenticated,
+            E.ScopeDenied,
+            E.RateLimited,
+            E.RequestTooLarge,
+            E.ServiceOverloaded,
+            E.ServiceNotReady,
+            E.RequestTimedOut,
+        )
+    },
 }
 
 
