@@ -62,7 +62,8 @@ class Server:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def start(self) -> None:
+    def start(self, *, until: str = "/health/ready") -> None:
+        """Start the server and wait until ``until`` answers 200."""
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)]),
@@ -84,7 +85,7 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the server exited with {self.process.returncode}:\n{self.output()}")
             try:
-                if httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url}{until}", timeout=2).status_code == 200:
                     return
             except httpx.TransportError:
                 pass

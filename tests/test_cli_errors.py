@@ -503,6 +503,11 @@ def _family(error: type[GalleryError]) -> NotThroughTheCli:
     )
 
 
+def _key_made_twice(shell: Shell) -> Outcome:
+    assert shell("keys", "create", "--name", "door-1", "--scope", "identify").exit_code == 0
+    return shell("keys", "create", "--name", "door-1", "--scope", "enrol")
+
+
 E = gallery.errors
 CASES: dict[type[GalleryError], ThroughTheCli | NotThroughTheCli] = {
     E.GalleryError: _family(E.GalleryError),
@@ -602,10 +607,7 @@ CASES: dict[type[GalleryError], ThroughTheCli | NotThroughTheCli] = {
     E.RuleInvalid: ThroughTheCli(
         _nan_threshold_stored, r"decision_rule setting cannot be trusted \(threshold is nan, must be a finite number"
     ),
-    E.KeyNameTaken: ThroughTheCli(
-        lambda shell: [shell("keys", "create", "--name", "door-1", "--scope", "identify") for _ in range(2)][-1],
-        "a key named 'door-1' exists already",
-    ),
+    E.KeyNameTaken: ThroughTheCli(_key_made_twice, "a key named 'door-1' exists already"),
     E.KeyNotFound: ThroughTheCli(lambda shell: shell("keys", "revoke", "door-9"), "no API key is named 'door-9'"),
     E.ServiceError: _family(E.ServiceError),
     E.NotAuthenticated: ThroughTheCli(

@@ -42,6 +42,7 @@ from gallery.errors import (
     RequestTooLarge,
     RuleInvalid,
     ScopeDenied,
+    ServiceError,
     ServiceNotReady,
     ServiceOverloaded,
     StoreError,
@@ -80,6 +81,7 @@ STATUS: dict[type[GalleryError], int] = {
     RuleInvalid: 503,
     ServiceOverloaded: 503,
     ServiceNotReady: 503,
+    ServiceError: 503,
     RequestTimedOut: 504,
 }
 # Seconds a client should wait before asking again, sent as ``Retry-After``.
