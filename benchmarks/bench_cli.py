@@ -1,6 +1,6 @@
 """Cold ``gallery identify`` wall time, beside face_recognition's CLI with the same known people.
 
-    python -m benchmarks.bench_cli [--photos lfw|camera] [--known 100] [--runs 5]
+    python -m benchmarks.bench_cli [--photos lfw|camera] [--known 100] [--runs 5] [--server]
         [--face-recognition /root/frvenv/bin/face_recognition]
 
 ``--photos lfw``: the first ``--known`` people of LFW view 1 (by name) each contribute their
@@ -13,17 +13,25 @@ photo, named after the person and a number), which its CLI re-encodes on every r
 the same photo of a known person in a fresh process each run; medians of ``--runs``. CPU
 time (user + system, children included) is reported beside wall time, being less sensitive
 to other load. Also: ``import torch`` and ``import faiss`` alone, and ``gallery --help``.
+
+``--server`` also starts ``gallery serve`` on the enrolled gallery (on a free loopback port,
+not timed: it loads the models once) and times the cold client, ``gallery --server URL
+identify``, which imports neither torch, FAISS, NumPy nor SQLAlchemy.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 DATASETS = Path("/work/shared/datasets")
@@ -65,6 +73,43 @@ def camera_photos(root: Path, count: int, folder: Path) -> tuple[list[tuple[str,
     return known, probe
 
 
+@contextlib.contextmanager
+def serving(python: str, env: dict[str, str]) -> Iterator[tuple[str, str]]:
+    """``gallery serve`` on the gallery of ``env``, ready: its URL and an identify key."""
+    made = subprocess.run(
+        [python, "-m", "gallery", "keys", "create", "--name", f"bench-{os.getpid()}", "--scope", "identify"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    # The rate limit is for doors; this benchmark is one client asking a few times a second.
+    server = subprocess.Popen(
+        [python, "-m", "gallery", "serve", "--port", str(port), "--rate-limit", "1000/minute"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health/ready", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                if server.poll() is not None:
+                    raise RuntimeError(f"gallery serve exited with {server.returncode}") from None
+                time.sleep(0.2)
+        yield url, made.stdout.strip()
+    finally:
+        server.terminate()
+        server.wait(60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", choices=["lfw", "camera"], default="lfw")
@@ -72,6 +117,7 @@ def main() -> None:
     parser.add_argument("--known", type=int, default=100)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--face-recognition", metavar="CLI", help="face_recognition's command (in its own venv)")
+    parser.add_argument("--server", action="store_true", help="also time gallery --server URL identify")
     args = parser.parse_args()
     python = sys.executable
     with tempfile.TemporaryDirectory() as folder:
@@ -111,6 +157,14 @@ def main() -> None:
         ]
         ours = timed([python, "-m", "gallery", "identify", str(probe)], args.runs, env)
         rows.append((f"gallery identify ({len(known)} photos enrolled)", ours))
+        if args.server:
+            with serving(python, env) as (url, key):
+                client_env = {**os.environ, "GALLERY_API_KEY": key}
+                command = [python, "-m", "gallery", "--server", url, "identify", str(probe)]
+                said = subprocess.run(command, capture_output=True, text=True, env=client_env)
+                print(f"gallery --server says {said.stdout.split(chr(9))[0].strip() or said.stderr.strip()}")
+                client = timed(command, args.runs, client_env)
+            rows.append((f"gallery --server URL identify ({len(known)} photos enrolled)", client))
         if args.face_recognition:
             theirs = timed([args.face_recognition, str(known_dir), str(probe)], max(1, min(args.runs, 3)))
             rows.append((f"face_recognition CLI ({len(known)} known photos)", theirs))
@@ -119,6 +173,11 @@ def main() -> None:
             print(f"| {label} | {wall:.2f} | {cpu:.2f} |")
         if args.face_recognition:
             print(f"face_recognition / gallery: {theirs[0] / ours[0]:.1f}x wall, {theirs[1] / ours[1]:.1f}x CPU")
+            if args.server:
+                print(
+                    f"face_recognition / gallery --server: {theirs[0] / client[0]:.1f}x wall, "
+                    f"{theirs[1] / client[1]:.1f}x CPU"
+                )
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 

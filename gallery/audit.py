@@ -9,10 +9,12 @@ when an event cannot be written is ``AuditWriter``'s policy.
 from __future__ import annotations
 
 import collections
+import contextlib
+import contextvars
 import logging
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,6 +26,21 @@ if TYPE_CHECKING:
     from gallery.results import IdentifiedFace
 
 log = logging.getLogger(__name__)
+
+
+# The API key on whose behalf this thread (or task) calls the gallery: the HTTP service sets it
+# around each request, and every event recorded meanwhile names it in ``detail["by_key"]``.
+_acting_key: contextvars.ContextVar[str | None] = contextvars.ContextVar("gallery_acting_key", default=None)
+
+
+@contextlib.contextmanager
+def acting_as(key_name: str | None) -> Iterator[None]:
+    """Within the block, audit events record that the API key ``key_name`` made them (None: nobody's)."""
+    token = _acting_key.set(key_name)
+    try:
+        yield
+    finally:
+        _acting_key.reset(token)
 
 
 AuditPolicy = Literal["best_effort", "required"]
@@ -88,6 +105,9 @@ class AuditWriter:
 
     def put(self, action: str, **fields: Any) -> None:
         """Record an event (under ``"required"``, write it now or raise ``AuditNotWritten``)."""
+        key_name = _acting_key.get()
+        if key_name is not None:
+            fields["detail"] = {**(fields.get("detail") or {}), "by_key": key_name}
         if self.policy == "required":
             with self._lock:
                 try:

@@ -2,8 +2,8 @@
 
 One class per condition. The families below let a caller catch a whole kind at once:
 ``ImageError`` (the photo), ``ModelError`` (dlib's model files), ``StoreError`` (the gallery's
-storage), ``CalibrationError`` (learning or measuring a rule); ``RuleInvalid`` is a rule in force
-that cannot be trusted. The CLI maps ``NoFaceFound`` to
+storage), ``CalibrationError`` (learning or measuring a rule), ``ServiceError`` (the HTTP service
+refusing a request); ``RuleInvalid`` is a rule in force that cannot be trusted. The CLI maps ``NoFaceFound`` to
 exit code 3 and every other ``GalleryError`` to 4, printing the message on one line.
 """
 
@@ -165,6 +165,14 @@ class IndexFileInvalid(StoreError):
     """The FAISS index file is truncated, damaged or not an index file (the gallery rebuilds it)."""
 
 
+class KeyNotFound(StoreError):
+    """No API key carries this name."""
+
+
+class KeyNameTaken(StoreError):
+    """An API key of this name exists already (revoked keys keep their names: pick another)."""
+
+
 class StorageFailure(StoreError):
     """The database or the file system failed (disk full, I/O error, locked past the busy timeout)."""
 
@@ -244,3 +252,56 @@ class RuleInvalid(GalleryError):
         super().__init__(message)
         self.setting = setting
         self.problem = problem if problem is not None else message
+
+
+# --- the HTTP service (gallery.service) -------------------------------------------------------
+
+
+class ServiceError(GalleryError):
+    """The HTTP service refused a request before, or instead of, asking the gallery."""
+
+
+class NotAuthenticated(ServiceError):
+    """The request carries no API key, or one that is unknown or revoked (HTTP 401)."""
+
+
+class ScopeDenied(ServiceError):
+    """The request's API key lacks the scope the route needs (HTTP 403)."""
+
+
+class RateLimited(ServiceError):
+    """The API key made more identify/verify requests than its rate limit allows (HTTP 429).
+
+    ``retry_after``: seconds until the key may ask again.
+    """
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RequestTooLarge(ServiceError):
+    """The request's body is larger than the service accepts (HTTP 413)."""
+
+
+class ServiceOverloaded(ServiceError):
+    """Every worker is busy and the queue is full, or a slot did not free up in time (HTTP 503)."""
+
+
+class ServiceNotReady(ServiceError):
+    """The service is still loading its models or opening the gallery, or cannot reach its database (HTTP 503)."""
+
+
+class RequestTimedOut(ServiceError):
+    """The gallery did not answer within the service's per-request timeout (HTTP 504)."""
+
+
+# --- the service, seen from its client (``gallery --server``) ---------------------------------
+
+
+class ServiceUnreachable(GalleryError):
+    """The gallery service did not answer: connection refused, unknown host, TLS failure or timeout."""
+
+
+class ServiceResponseInvalid(GalleryError):
+    """The server answered, but not as the gallery service does (another program, or a proxy's error page)."""

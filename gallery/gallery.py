@@ -38,6 +38,7 @@ from gallery.enrolment import (
     refuse_person,
 )
 from gallery.errors import InvalidArgument, NoFaceFound, NotLive, RuleInvalid
+from gallery.hosting import Hosting
 from gallery.identifying import decide_faces
 from gallery.reembedding import OneModel
 from gallery.results import (
@@ -127,6 +128,7 @@ class Gallery(RuleLearning):
         self._cohorts = CohortDistances(self._store)
         self._rules = RulesInForce(self._store)
         self._audit = AuditWriter(self._store, audit)
+        self.hosting = Hosting(self._store, self._audit)  # API keys, data version, readiness: for services
 
     def __enter__(self) -> Gallery:
         return self

@@ -199,9 +199,11 @@ class Removal:
             erasure is complete. ``"index file"``: ``faces.faiss`` (or a slice file) could be
             neither rewritten nor deleted (a read-only or immutable folder); ``"database"``:
             ``gallery.db`` and its WAL keep the rows' old pages until a reader in the middle of
-            a read lets the WAL be emptied. The removal itself is committed either way: the
-            person is gone from every search. The next open of the gallery, or its next write,
-            by any process, finishes the erasure.
+            a read lets the WAL be emptied (on PostgreSQL: the tables could not be vacuumed);
+            ``"host NAME (ID)"``: a host sharing the database whose replica had not applied the
+            removal after a few seconds (it is offline; it applies it when it reconnects). The
+            removal itself is committed either way: the person is gone from every search. The next
+            open of the gallery, or its next write, by any process, finishes the local erasure.
     """
 
     name: str

@@ -16,14 +16,17 @@ one, so the models really are loaded from the broken files.
 from __future__ import annotations
 
 import ast
+import http.server
 import json
 import os
 import re
 import shutil
+import socket
 import sqlite3
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -32,12 +35,13 @@ from datetime import datetime
 from pathlib import Path
 
 import filelock
+import httpx
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from fakes import FakePipeline, fake_photo
-from pg_server import free_port
 from PIL import Image
+from service_harness import ROOT, TESTS, Server, free_port, make_keys
 
 import gallery
 import gallery.cli.context
@@ -106,6 +110,14 @@ class Shell:
         context = CliContext() if real else CliContext(pipeline=pipeline or FakePipeline())
         before = len(self._failures)
         result = CliRunner().invoke(cli, ["--home", str(self.home), *map(str, args)], obj=context)
+        raised = self._failures[before:]
+        return Outcome(result.exit_code, result.stdout, result.stderr, type(raised[-1]) if raised else None)
+
+    def remote(self, server: str, *args: object, key: str | None = None) -> Outcome:
+        """The command as a client of the gallery service at ``server`` (``--server``), with no gallery here."""
+        before = len(self._failures)
+        env = {"GALLERY_API_KEY": key} if key else {"GALLERY_API_KEY": None}
+        result = CliRunner().invoke(cli, ["--server", server, *map(str, args)], obj=CliContext(), env=env)
         raised = self._failures[before:]
         return Outcome(result.exit_code, result.stdout, result.stderr, type(raised[-1]) if raised else None)
 
@@ -389,11 +401,113 @@ def _never_raised_directly(shell: Shell, error: type[GalleryError]) -> None:
     assert error.__subclasses__(), f"{error.__name__} has no members"
 
 
+def _nobody_listening(shell: Shell) -> Outcome:
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens on it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return shell.remote(f"http://127.0.0.1:{port}", "list")
+
+
+class _QuietFileServer(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # its access log would land in the command's captured stderr
+
+
+def _not_a_gallery_service(shell: Shell) -> Outcome:
+    """A real web server, but a plain file server: it answers the API's routes with an HTML 404."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _QuietFileServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        return shell.remote(f"http://127.0.0.1:{server.server_address[1]}", "info")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _served(shell: Shell, scope: str = "admin", **settings: object) -> tuple[Server, str]:
+    """A real service (uvicorn, fake pipeline) on the shell's gallery, with Ada enrolled, and a key of ``scope``."""
+    assert shell("enroll", "Ada Lovelace", shell.photo("ada")).exit_code == 0
+    key = make_keys(shell.home, {"desk": [scope]})["desk"]
+    slow_s = float(settings.pop("slow_s", 0.0))  # type: ignore[arg-type]
+    return Server(shell.home, settings=settings, slow_s=slow_s), key
+
+
+def _served_without_key(shell: Shell) -> Outcome:
+    server, _ = _served(shell)
+    with server:
+        return shell.remote(server.url, "identify", shell.photo("ada"))
+
+
+def _served_to_a_door_key(shell: Shell) -> Outcome:
+    server, key = _served(shell, scope="identify")
+    with server:
+        return shell.remote(server.url, "list", key=key)
+
+
+def _served_over_the_rate(shell: Shell) -> Outcome:
+    server, key = _served(shell, scope="identify", rate_limit="1/minute")
+    with server:
+        assert shell.remote(server.url, "identify", shell.photo("ada"), key=key).exit_code == 0
+        return shell.remote(server.url, "identify", shell.photo("ada"), key=key)
+
+
+def _served_a_photo_over_the_body_limit(shell: Shell) -> Outcome:
+    server, key = _served(shell, max_body_bytes=4096)
+    with server:
+        return shell.remote(server.url, "identify", shell.photo("large", side=400), key=key)
+
+
+def _served_while_busy(shell: Shell) -> Outcome:
+    """One worker, no queue, each photo 3 s: a second identify while the first runs is refused."""
+    server, key = _served(shell, workers=1, queue=0, slow_s=3.0)
+    with server:
+        first = threading.Thread(target=lambda: shell.remote(server.url, "identify", shell.photo("ada"), key=key))
+        first.start()
+        while "gallery_requests_in_flight 1.0" not in httpx.get(f"{server.url}/metrics").text:
+            time.sleep(0.02)
+        second = shell.remote(server.url, "identify", shell.photo("ada"), key=key)
+        first.join()
+        return second
+
+
+def _served_too_slowly(shell: Shell) -> Outcome:
+    server, key = _served(shell, request_timeout_s=0.3, slow_s=2.0)
+    with server:
+        return shell.remote(server.url, "identify", shell.photo("ada"), key=key)
+
+
+def _served_from_a_gallery_that_cannot_open(shell: Shell) -> Outcome:
+    """The service runs, but its gallery folder lies under a file: it never becomes ready."""
+    blocker = shell.file("not-a-folder", b"")
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)]), "GALLERY_HOME": str(blocker / "home")}
+    command = [sys.executable, "-m", "uvicorn", "service_app:app", "--factory", "--port", str(port)]
+    server = subprocess.Popen(command, env=env, cwd=TESTS, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        while True:
+            try:
+                if httpx.get(f"{url}/health/live").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert server.poll() is None, "the service exited"
+                time.sleep(0.1)
+        return shell.remote(url, "identify", shell.photo("ada"), key="any key")
+    finally:
+        server.terminate()
+        server.wait(60)
+
+
 def _family(error: type[GalleryError]) -> NotThroughTheCli:
     return NotThroughTheCli(
         "a family's base class: never raised itself, only its members (each has its own case)",
         lambda shell: _never_raised_directly(shell, error),
     )
+
+
+def _key_made_twice(shell: Shell) -> Outcome:
+    assert shell("keys", "create", "--name", "door-1", "--scope", "identify").exit_code == 0
+    return shell("keys", "create", "--name", "door-1", "--scope", "enrol")
 
 
 E = gallery.errors
@@ -527,6 +641,26 @@ CASES: dict[type[GalleryError], ThroughTheCli | NotThroughTheCli] = {
     ),
     E.RuleInvalid: ThroughTheCli(
         _nan_threshold_stored, r"decision_rule setting cannot be trusted \(threshold is nan, must be a finite number"
+    ),
+    E.KeyNameTaken: ThroughTheCli(_key_made_twice, "a key named 'door-1' exists already"),
+    E.KeyNotFound: ThroughTheCli(lambda shell: shell("keys", "revoke", "door-9"), "no API key is named 'door-9'"),
+    E.ServiceError: _family(E.ServiceError),
+    E.NotAuthenticated: ThroughTheCli(
+        _served_without_key, r"this route needs an API key.*\(no key was sent: set \$GALLERY_API_KEY\)"
+    ),
+    E.ScopeDenied: ThroughTheCli(_served_to_a_door_key, r"API key 'desk' \(identify\) lacks the 'enrol' scope"),
+    E.RateLimited: ThroughTheCli(_served_over_the_rate, "desk"),
+    E.RequestTooLarge: ThroughTheCli(_served_a_photo_over_the_body_limit, "4,?096"),
+    E.ServiceOverloaded: ThroughTheCli(_served_while_busy, "."),
+    E.RequestTimedOut: ThroughTheCli(_served_too_slowly, "."),
+    E.ServiceNotReady: ThroughTheCli(
+        _served_from_a_gallery_that_cannot_open, "the service is not ready: could not start: StorageFailure"
+    ),
+    E.ServiceUnreachable: ThroughTheCli(
+        _nobody_listening, r"cannot reach the gallery service at http://127\.0\.0\.1:\d+: .*refused"
+    ),
+    E.ServiceResponseInvalid: ThroughTheCli(
+        _not_a_gallery_service, r"the server at http://127\.0\.0\.1:\d+ answered HTTP 404 without the gallery's error"
     ),
 }
 

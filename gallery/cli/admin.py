@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,7 +12,6 @@ from gallery.cli.context import CliContext, ProgressBars, pass_context, print_js
 
 if TYPE_CHECKING:
     from gallery import Evaluation
-    from gallery.decision import IdentifyProvenance, VerifyProvenance
 
 
 @cli.command()
@@ -192,32 +191,35 @@ def info(ctx: CliContext, as_json: bool) -> None:
     Example:
         gallery --home ./my-gallery info
     """
-    result = ctx.run(lambda g: g.info())
+    result = ctx.answer(lambda g: g.info())
     if as_json:
-        print_json(result.to_dict())
+        print_json(result)
         return
     click.echo(
-        f"home: {result.home}\npeople: {result.people}\nfaces: {result.faces}\nmodel: {result.model}\n"
-        f"schema: {result.schema_revision}"
+        f"home: {result['home']}\npeople: {result['people']}\nfaces: {result['faces']}\n"
+        f"model: {result['model']}\nschema: {result['schema_revision']}"
     )
-    if result.rule is None:
+    rule, verify_rule = result["rule"], result["verify_rule"]
+    if rule is None:
         click.echo("identify rule: UNREADABLE: identify refuses to decide")
     else:
-        click.echo(f"identify rule: {result.rule_description}")
-        if result.outgrown_calibration:
+        click.echo(f"identify rule: {result['rule_description']}")
+        calibrated_for = rule["provenance"]["gallery_size"]
+        if result["people"] > calibrated_for:  # GalleryInfo.outgrown_calibration
             click.echo(
-                f"  note: calibrated for up to {result.rule.provenance.gallery_size} people, this gallery has "
-                f"{result.people}: stricter than its target (more enrolled people refused); calibrate on more people"
+                f"  note: calibrated for up to {calibrated_for} people, this gallery has "
+                f"{result['people']}: stricter than its target (more enrolled people refused); calibrate on more people"
             )
-        click.echo(f"  learned: {_summary(result.rule.provenance)}")
-    if result.verify_rule is None:
+        click.echo(f"  learned: {_summary(rule['provenance'])}")
+    if verify_rule is None:
         click.echo("verify threshold: UNREADABLE: verify and enroll refuse")
     else:
-        click.echo(f"verify threshold: {result.verify_rule.threshold:.4f}")
-        click.echo(f"  learned: {_summary(result.verify_rule.provenance)}")
-    if result.rule_error:
-        click.echo(f"rule error: {result.rule_error}")
+        click.echo(f"verify threshold: {verify_rule['threshold']:.4f}")
+        click.echo(f"  learned: {_summary(verify_rule['provenance'])}")
+    if result["rule_error"]:
+        click.echo(f"rule error: {result['rule_error']}")
 
 
-def _summary(provenance: IdentifyProvenance | VerifyProvenance) -> str:
-    return ", ".join(f"{key} {value}" for key, value in provenance.to_dict().items() if key != "command")
+def _summary(provenance: dict[str, Any]) -> str:
+    """A provenance record (``IdentifyProvenance.to_dict()``, ``VerifyProvenance``'s) on one line."""
+    return ", ".join(f"{key} {value}" for key, value in provenance.items() if key != "command")

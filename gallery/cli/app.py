@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
 import click
 
-from gallery.cli.context import DEBUG_ENV, CliContext, fail, fail_unexpected, interrupted
+from gallery.cli.context import API_KEY_ENV, DEBUG_ENV, SERVER_ENV, CliContext, fail, fail_unexpected, interrupted
 from gallery.errors import GalleryError
 
 
@@ -62,6 +63,14 @@ class GalleryGroup(click.Group):
     "(default: $GALLERY_DATABASE_URL, else gallery.db in the gallery folder).",
 )
 @click.option(
+    "--server",
+    metavar="URL",
+    envvar=SERVER_ENV,
+    help=f"Ask the gallery service at URL (http(s)://host:port) instead of a gallery here: identify, verify, "
+    f"enroll, remove, list, info and log. Its key comes from ${API_KEY_ENV}, never the command line. "
+    f"Default: ${SERVER_ENV}.",
+)
+@click.option(
     "--debug",
     is_flag=True,
     envvar=DEBUG_ENV,
@@ -74,6 +83,7 @@ def cli(
     threads: int | None,
     audit: str | None,
     database_url: str | None,
+    server: str | None,
     debug: bool,
 ) -> None:
     """One-shot face identification: enrol a person from one photo, identify them in others.
@@ -84,10 +94,24 @@ def cli(
         gallery identify door.jpg
     """
     given = ctx.obj if isinstance(ctx.obj, CliContext) else CliContext()
+    server = server or given.server
+    if server:
+        # Said on the command line, a local option with a server is a mistake; set in the
+        # environment (a desk's shell may keep $GALLERY_HOME) it is simply not this call's.
+        options = {"home": "--home", "threads": "--threads", "audit": "--audit", "database_url": "--db"}
+        local = [option for name, option in options.items() if _on_command_line(ctx, name)]
+        if local:
+            raise click.UsageError(f"{', '.join(local)} apply to a gallery here, not with --server")
     ctx.obj = dataclasses.replace(
         given,
         home=home or given.home,
         threads=threads or given.threads,
         audit="required" if audit == "required" else "best_effort" if audit else given.audit,
         database_url=database_url or given.database_url,
+        server=server or None,
+        api_key=os.environ.get(API_KEY_ENV) or given.api_key,
     )
+
+
+def _on_command_line(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE

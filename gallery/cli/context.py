@@ -5,7 +5,11 @@ Exit codes (documented in the README):
     1    no match: faces found but nobody recognised, or verification failed (enroll-dir: some refused)
     2    usage error (bad options)
     3    no face found in the photo
-    4    bad input or any other error, a bug included (one line on stderr)
+    4    bad input or any other error, a bug included (one line on stderr); with --server also
+         a service that cannot be reached or does not answer as one (ServiceUnreachable,
+         ServiceResponseInvalid), a key refused (401 NotAuthenticated) or without the scope
+         (403 ScopeDenied), too many requests (429 RateLimited), an overloaded or starting
+         service (503 ServiceOverloaded, ServiceNotReady): a door must not open on any of them
     5    remove: the person is removed but their erasure is pending (a file still holds copies
          of their faces; the JSON's "pending" says which); the next open or write finishes it
     130  interrupted (Ctrl-C: 128 + SIGINT, the shell's convention); enroll-dir first prints what it did
@@ -16,6 +20,12 @@ failing in a way the gallery did not foresee): ``Error: unexpected <class>: <mes
 line, and the traceback too only with ``--debug`` or ``GALLERY_DEBUG=1`` (one option; the
 variable is its default, so a service's environment can turn it on without changing the
 command line). Click's own "Aborted!" (exit 1) on Ctrl-C is replaced by exit 130.
+
+With ``--server URL`` (or ``$GALLERY_SERVER``) identify, verify, enroll, remove, list, info and log
+ask a gallery service instead of opening a gallery (``gallery.client``): the service's error
+JSON names the library's error class, so the output and exit codes are the local command's.
+Commands that need the gallery's files, or folders of photos, on this machine (enroll-dir,
+reembed, calibrate, eval) refuse ``--server`` as a usage error (2).
 """
 
 from __future__ import annotations
@@ -26,17 +36,18 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import date, datetime, time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
+from gallery.client.answers import json_value
 from gallery.errors import GalleryError, NoFaceFound
 
 if TYPE_CHECKING:
     from gallery.audit import AuditPolicy
+    from gallery.client.answers import GalleryAnswers
     from gallery.gallery import Gallery
     from gallery.vision.pipeline import FacePipelineProtocol
 
@@ -45,6 +56,10 @@ T = TypeVar("T")
 EXIT_OK, EXIT_NO_MATCH, EXIT_USAGE, EXIT_NO_FACE, EXIT_ERROR, EXIT_ERASURE_PENDING = 0, 1, 2, 3, 4, 5
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 DEBUG_ENV = "GALLERY_DEBUG"
+SERVER_ENV = "GALLERY_SERVER"
+# The key is read from the environment only: on a command line it would show in `ps` and in
+# the shell's history.
+API_KEY_ENV = "GALLERY_API_KEY"
 
 
 def fail(err: GalleryError) -> NoReturn:
@@ -71,13 +86,7 @@ def interrupted() -> NoReturn:
 
 def print_json(value: Any) -> None:
     """``value`` as indented JSON: times in ISO 8601 (``isoformat()``), paths and other objects as text."""
-    click.echo(json.dumps(value, indent=2, default=_json_value, ensure_ascii=False))
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, (datetime, date, time)):
-        return value.isoformat()
-    return str(value)  # paths; nothing else reaches here from a command's result
+    click.echo(json.dumps(value, indent=2, default=json_value, ensure_ascii=False))
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,8 @@ class CliContext:
         pipeline: the face pipeline (None: the process-wide ``FacePipeline``).
         audit: the gallery's audit policy (``Gallery``'s ``audit``): ``"best_effort"`` or ``"required"``.
         database_url: the gallery's database (``Gallery``'s ``database_url``; None: ``gallery.db`` in the home).
+        server: the URL of a gallery service to ask instead (None: open the gallery here).
+        api_key: the key sent to ``server`` (never shown in a repr or a traceback).
     """
 
     home: Path | None = None
@@ -102,9 +113,27 @@ class CliContext:
     pipeline: FacePipelineProtocol | None = None
     audit: AuditPolicy = "best_effort"
     database_url: str | None = None
+    server: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+
+    def answer(self, question: Callable[[GalleryAnswers], T]) -> T:
+        """Ask ``question`` of the service at ``server``, else of the gallery here; errors become exit codes."""
+        if self.server is None:
+            from gallery.cli.local import LocalAnswers
+
+            return self.run(lambda gallery: question(LocalAnswers(gallery)))
+        from gallery.client import GalleryClient  # neither torch, FAISS, NumPy nor SQLAlchemy
+
+        try:
+            return question(GalleryClient(self.server, api_key=self.api_key))
+        except GalleryError as err:
+            fail(err)
 
     def run(self, action: Callable[[Gallery], T]) -> T:
-        """Open the gallery, run ``action`` on it, turn gallery errors into exit codes."""
+        """Open the gallery, run ``action`` on it, turn gallery errors into exit codes (a usage error with a server)."""
+        if self.server is not None:
+            command = click.get_current_context().info_name
+            raise click.UsageError(f"{command} works on the gallery's own files: it cannot be run with --server")
         from gallery.gallery import Gallery  # deferred: keeps `--help` instant (no torch import)
         from gallery.runtime import set_threads
 

@@ -1,10 +1,13 @@
-"""Day-to-day commands: enrol, identify, verify, list, remove, and reading the audit log."""
+"""Day-to-day commands: enrol, identify, verify, list, remove, and reading the audit log.
+
+enroll, identify, verify, list, remove and log print a ``gallery.client.answers`` shape, whether the
+gallery here answered (``gallery.cli.local``) or a service (``--server``): one rendering for both.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,6 @@ from gallery.cli.context import (
     pass_context,
     print_json,
 )
-from gallery.results import EnrolmentInterrupted
 from gallery.types import AUDITED_ACTIONS
 
 
@@ -64,7 +66,7 @@ def enroll(
     A face identify would already answer as someone else is refused (--allow-similar to enrol
     anyway); a photo added with --add must pass verify's threshold for that person.
     """
-    result = ctx.run(
+    result = ctx.answer(
         lambda g: g.enroll(
             name,
             photo,
@@ -76,10 +78,10 @@ def enroll(
         )
     )
     if as_json:
-        print_json(asdict(result))
+        print_json(result)
     else:
-        verb = "Enrolled" if result.new_person else "Added a photo of"
-        click.echo(f"{verb} {result.name} (person {result.person_id}, face {result.face_id})")
+        verb = "Enrolled" if result["new_person"] else "Added a photo of"
+        click.echo(f"{verb} {result['name']} (person {result['person_id']}, face {result['face_id']})")
 
 
 @cli.command(name="enroll-dir")
@@ -102,6 +104,8 @@ def enroll_dir(ctx: CliContext, folder: Path, largest: bool, allow_similar: bool
         gallery enroll-dir staff/        # staff/Ada Lovelace/1.jpg, staff/Alan Turing.jpg, ...
         gallery enroll-dir --json staff/ > report.json
     """
+    from gallery.results import EnrolmentInterrupted  # deferred: the results import the store
+
     interrupted = False
     with ProgressBars(enabled=not as_json) as bars:
         try:
@@ -152,20 +156,20 @@ def identify(ctx: CliContext, photo: Path, top_k: int, upsample: int, as_json: b
         gallery identify door.jpg
         gallery identify --json --top-k 3 group.jpg
     """
-    results = ctx.run(lambda g: g.identify(photo, top_k=top_k, upsample=upsample))
+    faces = ctx.answer(lambda g: g.identify(photo, top_k=top_k, upsample=upsample))["faces"]
     if as_json:
-        print_json({"photo": str(photo), "faces": [r.to_dict() for r in results]})
-    elif not results:
+        print_json({"photo": str(photo), "faces": faces})
+    elif not faces:
         click.echo("No face found.", err=True)
     else:
-        for r in results:
-            who = r.match.name if r.match else r.outcome
-            distance = f"{r.candidates[0].distance:.3f}" if r.candidates else "-"
-            click.echo(f"{who}\tbox={list(r.box)}\tdistance={distance}\tconfidence={r.confidence:.2f}")
-        click.echo(f"rule: {results[0].rule}", err=True)
-    if not results:
+        for face in faces:
+            who = face["match"]["name"] if face["match"] else face["outcome"]
+            distance = f"{face['candidates'][0]['distance']:.3f}" if face["candidates"] else "-"
+            click.echo(f"{who}\tbox={face['box']}\tdistance={distance}\tconfidence={face['confidence']:.2f}")
+        click.echo(f"rule: {faces[0]['rule']}", err=True)
+    if not faces:
         sys.exit(EXIT_NO_FACE)
-    sys.exit(EXIT_OK if any(r.match for r in results) else EXIT_NO_MATCH)
+    sys.exit(EXIT_OK if any(face["match"] for face in faces) else EXIT_NO_MATCH)
 
 
 @cli.command()
@@ -180,13 +184,13 @@ def verify(ctx: CliContext, name: str, photo: Path, as_json: bool) -> None:
     Example:
         gallery verify "Ada Lovelace" badge-photo.jpg
     """
-    result = ctx.run(lambda g: g.verify(name, photo))
+    result = ctx.answer(lambda g: g.verify(name, photo))
     if as_json:
-        print_json(asdict(result))
+        print_json(result)
     else:
-        word = "verified" if result.verified else "NOT verified"
-        click.echo(f"{result.name}: {word} (distance {result.distance:.3f}, threshold {result.threshold:.3f})")
-    sys.exit(EXIT_OK if result.verified else EXIT_NO_MATCH)
+        word = "verified" if result["verified"] else "NOT verified"
+        click.echo(f"{result['name']}: {word} (distance {result['distance']:.3f}, threshold {result['threshold']:.3f})")
+    sys.exit(EXIT_OK if result["verified"] else EXIT_NO_MATCH)
 
 
 @cli.command(name="list")
@@ -199,12 +203,13 @@ def list_people(ctx: CliContext, as_json: bool) -> None:
     Example:
         gallery list --json
     """
-    people = ctx.run(lambda g: g.people())
+    people = ctx.answer(lambda g: g.people())
     if as_json:
-        print_json([asdict(p) for p in people])
+        print_json(people)
     else:
         for p in people:
-            click.echo(f"{p.name}\t{p.face_count} photo(s)\tsince {p.created_at:%Y-%m-%d}")
+            since = datetime.fromisoformat(p["created_at"])
+            click.echo(f"{p['name']}\t{p['face_count']} photo(s)\tsince {since:%Y-%m-%d}")
 
 
 @cli.command()
@@ -222,13 +227,13 @@ def remove(ctx: CliContext, name: str, as_json: bool) -> None:
     Example:
         gallery remove "Ada Lovelace"
     """
-    result = ctx.run(lambda g: g.remove(name))
+    result = ctx.answer(lambda g: g.remove(name))
     if as_json:
-        print_json(result.to_dict())
+        print_json(result)
     else:
-        click.echo(f"Removed {result.name} ({result.faces_removed} face(s))")
-    if not result.erasure_complete:
-        pending = " and ".join(result.pending)
+        click.echo(f"Removed {result['name']} ({result['faces_removed']} face(s))")
+    if not result["erasure_complete"]:
+        pending = " and ".join(result["pending"])
         click.echo(f"Warning: erasure pending: the {pending} still hold(s) copies of the faces", err=True)
         sys.exit(EXIT_ERASURE_PENDING)
 
@@ -274,13 +279,14 @@ def log(
         gallery log --person "Ada Lovelace"
         gallery log --action identify --outcome match --since 2026-11-29 --json
     """
-    events = ctx.run(
+    events = ctx.answer(
         lambda g: g.audit_log(limit=limit, action=action, person=person, outcome=outcome, since=since, until=until)
     )
     if as_json:
-        print_json([event.to_dict() for event in events])
+        print_json(events)
         return
     for event in events:
-        who = f"{event.person_name} (person {event.person_id})" if event.person_name else "-"
-        facts = f"\t{json.dumps(event.detail, ensure_ascii=False)}" if event.detail else ""
-        click.echo(f"{event.at.isoformat(timespec='seconds')}\t{event.action}\t{event.outcome}\t{who}{facts}")
+        who = f"{event['person_name']} (person {event['person_id']})" if event["person_name"] else "-"
+        facts = f"\t{json.dumps(event['detail'], ensure_ascii=False)}" if event["detail"] else ""
+        at = datetime.fromisoformat(event["at"]).isoformat(timespec="seconds")
+        click.echo(f"{at}\t{event['action']}\t{event['outcome']}\t{who}{facts}")

@@ -25,6 +25,7 @@ from gallery.store.schema import ReplicaHost, utcnow
 
 HOST_ID_FILE = "host-id"
 CONNECTED_S = 120.0  # a host that reported within this is connected (it reports at least every 30 s)
+HOSTS_WAIT_S = 3.0  # how long a removal waits for the connected hosts to apply it before it returns
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,12 @@ def connected(backend: Backend) -> list[HostState]:
         return [HostState(r.host_id, r.host, r.generation, r.seen_at) for r in rows]
 
 
-def behind(backend: Backend, generation: int, *, besides: str) -> list[HostState]:
-    """The connected hosts other than ``besides`` whose replica has not applied ``generation`` yet."""
-    return [h for h in connected(backend) if h.generation < generation and h.host_id != besides]
+def behind(backend: Backend, generation: int, *, besides: str, wait_s: float = 0.0) -> list[HostState]:
+    """The connected hosts other than ``besides`` whose replica has not applied ``generation``, after
+    waiting up to ``wait_s`` for them to."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        lagging = [h for h in connected(backend) if h.generation < generation and h.host_id != besides]
+        if not lagging or time.monotonic() >= deadline:
+            return lagging
+        time.sleep(0.05)

@@ -80,8 +80,9 @@ class RemovedPerson:
             rows' old page images are gone from the database's files (False if readers kept it
             busy; the next open or write of any process finishes the job).
         pending: what still holds copies of the removed faces: ``"index file"`` (it could be
-            neither rewritten nor deleted), ``"database"`` (the WAL could not be emptied yet);
-            empty when the erasure is complete.
+            neither rewritten nor deleted), ``"database"`` (the WAL could not be emptied, or the
+            tables vacuumed, yet), ``"host NAME (ID)"`` (a connected host whose replica had not
+            applied the removal when it returned; it does by itself); empty when complete.
     """
 
     person_id: int

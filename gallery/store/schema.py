@@ -42,7 +42,7 @@ NAMING_CONVENTION = {
 
 # The newest revision in migrations/versions (a test keeps them equal): a database recording
 # it needs no migration, which opening checks without importing Alembic.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 NAME_MAX_LENGTH = 200
 MODEL_ID_MAX_LENGTH = 100
 
@@ -190,6 +190,7 @@ __all__ = [
     "HEAD_REVISION",
     "NAMING_CONVENTION",
     "RAW_SETTING",
+    "ApiKeyRow",
     "AuditEntry",
     "Base",
     "Face",
@@ -202,3 +203,18 @@ __all__ = [
     "metadata",
     "utcnow",
 ]
+
+
+class ApiKeyRow(Base):
+    """An API key of the HTTP service: its name, scopes and the SHA-256 of the key (never the key itself)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH), unique=True)
+    key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    # A JSON list of scope names ("identify", "enrol", "admin").
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

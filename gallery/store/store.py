@@ -1,30 +1,20 @@
 """``Store``: the front door to a gallery's people, faces, settings and audit log, and their index.
 
 Each concern has its module; ``Store`` holds the write lock across them and keeps their
-promises together:
-
-- ``backend`` / ``sqlite``: the database engine behind one seam (SQLite today).
-- ``replica``: the in-memory FAISS index, kept in step with the database, and its file.
-- ``validation``: what may be stored (names, face records); ``queries``: the portable SQL.
-- ``settings``, ``audit_log``: the settings and the audit log.
-- ``home``: the folder (created private; a moved or deleted one noticed); ``erasure``: a
-  removal's unfinished erasure, finished by the next open or write of any process.
+promises together: ``connect`` picks the database (``sqlite``, or ``postgres`` shared by hosts,
+behind ``backend``); ``replica`` keeps the in-memory FAISS index in step with it (``follower``
+on a server) and saves its file; ``validation`` says what may be stored, ``queries`` holds the
+portable SQL, ``settings`` and ``audit_log`` their tables; ``home`` the folder (a moved or
+deleted one is noticed); ``erasure`` finishes a removal's unfinished erasure; ``hosts`` which
+hosts have applied which generation.
 
 Consistency and crash safety: the database is the truth, the index a cache of one model's
 embeddings keyed by ``faces.id`` (``replica`` states the rules). A write is one database
-transaction (on SQLite, synchronous=FULL: wholly there or wholly absent after a crash) and
-holds the gallery's write lock (a thread lock and a cross-process lock) across the commit
-and the index file's atomic save, so writers in any process never interleave and the saved
-index always matches some committed state. Searches never wait for a write.
-
-Erasure (``remove_person``): the person's rows are deleted with ``secure_delete`` on (their
-bytes in the database file are overwritten with zeros), the index is saved without their
-embeddings (or deleted: it is a cache), and the WAL is checkpointed and truncated, so no copy
-of the embedding or chip remains in ``gallery.db``, its WAL or ``faces.faiss``; what could not
-be done is returned and finished later (``erasure``). Not covered: copies outside these files
-(backups, file-system journals and freed blocks, SSD wear levelling, swap). The audit log
-keeps the event, not the biometrics. A gallery whose folder or database file is deleted,
-moved or replaced while open refuses every call (``home``).
+transaction, durable when it returns, and holds the gallery's write lock (SQLite: a thread
+and a file lock; PostgreSQL: advisory locks) across the commit and the index file's atomic
+save, so writers never interleave and the saved index always matches some committed state.
+Searches never wait for a write. What a removal erases, and what it cannot, is in
+``remove_person`` and the README's Guarantees.
 """
 
 from __future__ import annotations
@@ -40,12 +30,7 @@ from sqlalchemy import ColumnElement
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gallery.errors import (
-    AlreadyEnrolled,
-    DuplicateExternalId,
-    ModelMismatch,
-    StoreClosed,
-)
+from gallery.errors import AlreadyEnrolled, DuplicateExternalId, ModelMismatch, StoreClosed
 from gallery.store import queries
 from gallery.store.audit_log import AuditLog
 from gallery.store.backend import Backend
@@ -53,8 +38,9 @@ from gallery.store.connect import open_backend
 from gallery.store.erasure import BRIEF_ERASE_WAIT_S, PendingErasure, outstanding
 from gallery.store.follower import DEFAULT_CHECK_INTERVAL_S, Follower
 from gallery.store.home import HomeIdentity, make_home
-from gallery.store.hosts import host_id, record_applied
+from gallery.store.hosts import HOSTS_WAIT_S, behind, host_id, record_applied
 from gallery.store.index import DEFAULT_POLICY, IndexPolicy
+from gallery.store.keys import ApiKeys
 from gallery.store.records import (
     AuditEvent,
     FaceRecord,
@@ -118,6 +104,7 @@ class Store:
         self._follower: Follower | None = None
         self._settings = Settings(backend)
         self._audit_log = AuditLog(backend)
+        self.keys = ApiKeys(backend, self._check_open)  # the HTTP service's keys
         self._erasure = PendingErasure(backend, self._settings, self.write_lock, self._saved_index)
 
     @classmethod
@@ -178,15 +165,14 @@ class Store:
         return store
 
     def _follow(self, check_interval_s: float) -> None:
-        """Start the thread that keeps this host's replica current, and say which generation it holds."""
-        self._record_applied(self._replica.snapshot.generation)
+        """Start the thread that keeps this host's replica current, saying which generation it applied."""
         self._follower = Follower(
-            self._db.listen, self._replica, check_interval_s=check_interval_s, applied=self._record_applied
+            self._db.listen,
+            self._replica,
+            check_interval_s=check_interval_s,
+            applied=lambda generation: record_applied(self._db, self.host_id, generation),
         )
         self._follower.start()
-
-    def _record_applied(self, generation: int) -> None:
-        record_applied(self._db, self.host_id, generation)
 
     def __enter__(self) -> Store:
         return self
@@ -338,12 +324,14 @@ class Store:
         return written
 
     def remove_person(self, name: str) -> RemovedPerson:
-        """Erase a person and all their faces: database rows, index entries and WAL copies.
+        """Erase a person and all their faces: database rows, index entries, and the copies the engine keeps.
 
-        The rows are deleted in one transaction (``secure_delete`` zeroes their pages), the
-        index is saved without them (or deleted if it cannot be), then the WAL is checkpointed
-        and truncated, waiting up to ``REMOVAL_ERASE_WAIT_S`` for readers. What could not be
-        erased is in the result's ``pending`` and is finished by the next open or write.
+        The rows are deleted in one transaction and the index saved without them (or deleted if
+        it cannot be). SQLite: ``secure_delete`` zeroes their pages and the WAL is checkpointed
+        and truncated, waiting up to ``REMOVAL_ERASE_WAIT_S`` for readers. PostgreSQL: the
+        tables are vacuumed, then the removal waits up to ``HOSTS_WAIT_S`` for every connected
+        host's replica to apply it. What could not be erased is in the result's ``pending``;
+        the local part is finished by the next open or write, other hosts catch up by themselves.
 
         Raises:
             PersonNotFound: nobody is enrolled under ``name`` (nothing changed).
@@ -354,7 +342,7 @@ class Store:
         with self.write_lock():
             with self._db.write() as session:
                 person_id, name, external_id, face_ids = queries.delete_person(session, name)
-                queries.bump_generation(session)
+                generation = queries.bump_generation(session)
                 self._check_open()
             index_clean = self._saved_index()
             wal_cleared = self._db.erase_deleted_copies(wait_s=REMOVAL_ERASE_WAIT_S)
@@ -363,6 +351,9 @@ class Store:
                 self._erasure.mark(pending)
             else:
                 self._erasure.finish()  # an earlier removal's, if one is pending
+        if self._db.server:  # outside the lock: the other hosts' reports are writes
+            lagging = behind(self._db, generation, besides=self.host_id, wait_s=HOSTS_WAIT_S)
+            pending += tuple(f"host {host.host} ({host.host_id[:8]})" for host in lagging)
         return RemovedPerson(person_id, name, external_id, face_ids=face_ids, wal_cleared=wal_cleared, pending=pending)
 
     def pending_erasure(self) -> tuple[str, ...]:
@@ -436,10 +427,15 @@ class Store:
         return self._replica.fresh().generation
 
     def data_state(self) -> tuple[int, float]:
-        """The generation this host's replica holds, and seconds since it was confirmed current."""
+        """The generation this host's replica holds, and seconds since it was confirmed current (0 on SQLite,
+        whose replica is checked before each search).
+
+        Raises:
+            DataTooStale: as ``search``.
+        """
         self._check_open()
         snapshot = self._replica.fresh()
-        return snapshot.generation, self._replica.age_s
+        return snapshot.generation, self._replica.age_s if self._db.server else 0.0
 
     def people_count(self) -> int:
         """How many people are enrolled (counted when the faces last changed: free per call)."""

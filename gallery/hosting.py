@@ -1,0 +1,85 @@
+"""What a gallery serving other programs needs besides enrol and identify: ``Gallery.hosting``.
+
+Its API keys (made, listed and revoked with every change audited; looked up by the HTTP
+service), the version of the data its answers come from, and whether it can answer at all.
+The service (``gallery.service``) is a shell over this and the rest of ``Gallery``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from gallery.audit import AuditWriter
+from gallery.errors import GalleryError
+from gallery.results import DataState
+from gallery.store import Store
+from gallery.store.keys import SCOPES, ApiKey
+from gallery.store.schema import utcnow
+
+__all__ = ["SCOPES", "ApiKey", "Hosting", "NewKey"]
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A key just made: ``secret`` is the key itself, shown this once and stored only as a hash."""
+
+    key: ApiKey
+    secret: str
+
+
+class Hosting:
+    """A gallery's API keys, data version and readiness (use ``Gallery.hosting``)."""
+
+    def __init__(self, store: Store, audit: AuditWriter) -> None:
+        self._store = store
+        self._audit = audit
+
+    def create_key(self, name: str, scopes: Sequence[str]) -> NewKey:
+        """Make an API key named ``name`` with ``scopes`` (``SCOPES``); audited.
+
+        Raises:
+            InvalidName, InvalidArgument (scopes), KeyNameTaken.
+        """
+        key, secret = self._store.keys.create(name, scopes)
+        self._audit.put("key", outcome="created", detail={"key": key.name, "scopes": list(key.scopes)})
+        return NewKey(key, secret)
+
+    def keys(self) -> list[ApiKey]:
+        """Every API key, valid and revoked, by name (never the keys themselves)."""
+        return self._store.keys.all()
+
+    def revoke_key(self, name: str) -> ApiKey:
+        """Revoke the key ``name``: services stop accepting it within their key cache's lifetime; audited.
+
+        Raises:
+            KeyNotFound: no key has this name.
+        """
+        key = self._store.keys.revoke(name)
+        self._audit.put("key", outcome="revoked", detail={"key": key.name})
+        return key
+
+    def key_for(self, secret: str) -> ApiKey | None:
+        """The stored key ``secret`` is (revoked ones too: check ``ApiKey.active``), or None. One database read."""
+        return self._store.keys.find(secret)
+
+    def mark_keys_used(self, names: Iterable[str]) -> None:
+        """Record that the keys ``names`` were accepted just now (``ApiKey.last_used_at``)."""
+        self._store.keys.mark_used(names, utcnow())
+
+    def data_version(self) -> DataState:
+        """The version of the data an answer given now comes from, and its age.
+
+        Raises:
+            DataTooStale: this host's replica is older than the maximum staleness.
+        """
+        return DataState(*self._store.data_state())
+
+    def unready_reason(self) -> str | None:
+        """Why this gallery cannot answer now (its database cannot be read, or this host's replica is
+        older than the maximum staleness), or None when it can."""
+        try:
+            self._store.data_state()
+        except GalleryError as error:
+            return f"{type(error).__name__}: {error}"
+        return None

@@ -1,0 +1,73 @@
+"""Running the service: the app ``gallery serve`` builds, and uvicorn serving it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import uvicorn
+from fastapi import FastAPI
+
+from gallery.audit import AuditPolicy
+from gallery.gallery import Gallery
+from gallery.service.app import create_app
+from gallery.service.metrics import ServiceMetrics
+from gallery.service.settings import ServiceSettings
+from gallery.vision.pipeline import FacePipelineProtocol, default_pipeline
+
+
+def warm_up(pipeline: FacePipelineProtocol) -> None:
+    """Load the models before the first request: a blank photo through the detector, a chip through the network."""
+    pipeline.faces(np.zeros((64, 64, 3), np.uint8))
+    pipeline.embedder.embed(np.zeros((1, 150, 150, 3), np.uint8))
+
+
+def service_app(
+    home: str | os.PathLike | None,
+    settings: ServiceSettings,
+    *,
+    pipeline: FacePipelineProtocol | None = None,
+    audit: AuditPolicy = "best_effort",
+) -> FastAPI:
+    """The app ``gallery serve`` runs: one gallery in ``home`` over one pipeline, whose models load before it is ready.
+
+    Args:
+        pipeline: the face pipeline (None: the process-wide one); every request shares it.
+    """
+    metrics = ServiceMetrics()
+    chosen = pipeline or default_pipeline()
+    return create_app(
+        lambda: Gallery(home, pipeline=chosen, audit=audit),
+        settings,
+        warm_up=lambda: warm_up(chosen),
+        metrics=metrics,
+    )
+
+
+def serve(
+    app: FastAPI,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    ssl_certfile: Path | None = None,
+    ssl_keyfile: Path | None = None,
+    graceful_shutdown_s: float = 30.0,
+    log_level: str = "info",
+) -> None:
+    """Serve ``app`` with uvicorn until SIGINT or SIGTERM, then finish the requests in progress (graceful shutdown).
+
+    Args:
+        ssl_certfile, ssl_keyfile: a PEM certificate (chain) and its private key: serve HTTPS.
+        graceful_shutdown_s: how long shutdown waits for requests in progress before closing them.
+    """
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+        ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
+        timeout_graceful_shutdown=int(graceful_shutdown_s),
+        log_level=log_level,
+        server_header=False,
+    )
