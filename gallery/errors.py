@@ -193,6 +193,10 @@ class DatabaseUnavailable(StorageFailure):
     """
 
 
+class HostNotFound(StoreError):
+    """No host following the gallery's database has this id (or the prefix names none, or several)."""
+
+
 class DatabaseLoginRefused(StoreError):
     """The database server refused the connection's credentials or database name (the URL is wrong)."""
 

@@ -14,6 +14,7 @@ from gallery.audit import AuditWriter
 from gallery.errors import GalleryError
 from gallery.results import DataState
 from gallery.store import Store
+from gallery.store.hosts import HostState
 from gallery.store.keys import SCOPES, ApiKey
 from gallery.store.schema import utcnow
 
@@ -66,6 +67,20 @@ class Hosting:
     def mark_keys_used(self, names: Iterable[str]) -> None:
         """Record that the keys ``names`` were accepted just now (``ApiKey.last_used_at``)."""
         self._store.keys.mark_used(names, utcnow())
+
+    def hosts(self) -> list[HostState]:
+        """The hosts sharing this gallery's database (PostgreSQL) and the generation each has applied."""
+        return self._store.site.hosts()
+
+    def forget_host(self, host: str) -> HostState:
+        """Forget a host taken out of service; audited.
+
+        Raises:
+            HostNotFound: no single host has an id starting ``host`` (at least 8 characters).
+        """
+        forgotten = self._store.site.forget(host)
+        self._audit.put("host", outcome="forgotten", detail={"host": forgotten.host, "host_id": forgotten.host_id})
+        return forgotten
 
     def data_version(self) -> DataState:
         """The version of the data an answer given now comes from, and its age.

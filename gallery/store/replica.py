@@ -196,6 +196,8 @@ class IndexReplica:
             logger.debug("caught %s up from generation %d to %d", self.path, header.generation, generation)
         elif loaded is None and not len(self.snapshot.index) and generation == 0 and not self.path.exists():
             logger.debug("creating %s for a new gallery", self.path)
+        elif loaded is None and self.followed and not self.path.exists():
+            logger.info("built %s from the database: a new host of this gallery", self.path)
         else:
             logger.warning("rebuilding %s from the database: %s", self.path, reason)
             self.repair = reason
