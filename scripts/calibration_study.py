@@ -38,9 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gallery.calibration.evaluate import apply_rule
 from gallery.calibration.fit import (
-    MARGIN_CONFIDENCE,
-    MARGIN_SAMPLE_DIVISOR,
     STRENGTHS,
+    MarginPolicy,
     fit_rule,
     simulate_sizes,
     strangers_per_trial,
@@ -126,6 +125,7 @@ def main() -> None:
     parser.add_argument(
         "--split-selection", action="store_true", help="with --photos: also strengths chosen on other galleries"
     )
+    parser.add_argument("--uniform", action="store_true", help="with --photos: also the margin n/10 at every size")
     args = parser.parse_args()
     data = np.load(args.embeddings)
     embeddings, labels = data["embeddings"].astype(np.float64), data["labels"]
@@ -158,6 +158,7 @@ def main() -> None:
             args.targets[0],
             [(int(k), False) for k in args.photos.split(",")] + [(int(k), True) for k in args.exact.split(",") if k],
             args.split_selection,
+            args.uniform,
         )
         if args.json:
             args.json.write_text(json.dumps(report, indent=1))
@@ -231,6 +232,7 @@ def photos_study(
     target: float,
     configs: list[tuple[int, bool]],
     split_selection: bool = False,
+    uniform: bool = False,
 ) -> dict:
     """Held-out FPIR / FNIR by gallery size and photos per person, with and without the margin; reliability."""
     names = [f"{'exactly' if exact else 'up to'} {k}" for k, exact in configs]
@@ -243,11 +245,14 @@ def photos_study(
         reference = typical_impostor_distance(cal_embeddings, cal_labels, seed=split)
         variance = within_variance(cal_embeddings, cal_labels)
         rules = {
-            "margin (shipped)": fit_rule(
-                by_size, reference=reference, target_fpir=target, margin=(MARGIN_CONFIDENCE, MARGIN_SAMPLE_DIVISOR)
-            ),
+            "margin (shipped)": fit_rule(by_size, reference=reference, target_fpir=target, margin=MarginPolicy()),
             "point estimate": fit_rule(by_size, reference=reference, target_fpir=target),
         }
+        if uniform:
+            # The margin as shipped before the design effect: n/10 at every size.
+            rules["margin n/10 everywhere"] = fit_rule(
+                by_size, reference=reference, target_fpir=target, margin=MarginPolicy(populations=0.0)
+            )
         if split_selection:
             # Strengths chosen on other simulated galleries than those that set the thresholds.
             other = simulate_sizes(cal_embeddings, cal_labels, target_fpir=target, seed=1000 * split + 100)
@@ -255,7 +260,7 @@ def photos_study(
                 by_size,
                 reference=reference,
                 target_fpir=target,
-                margin=(MARGIN_CONFIDENCE, MARGIN_SAMPLE_DIVISOR),
+                margin=MarginPolicy(),
                 selection=other,
             )
         held_embeddings, held_labels = embeddings[held_out], labels[held_out]

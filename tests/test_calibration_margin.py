@@ -14,7 +14,8 @@ import pytest
 from labelled_sets import labelled_faces
 
 from gallery.calibration.fit import calibrate, fit_rule, typical_impostor_distance
-from gallery.calibration.metrics import allowed_at_bound, clopper_pearson_upper
+from gallery.calibration.margin import MarginPolicy
+from gallery.calibration.metrics import allowed_at_bound, clopper_pearson_upper, design_effect
 from gallery.calibration.protocol import simulate
 from gallery.decision.records import rule_from_dict
 
@@ -42,7 +43,9 @@ def test_a_calibration_on_few_strangers_sets_a_stricter_threshold_than_on_many()
     for strangers in (30, 3000):
         searches = [simulate(embeddings, labels, trials=20, gallery_size=5, strangers_per_trial=strangers, seed=4)]
         point = fit_rule(searches, reference=reference, target_fpir=TARGET, strengths=(0.0,))
-        bounded = fit_rule(searches, reference=reference, target_fpir=TARGET, strengths=(0.0,), margin=(0.95, 10.0))
+        bounded = fit_rule(
+            searches, reference=reference, target_fpir=TARGET, strengths=(0.0,), margin=MarginPolicy(populations=0.0)
+        )
         assert bounded.thresholds[0] < point.thresholds[0]
         assert bounded.margin is not None and bounded.margin.fpir_bounds[0] <= TARGET
         thresholds[strangers] = bounded.thresholds[0]
@@ -84,3 +87,45 @@ def test_a_one_person_gallery_is_not_over_confident_on_held_out_searches() -> No
     assert announced <= observed + 0.01
     # The pooled curve, fitted mostly on large galleries, promised more than it kept (0.989 for 0.963).
     assert pooled_announced > observed + 0.015
+
+
+def test_the_design_effect_counts_strangers_landing_on_one_look_alike_as_fewer_searches() -> None:
+    rng = np.random.default_rng(11)
+    n = 20_000
+    strangers = rng.integers(0, 2000, n)
+    nearest = rng.integers(2000, 4000, n)
+    scattered = rng.random(n) < 0.01
+    assert design_effect(scattered, strangers, nearest) == pytest.approx(1.0, abs=0.15)
+    # The same 1% accepted, all of them strangers landing on 40 enrolled look-alikes.
+    lambs = np.isin(nearest, np.arange(2000, 2040))
+    clustered = np.zeros(n, dtype=bool)
+    clustered[np.nonzero(lambs)[0][:200]] = True
+    assert clustered.mean() == 0.01 and scattered.mean() == pytest.approx(0.01, abs=0.002)
+    assert design_effect(clustered, strangers, nearest) > 4
+    # A person who attracts strangers when enrolled and is accepted when a stranger counts once, in both roles.
+    both = np.where(lambs, 2000, nearest)
+    wolves = np.where(lambs, 2000, strangers)
+    assert design_effect(clustered, wolves, both) > design_effect(clustered, strangers, both)
+    assert design_effect(np.zeros(n, dtype=bool), strangers, nearest) == 1.0
+
+
+def test_the_divisor_is_the_documented_floor_raised_where_neighbouring_sizes_measure_more_clustering() -> None:
+    policy = MarginPolicy(least_divisor=10.0, populations=2.0, reach=1)
+    assert policy.divisors([2.0, 3.0, 7.0, 4.0, 2.0, 2.0]) == (10.0, 14.0, 14.0, 14.0, 10.0, 10.0)
+    assert MarginPolicy(populations=0.0).divisors([7.0, 8.0]) == (10.0, 10.0)
+    assert MarginPolicy(reach=0).divisors([2.0, 7.0, 2.0]) == (10.0, 14.0, 10.0)
+
+
+def test_calibrate_sets_each_size_at_least_as_strict_as_the_uniform_margin_and_stores_its_divisors() -> None:
+    embeddings, labels = labelled_faces(300, seed=5, dim=DIM)
+    clustered = calibrate(embeddings, labels, target_fpir=TARGET, strengths=(0.0,)).rule
+    uniform = calibrate(
+        embeddings, labels, target_fpir=TARGET, strengths=(0.0,), margin=MarginPolicy(populations=0)
+    ).rule
+    assert clustered.margin is not None and clustered.margin.sample_divisors is not None
+    assert len(clustered.margin.sample_divisors) == len(clustered.sizes)
+    assert min(clustered.margin.sample_divisors) >= 10.0
+    assert all(c <= u for c, u in zip(clustered.thresholds, uniform.thresholds, strict=True))
+    assert uniform.margin is not None and uniform.margin.sample_divisors is None
+    assert rule_from_dict(clustered.to_dict()) == clustered
+    assert "Clopper-Pearson on 1/" in clustered.describe()

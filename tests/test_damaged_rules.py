@@ -108,6 +108,19 @@ DAMAGED_DECISION_RULES: dict[str, tuple[str, str]] = {
         ),
         r"margin\.sample_divisor is 0\.5",
     ),
+    "margin divisors one short": (
+        identify_record(
+            learned(
+                margin={
+                    "confidence": 0.95,
+                    "sample_divisor": 10,
+                    "fpir_bounds": [0.01] * len(TABLE["sizes"]),
+                    "sample_divisors": [10.0],
+                }
+            )
+        ),
+        r"margin\.sample_divisors has 1 values for \d+ sizes",
+    ),
     "confidence bands not from one": (
         identify_record(learned(band_confidence={"from_sizes": [2, 5], "curves": [CURVE, CURVE]})),
         "do not ascend strictly from 1",

@@ -11,9 +11,11 @@ from typing import Any
 import numpy as np
 
 from gallery.calibration.confidence import fit_confidence, fit_tie_ratio
+from gallery.calibration.margin import SHIPPED_MARGIN, MarginPolicy
 from gallery.calibration.metrics import (
     allowed_at_bound,
     clopper_pearson_upper,
+    design_effect,
     open_set_rates,
     threshold_at_count,
     threshold_at_fpir,
@@ -31,14 +33,6 @@ BASE_TRIALS = 10
 MAX_TRIALS = 200
 # Normalisation strengths tried at each gallery size.
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
-# The thresholds' margin: each size's threshold accepts the most simulated strangers whose one-sided
-# 95% Clopper-Pearson upper bound stays at the target, counting the searches as 10 times fewer
-# independent ones. Issue 12's research measured their design effect at 2-4 clustered by stranger
-# and 2-4 by the enrolled look-alike they land on, and the held-out rate carries the test
-# population's own spread on top: CP95 on all n kept the 95th percentile of held-out FPIR over 20
-# LFW splits at 1.51% (target 1%), on n/10 at <= 0.89% (but 1.14% at 20 people).
-MARGIN_CONFIDENCE = 0.95
-MARGIN_SAMPLE_DIVISOR = 10.0
 # Gallery-size bands with a confidence curve each (smallest size of each): 1, 2-4, 5-19, 20 and up.
 CONFIDENCE_BANDS = (1, 2, 5, 20)
 # Stranger searches per simulated size, at least (more when the target FPIR needs more).
@@ -94,7 +88,7 @@ def calibrate(
     largest_gallery: int | None = None,
     seed: int = 0,
     progress: Progress | None = None,
-    margin: tuple[float, float] | None = (MARGIN_CONFIDENCE, MARGIN_SAMPLE_DIVISOR),
+    margin: MarginPolicy | None = SHIPPED_MARGIN,
 ) -> Calibration:
     """Learn a ``NormalisedDistance`` rule accepting ``target_fpir`` of strangers at every gallery size, missing fewest.
 
@@ -111,8 +105,8 @@ def calibrate(
         largest_gallery: simulate galleries up to this size only (to study extrapolation).
         seed: seeds the simulation.
         progress: called with (sizes done, sizes total).
-        margin: (confidence, sample divisor): set each threshold at that upper confidence bound
-            on the stranger rate (see ``MARGIN_CONFIDENCE``); None: at the point estimate.
+        margin: set each threshold at an upper confidence bound on the stranger rate
+            (``MarginPolicy``); None: at the point estimate.
 
     Raises:
         CalibrationError: too few identities, mated photos or strangers for the target.
@@ -194,7 +188,7 @@ def fit_rule(
     strengths: Sequence[float] = STRENGTHS,
     runner_up_exponent: float = 0.5,
     cohort_exponent: float = 0.5,
-    margin: tuple[float, float] | None = None,
+    margin: MarginPolicy | None = None,
     selection: Sequence[Searches] | None = None,
 ) -> NormalisedDistance:
     """Learn a rule's table (strength and threshold per gallery size), confidence curve and tie ratio.
@@ -210,10 +204,10 @@ def fit_rule(
         target_fpir: share of strangers accepted at each size.
         strengths: the candidate normalisation strengths; (0.0,) gives the plain distance rule.
         runner_up_exponent, cohort_exponent: the rule's normalisation.
-        margin: (confidence, sample divisor): each threshold accepts the most strangers whose
-            Clopper-Pearson upper bound, on the searches divided by the divisor, stays at
-            ``target_fpir`` (``allowed_at_bound``); the bounds are stored with the rule.
-            None: the threshold accepts ``target_fpir`` of them (the point estimate).
+        margin: each threshold accepts the most strangers whose Clopper-Pearson upper bound, on
+            the searches divided by the size's divisor (``MarginPolicy.divisors``), stays at
+            ``target_fpir`` (``allowed_at_bound``); the bounds and divisors are stored with the
+            rule. None: the threshold accepts ``target_fpir`` of them (the point estimate).
         selection: other searches of the same sizes on which to choose the strengths (then the
             thresholds are set on ``by_size`` alone); None: on ``by_size`` too.
     """
@@ -232,42 +226,75 @@ def fit_rule(
     def log_ratios(searches: Searches, strength: float) -> np.ndarray:
         return scorer.log_ratios(searches.distances[:, 0], searches.distances[:, 1], searches.cohort[:, 0], strength)
 
-    def log_threshold(searches: Searches, strength: float) -> float:
+    def point_cut(searches: Searches, strength: float) -> float:
         # Accept log ratio <= threshold, i.e. -log ratio >= -threshold.
-        strangers = -log_ratios(searches, strength)[~searches.mated]
-        if margin is None:
-            return -threshold_at_fpir(strangers, target_fpir)
-        return -threshold_at_count(strangers, allowed_at_bound(len(strangers), target_fpir, *margin))
+        return -threshold_at_fpir(-log_ratios(searches, strength)[~searches.mated], target_fpir)
 
-    def bound(searches: Searches, strength: float, log_cut: float) -> float:
+    def clustering(searches: Searches, strength: float) -> float:
+        strangers = ~searches.mated
+        accepted = log_ratios(searches, strength)[strangers] <= point_cut(searches, strength)
+        return design_effect(accepted, searches.truth[strangers], searches.identities[strangers, 0])
+
+    def divisors(group: Sequence[Searches], strength: float) -> tuple[float, ...]:
         assert margin is not None
-        confidence, divisor = margin
+        if margin.populations <= 0:
+            return (margin.least_divisor,) * len(group)
+        return margin.divisors([clustering(searches, strength) for searches in group])
+
+    def log_threshold(searches: Searches, strength: float, divisor: float | None) -> float:
+        if margin is None or divisor is None:
+            return point_cut(searches, strength)
+        strangers = -log_ratios(searches, strength)[~searches.mated]
+        allowed = allowed_at_bound(len(strangers), target_fpir, margin.confidence, round(divisor, 2))
+        return -threshold_at_count(strangers, allowed)
+
+    def bound(searches: Searches, strength: float, log_cut: float, divisor: float) -> float:
+        assert margin is not None
         accepted = int((log_ratios(searches, strength)[~searches.mated] <= log_cut).sum())
+        divisor = round(divisor, 2)
         return clopper_pearson_upper(
-            round(accepted / divisor), round(int((~searches.mated).sum()) / divisor), confidence
+            round(accepted / divisor), round(int((~searches.mated).sum()) / divisor), margin.confidence
         )
 
-    def misses(searches: Searches, strength: float) -> float:
-        accepted = log_ratios(searches, strength) <= log_threshold(searches, strength)
+    def misses(searches: Searches, strength: float, divisor: float | None) -> float:
+        accepted = log_ratios(searches, strength) <= log_threshold(searches, strength, divisor)
         return open_set_rates(accepted, searches.correct, searches.mated)[1]
 
+    def divisors_on(group: Sequence[Searches]) -> dict[float, list[float | None]]:
+        # Each strength's divisor per size (None: the point estimate), measured on the searches they apply to.
+        return {
+            strength: [None] * len(group) if margin is None else list(divisors(group, strength))
+            for strength in strengths
+        }
+
+    choosing = list(by_size if selection is None else selection)
+    choosing_divisors = divisors_on(choosing)
     chosen = [
-        min(strengths, key=lambda strength: (misses(searches, strength), strength))
-        for searches in (by_size if selection is None else selection)
+        min(strengths, key=lambda strength: (misses(searches, strength, choosing_divisors[strength][i]), strength))
+        for i, searches in enumerate(choosing)
     ]
     kept = _non_decreasing(chosen, strengths)
-    log_cuts = [log_threshold(searches, strength) for searches, strength in zip(by_size, kept, strict=True)]
+    table_divisors = choosing_divisors if selection is None else divisors_on(by_size)
+    kept_divisors = [table_divisors[strength][i] for i, strength in enumerate(kept)]
+    log_cuts = [
+        log_threshold(searches, strength, divisor)
+        for searches, strength, divisor in zip(by_size, kept, kept_divisors, strict=True)
+    ]
     thresholds = tuple(float(np.exp(cut)) for cut in log_cuts)
     bounds = (
         None
         if margin is None
         else Margin(
-            margin[0],
-            margin[1],
-            tuple(bound(s, strength, cut) for s, strength, cut in zip(by_size, kept, log_cuts, strict=True)),
+            margin.confidence,
+            margin.least_divisor,
+            tuple(
+                bound(s, strength, cut, float(d))
+                for s, strength, cut, d in zip(by_size, kept, log_cuts, kept_divisors, strict=True)
+            ),
+            sample_divisors=tuple(round(float(d), 2) for d in kept_divisors) if margin.populations > 0 else None,
         )
     )
-    beyond = float(np.exp(log_threshold(by_size[-1], 1.0))) if 1.0 in strengths else None
+    beyond = float(np.exp(log_threshold(by_size[-1], 1.0, table_divisors[1.0][-1]))) if 1.0 in strengths else None
     sizes = tuple(int(s.gallery_size[0]) for s in by_size)
     table = dataclasses.replace(
         scorer, sizes=sizes, thresholds=thresholds, strengths=tuple(kept), beyond_threshold=beyond, margin=bounds

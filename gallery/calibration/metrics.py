@@ -91,6 +91,39 @@ def allowed_at_bound(searches: int, target: float, confidence: float, divisor: f
     return allowed
 
 
+def design_effect(accepted: np.ndarray, strangers: np.ndarray, nearest: np.ndarray) -> float:
+    """How many times the variance of the accepted share exceeds a binomial's, searches clustered by person.
+
+    A simulated stranger search involves two people: the stranger, and the enrolled person they
+    landed nearest. Searches sharing either (in either role: a face-space region that attracts
+    strangers to its enrolled people also makes its own people accepted as strangers) are
+    correlated. The variance is the dyadic cluster-robust one: each person's summed residuals over
+    the searches they take part in, squared and added, less the double count of searches sharing
+    both people. Floored at 1.
+
+    Args:
+        accepted: (n,) bool or 0/1, each stranger search accepted.
+        strangers: (n,) the stranger's identity label.
+        nearest: (n,) the identity label of the enrolled person nearest them.
+    """
+    accepted = np.asarray(accepted, dtype=np.float64)
+    n = len(accepted)
+    share = float(accepted.mean()) if n else 0.0
+    if share <= 0.0 or share >= 1.0:
+        return 1.0
+    residual = accepted - share
+    _, codes = np.unique(np.concatenate([np.asarray(strangers), np.asarray(nearest)]), return_inverse=True)
+    people = int(codes.max()) + 1
+    stranger, enrolled = codes[:n], codes[n:]
+    per_person = np.bincount(stranger, weights=residual, minlength=people) + np.bincount(
+        enrolled, weights=residual, minlength=people
+    )
+    _, pair = np.unique(stranger.astype(np.int64) * people + enrolled, return_inverse=True)
+    shared_both = (np.bincount(pair, weights=residual) ** 2).sum()
+    variance = (per_person**2).sum() - shared_both
+    return max(1.0, float(variance / (n * share * (1.0 - share))))
+
+
 def threshold_at_count(nonmated_scores: np.ndarray, allowed: int) -> float:
     """The lowest threshold (accept score >= it) that accepts at most ``allowed`` of the strangers."""
     scores = np.sort(np.asarray(nonmated_scores, dtype=np.float64))[::-1]

@@ -57,23 +57,32 @@ class Margin:
         sample_divisor: the simulated stranger searches counted as this many times fewer
             independent ones (a design effect: they are clustered by stranger and by look-alike).
         fpir_bounds: at each table size, the bound on the stranger rate at the threshold set there.
+        sample_divisors: the divisor used at each table size (at least ``sample_divisor``, more
+            where calibrate measured more clustering: ``gallery.calibration.fit.MarginPolicy``);
+            None: ``sample_divisor`` at every size (a rule from before the design effect).
     """
 
     confidence: float
     sample_divisor: float
     fpir_bounds: tuple[float, ...]
+    sample_divisors: tuple[float, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "confidence": self.confidence,
             "sample_divisor": self.sample_divisor,
             "fpir_bounds": list(self.fpir_bounds),
+            **({} if self.sample_divisors is None else {"sample_divisors": list(self.sample_divisors)}),
         }
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> Margin:
+        divisors = data.get("sample_divisors")
         return Margin(
-            float(data["confidence"]), float(data["sample_divisor"]), tuple(float(b) for b in data["fpir_bounds"])
+            float(data["confidence"]),
+            float(data["sample_divisor"]),
+            tuple(float(b) for b in data["fpir_bounds"]),
+            None if divisors is None else tuple(float(d) for d in divisors),
         )
 
 
@@ -133,6 +142,9 @@ class NormalisedDistance:
             raise ValueError("ratio thresholds must be positive")
         if self.margin is not None and len(self.margin.fpir_bounds) != len(self.sizes):
             raise ValueError("need one FPIR bound per gallery size")
+        divisors = None if self.margin is None else self.margin.sample_divisors
+        if divisors is not None and len(divisors) != len(self.sizes):
+            raise ValueError("need one sample divisor per gallery size")
         if self.band_confidence is not None:
             starts, curves = self.band_confidence
             if not starts or starts[0] != 1 or list(starts) != sorted(set(starts)) or len(curves) != len(starts):
@@ -241,9 +253,15 @@ class NormalisedDistance:
         )
         promise = f"FPIR {self.target_fpir:g}"
         if self.margin is not None:
+            divisors = self.margin.sample_divisors or (self.margin.sample_divisor,)
+            share = (
+                f"1/{min(divisors):g}"
+                if min(divisors) == max(divisors)
+                else f"1/{min(divisors):g} to 1/{max(divisors):g} (by their clustering)"
+            )
             promise += (
                 f" at its {self.margin.confidence:.0%} upper bound, {max(self.margin.fpir_bounds):.2%} at most"
-                f" (Clopper-Pearson on 1/{self.margin.sample_divisor:g} of the simulated strangers)"
+                f" (Clopper-Pearson on {share} of the simulated strangers)"
             )
         return (
             f"d1 / sqrt(d2 * cohort)^s <= threshold, both by gallery size ({promise}; "

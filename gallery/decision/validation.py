@@ -15,8 +15,9 @@ The ranges:
   ``runner_up_exponent`` and ``cohort_exponent`` finite and >= 0; ``target_fpir`` in (0, 1);
   ``tie_ratio`` in (0, 1]; ``within_variance`` absent, null (a rule from before it: people scored
   by their nearest photo) or finite and >= 0; ``margin`` absent, null (thresholds at the point
-  estimate) or an object with ``confidence`` in (0, 1), ``sample_divisor`` finite and >= 1 and
-  ``fpir_bounds`` in [0, 1], one per size; ``band_confidence`` absent, null (``confidence`` at
+  estimate) or an object with ``confidence`` in (0, 1), ``sample_divisor`` finite and >= 1,
+  ``fpir_bounds`` in [0, 1], one per size, and ``sample_divisors`` absent, null or finite and >= 1,
+  one per size; ``band_confidence`` absent, null (``confidence`` at
   every size) or an object with ``from_sizes`` positive integers strictly ascending from 1 and
   as many ``curves``, each checked as ``confidence`` is; ``confidence``: ``margins`` finite and non-decreasing,
   ``probabilities`` in [0, 1] and non-increasing, as many of each, at least one;
@@ -101,6 +102,10 @@ def _check_normalised(data: Mapping[str, Any]) -> None:
         bounds = _numbers(margin, "fpir_bounds", _probability, prefix="margin.")
         if len(bounds) != len(sizes):
             _invalid(f"margin.fpir_bounds has {len(bounds)} values for {len(sizes)} sizes")
+        if margin.get("sample_divisors", None) is not None:
+            divisors = _numbers(margin, "sample_divisors", _at_least_one, prefix="margin.")
+            if len(divisors) != len(sizes):
+                _invalid(f"margin.sample_divisors has {len(divisors)} values for {len(sizes)} sizes")
     _check_curve(_field(data, "confidence"), "confidence")
     if data.get("band_confidence", None) is not None:
         bands = data["band_confidence"]
