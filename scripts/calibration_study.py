@@ -39,13 +39,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gallery.calibration.evaluate import apply_rule
 from gallery.calibration.fit import (
     STRENGTHS,
-    MarginPolicy,
     fit_rule,
     simulate_sizes,
     strangers_per_trial,
     trials_for_size,
     typical_impostor_distance,
 )
+from gallery.calibration.margin import CLUSTERED_MARGIN, UNIFORM_MARGIN
 from gallery.calibration.metrics import fnir_at_fpir, open_set_rates
 from gallery.calibration.protocol import Searches, simulate, split_identities
 from gallery.decision import DLIB_DISTANCE_THRESHOLD, ConfidenceCurve, NormalisedDistance
@@ -245,13 +245,13 @@ def photos_study(
         reference = typical_impostor_distance(cal_embeddings, cal_labels, seed=split)
         variance = within_variance(cal_embeddings, cal_labels)
         rules = {
-            "margin (shipped)": fit_rule(by_size, reference=reference, target_fpir=target, margin=MarginPolicy()),
+            "margin (shipped)": fit_rule(by_size, reference=reference, target_fpir=target, margin=CLUSTERED_MARGIN),
             "point estimate": fit_rule(by_size, reference=reference, target_fpir=target),
         }
         if uniform:
             # The margin as shipped before the design effect: n/10 at every size.
             rules["margin n/10 everywhere"] = fit_rule(
-                by_size, reference=reference, target_fpir=target, margin=MarginPolicy(populations=0.0)
+                by_size, reference=reference, target_fpir=target, margin=UNIFORM_MARGIN
             )
         if split_selection:
             # Strengths chosen on other simulated galleries than those that set the thresholds.
@@ -260,7 +260,7 @@ def photos_study(
                 by_size,
                 reference=reference,
                 target_fpir=target,
-                margin=MarginPolicy(),
+                margin=CLUSTERED_MARGIN,
                 selection=other,
             )
         held_embeddings, held_labels = embeddings[held_out], labels[held_out]

@@ -22,6 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gallery.calibration.fit import calibrate, calibrate_verify
+from gallery.calibration.margin import CLUSTERED_MARGIN
 from gallery.vision.pipeline import FacePipeline
 
 OUT = Path(__file__).resolve().parents[1] / "gallery" / "data" / "default_rule.json"
@@ -47,6 +48,7 @@ def main() -> None:
         embeddings,
         labels,
         target_fpir=args.fpir,
+        margin=CLUSTERED_MARGIN,  # validated held out on LFW at every size (gallery/calibration/margin.py)
         progress=lambda done, total: print(f"gallery size {done}/{total}", file=sys.stderr),
     )
     verify = calibrate_verify(embeddings, labels, target_fmr=args.fmr)

@@ -14,7 +14,7 @@ import pytest
 from labelled_sets import labelled_faces
 
 from gallery.calibration.fit import calibrate, fit_rule, typical_impostor_distance
-from gallery.calibration.margin import MarginPolicy
+from gallery.calibration.margin import CLUSTERED_MARGIN, MarginPolicy
 from gallery.calibration.metrics import allowed_at_bound, clopper_pearson_upper, design_effect
 from gallery.calibration.protocol import simulate
 from gallery.decision.records import rule_from_dict
@@ -118,7 +118,7 @@ def test_the_divisor_is_the_documented_floor_raised_where_neighbouring_sizes_mea
 
 def test_calibrate_sets_each_size_at_least_as_strict_as_the_uniform_margin_and_stores_its_divisors() -> None:
     embeddings, labels = labelled_faces(300, seed=5, dim=DIM)
-    clustered = calibrate(embeddings, labels, target_fpir=TARGET, strengths=(0.0,)).rule
+    clustered = calibrate(embeddings, labels, target_fpir=TARGET, strengths=(0.0,), margin=CLUSTERED_MARGIN).rule
     uniform = calibrate(
         embeddings, labels, target_fpir=TARGET, strengths=(0.0,), margin=MarginPolicy(populations=0)
     ).rule

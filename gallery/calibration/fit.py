@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from gallery.calibration.confidence import fit_confidence, fit_tie_ratio
-from gallery.calibration.margin import SHIPPED_MARGIN, MarginPolicy
+from gallery.calibration.margin import UNIFORM_MARGIN, MarginPolicy
 from gallery.calibration.metrics import (
     allowed_at_bound,
     clopper_pearson_upper,
@@ -88,7 +88,7 @@ def calibrate(
     largest_gallery: int | None = None,
     seed: int = 0,
     progress: Progress | None = None,
-    margin: MarginPolicy | None = SHIPPED_MARGIN,
+    margin: MarginPolicy | None = UNIFORM_MARGIN,
 ) -> Calibration:
     """Learn a ``NormalisedDistance`` rule accepting ``target_fpir`` of strangers at every gallery size, missing fewest.
 
@@ -281,19 +281,17 @@ def fit_rule(
         for searches, strength, divisor in zip(by_size, kept, kept_divisors, strict=True)
     ]
     thresholds = tuple(float(np.exp(cut)) for cut in log_cuts)
-    bounds = (
-        None
-        if margin is None
-        else Margin(
+    bounds = None
+    if margin is not None:
+        used = [margin.least_divisor if d is None else d for d in kept_divisors]
+        bounds = Margin(
             margin.confidence,
             margin.least_divisor,
             tuple(
-                bound(s, strength, cut, float(d))
-                for s, strength, cut, d in zip(by_size, kept, log_cuts, kept_divisors, strict=True)
+                bound(s, strength, cut, d) for s, strength, cut, d in zip(by_size, kept, log_cuts, used, strict=True)
             ),
-            sample_divisors=tuple(round(float(d), 2) for d in kept_divisors) if margin.populations > 0 else None,
+            sample_divisors=tuple(round(d, 2) for d in used) if margin.populations > 0 else None,
         )
-    )
     beyond = float(np.exp(log_threshold(by_size[-1], 1.0, table_divisors[1.0][-1]))) if 1.0 in strengths else None
     sizes = tuple(int(s.gallery_size[0]) for s in by_size)
     table = dataclasses.replace(
