@@ -442,6 +442,12 @@ class Store:
         vectors = np.stack([decode(i, b) for i, b in rows]) if rows else np.empty((0, self.dimension), "<f4")
         return ids, vectors
 
+    def indexed_embeddings(self, person_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """``embeddings_for`` as this host's replica holds them: what identify scores, with no database read
+        (so a door keeps deciding through a database outage, within the maximum staleness)."""
+        self._check_open()
+        return self._replica.embeddings_of(person_id)
+
     def faces_to_reembed(self) -> list[ReembedTask]:
         """Faces stored with another model than the store's, with the chips to re-embed them."""
         with self._reading() as session:
