@@ -233,17 +233,24 @@ class IndexReplica:
         return face_ids[:n], vectors[:n], Owners.of(face_ids[:n], person_ids[:n])
 
     def _caught_up(self, session: Session, current: Snapshot, generation: int, log_start: int) -> _CatchUp:
-        """``current`` brought to ``generation``: from the change log, or by comparing ids if it is older."""
+        """``current`` brought to ``generation``: from the change log, or by comparing ids if it is older.
+
+        The log's result is checked against the number of faces stored: if a row was written around
+        the store (by hand, or by an old version), the database is the truth and ids are compared.
+        """
         held = current.index.ids()
-        if current.generation >= 0 and log_start <= current.generation:
+        from_log = current.generation >= 0 and log_start <= current.generation
+        if from_log:
             added, removed = queries.changes_since(session, current.generation)
             gone = np.intersect1d(removed, held)  # removals first: a face added and removed since is neither
             new = np.setdiff1d(np.setdiff1d(added, removed), held)
+            stored = self._backend.face_count(session, self.model)
         else:
             wanted = self._backend.face_ids(session, self.model)
             new = np.setdiff1d(wanted, held, assume_unique=True)
             gone = np.setdiff1d(held, wanted, assume_unique=True)
-        if not len(gone) and not len(new):
+            stored = len(wanted)
+        if not len(gone) and not len(new) and len(held) == stored:
             return _CatchUp(dataclasses.replace(current, generation=generation), EMPTY, EMPTY)
         left = current.owners.people(gone)
         if len(new) > len(held):  # mostly new: one build beats many appends
@@ -255,6 +262,9 @@ class IndexReplica:
             index = current.index.updated(gone, new_ids, vectors)
             owners = current.owners.changed(gone, new_owners)
             arrived = new_owners.person_ids
+        if from_log and len(index) != stored:
+            logger.warning("the change log disagreed with the faces stored; comparing face ids instead")
+            return self._caught_up(session, current, generation, generation + 1)
         snapshot = Snapshot(generation, index, owners, current.people, current.settings)
         return _CatchUp(snapshot, left[~np.isin(left, owners.person_ids)], arrived)
 
