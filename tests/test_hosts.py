@@ -92,3 +92,21 @@ def test_a_removal_vacuums_the_rows_it_deleted(postgres_url: str, tmp_path: Path
         ).fetchall()
     # Statistics arrive asynchronously; the vacuum count is what the removal did.
     assert {name: vacuums >= 1 for name, _, vacuums in dead} == {"faces": True, "people": True}
+
+
+def test_a_door_rewrites_its_own_index_file_when_someone_is_removed_elsewhere(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    vector = embedding(7).astype("<f4")
+
+    def door_files() -> bytes:
+        return b"".join(p.read_bytes() for p in (tmp_path / "door").glob("faces.faiss*") if p.is_file())
+
+    with Store.open(tmp_path / "desk", model=MODEL, database_url=postgres_url) as desk:
+        desk.add_person_with_face("Ada", face(vector))
+        desk.add_person_with_face("Alan", face(embedding(8)))
+        with Store.open(tmp_path / "door", model=MODEL, database_url=postgres_url) as door:
+            assert vector.tobytes() in door_files()  # the door built its file with Ada in it
+            assert desk.remove_person("Ada").pending == ()  # the door said it applied it, file included
+            assert vector.tobytes() not in door_files()
+            assert door.consistency_problems() == []

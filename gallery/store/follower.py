@@ -2,7 +2,8 @@
 
 It listens for the writers' wake-ups (``Backend.listen``: LISTEN/NOTIFY on PostgreSQL) and, on
 each one and at least every ``check_interval_s`` whatever happens, asks the database for its
-generation and catches the replica up (``IndexReplica.check``). The periodic check is what
+generation and catches the replica up (``IndexReplica.check``), then saves this host's index
+file, so a removed face leaves the host's disk too. The periodic check is what
 covers a lost notification or a listener connection that died silently (a known failure of
 products that sync this way: a second node went stale without a word). Searches never ask the
 database; they read the replica's snapshot and its age.
@@ -80,6 +81,8 @@ class Follower:
     def _check(self) -> None:
         before = self._replica.snapshot.generation
         snapshot = self._replica.check()
+        if snapshot.generation != before:  # this host's file must not keep what was removed
+            self._replica.sync_and_save()
         if self._failing:
             logger.warning("the gallery's replica follows the database again (generation %d)", snapshot.generation)
             self._failing = False

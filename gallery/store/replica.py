@@ -33,7 +33,8 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,7 +122,8 @@ class IndexReplica:
     """One model's faces in a ``FaceIndex``, following the database, saved to ``path``.
 
     Safe to share between threads: searches read the published snapshot, syncs are
-    serialised by a lock, and saves happen under the database's write lock.
+    serialised by a lock, and saves by ``save_lock``: the gallery's write lock on SQLite, a lock
+    on this host's folder on a database server (the file is this host's alone).
 
     Args:
         followed: True when a follower thread keeps the replica current (a database server):
@@ -138,6 +140,7 @@ class IndexReplica:
         dimension: int,
         policy: IndexPolicy,
         gallery_id: str,
+        save_lock: Callable[[], AbstractContextManager[object]],
         followed: bool = False,
         max_staleness_s: float = DEFAULT_MAX_STALENESS_S,
     ) -> None:
@@ -150,6 +153,7 @@ class IndexReplica:
         self.repair: str | None = None  # why the file was rebuilt on load, if it was
         self._backend = backend
         self._gallery_id = gallery_id
+        self._save_lock = save_lock
         self._lock = threading.Lock()
         # Person id -> name of every indexed face's owner. Shared by the snapshots and changed in
         # place (names never change, ids are never reused): a name is dropped when its person's
@@ -201,8 +205,7 @@ class IndexReplica:
         else:
             logger.warning("rebuilding %s from the database: %s", self.path, reason)
             self.repair = reason
-        with backend.exclusive():
-            self.sync_and_save()
+        self.sync_and_save()
 
     def decode(self, face_id: int, blob: bytes) -> np.ndarray:
         """A stored embedding's float32 vector.
@@ -336,7 +339,7 @@ class IndexReplica:
         return ids, np.stack([snapshot.index.vector(int(i)) for i in ids])
 
     def sync_and_save(self) -> bool:
-        """After a commit (write lock held): sync the index and save it atomically.
+        """Sync the index and save it atomically (after a commit, and after a followed replica caught up).
 
         A failed save (a full disk, a read-only folder) is not raised: the database already
         holds the change. The old index files are deleted instead, since they may hold faces
@@ -347,7 +350,10 @@ class IndexReplica:
             Whether the files on disk now hold no face the database lacks: True when saved or
             deleted, False when a stale file could be neither replaced nor deleted.
         """
-        snapshot = self._sync()
+        with self._save_lock():
+            return self._save(self._sync())
+
+    def _save(self, snapshot: Snapshot) -> bool:
         try:
             snapshot.index.save(self.path, gallery_id=self._gallery_id, generation=snapshot.generation)
             return True
