@@ -7,26 +7,15 @@ PostgreSQL server of its own, stopped as a crash would stop it (``pg_ctl stop -m
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fakes import FakePipeline, fake_photo
-from pg_server import REQUIRE_ENV, PostgresServer, server_programs
+from pg_server import PostgresServer
 
 from gallery import DatabaseUnavailable, DataTooStale, Gallery
 
 MAX_STALENESS_S = 3.0
-
-
-@pytest.fixture
-def server() -> Iterator[PostgresServer]:
-    programs = server_programs()
-    if programs is None:
-        pytest.skip(f"PostgreSQL's server programs are not installed (CI sets {REQUIRE_ENV}=1 and installs them)")
-    own = PostgresServer(programs)  # its own: stopping it must not disturb the session's server
-    yield own
-    own.close()
 
 
 def eventually(check, timeout_s: float = 15.0):
@@ -41,7 +30,10 @@ def eventually(check, timeout_s: float = 15.0):
             time.sleep(0.1)
 
 
-def test_a_door_decides_from_its_replica_then_refuses_then_recovers(server: PostgresServer, tmp_path: Path) -> None:
+def test_a_door_decides_from_its_replica_then_refuses_then_recovers(
+    own_postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    server = own_postgres_server
     url = server.new_database()
     pipeline = FakePipeline()
     with Gallery(tmp_path / "door", pipeline=pipeline, database_url=url, max_staleness_s=MAX_STALENESS_S) as door:

@@ -92,7 +92,7 @@ def serve(
             rate_limit_storage=rate_limit_storage,
             key_cache_s=key_cache,
         )
-        app = service_app(ctx.home, settings, pipeline=ctx.pipeline, audit=ctx.audit)
+        app = service_app(ctx.home, settings, pipeline=ctx.pipeline, audit=ctx.audit, database_url=ctx.database_url)
     except GalleryError as err:
         fail(err)
     except ValueError as err:  # limits' own parse errors: a bad --rate-limit or storage URI

@@ -29,16 +29,18 @@ def service_app(
     *,
     pipeline: FacePipelineProtocol | None = None,
     audit: AuditPolicy = "best_effort",
+    database_url: str | None = None,
 ) -> FastAPI:
     """The app ``gallery serve`` runs: one gallery in ``home`` over one pipeline, whose models load before it is ready.
 
     Args:
         pipeline: the face pipeline (None: the process-wide one); every request shares it.
+        database_url: the gallery's database (``Gallery``'s): None for ``gallery.db`` in ``home``.
     """
     metrics = ServiceMetrics()
     chosen = pipeline or default_pipeline()
     return create_app(
-        lambda: Gallery(home, pipeline=chosen, audit=audit),
+        lambda: Gallery(home, pipeline=chosen, audit=audit, database_url=database_url),
         settings,
         warm_up=lambda: warm_up(chosen),
         metrics=metrics,
