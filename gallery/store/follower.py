@@ -28,6 +28,7 @@ from gallery.store.replica import IndexReplica
 logger = logging.getLogger(__name__)
 
 DEFAULT_CHECK_INTERVAL_S = 2.0
+STOP_POLL_S = 0.1  # how soon the thread notices ``stop`` while it waits for a wake-up
 HEARTBEAT_S = 30.0  # how often a host says it is alive in ``replica_hosts`` when nothing changes
 
 
@@ -55,7 +56,7 @@ class Follower:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the thread; returns within about one check interval."""
+        """Stop the thread; returns within ``STOP_POLL_S``, or as soon as a check under way ends."""
         self._stopping.set()
         if self._thread.is_alive():
             self._thread.join(timeout=self._interval + 10)
@@ -66,7 +67,7 @@ class Follower:
                 with self._listen() as wait:
                     self._check()
                     while not self._stopping.is_set():
-                        wait(self._interval)
+                        self._wake_up_or_interval(wait)
                         self._check()
             except StoreError as error:
                 if not self._failing:
@@ -76,6 +77,18 @@ class Follower:
             except Exception:  # a bug must not silently stop the follower: the replica would age
                 logger.exception("the gallery's replica follower failed (retrying)")
                 self._stopping.wait(self._interval)
+
+    def _wake_up_or_interval(self, wait: Callable[[float], bool]) -> None:
+        """Wait for a wake-up, at most one check interval, in slices short enough to notice ``stop``.
+
+        The listener cannot be interrupted from another thread: one long wait would hold a
+        closing store (a door shutting down) for the whole interval.
+        """
+        deadline = time.monotonic() + self._interval
+        while not self._stopping.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or wait(min(left, STOP_POLL_S)):
+                return
 
     def _check(self) -> None:
         before = self._replica.snapshot.generation
