@@ -11,7 +11,7 @@ When the database is unreachable the follower logs one line, retries every
 ``check_interval_s`` and logs one line when it is back; meanwhile the replica ages, and identify
 refuses once it is older than the maximum staleness (``IndexReplica.fresh``). Each catch-up is
 recorded in ``replica_hosts`` (the generation this host applied), so a removal can tell which
-hosts still hold the person.
+hosts still hold the person; ``stop`` takes the host off it (``left``).
 """
 
 from __future__ import annotations
@@ -42,11 +42,13 @@ class Follower:
         *,
         check_interval_s: float = DEFAULT_CHECK_INTERVAL_S,
         applied: Callable[[int], None] | None = None,
+        left: Callable[[], None] | None = None,
     ) -> None:
         self._listen = listen
         self._replica = replica
         self._interval = check_interval_s
         self._applied = applied or (lambda generation: None)
+        self._left = left or (lambda: None)
         self._stopping = threading.Event()
         self._failing = False
         self._recorded_at = -HEARTBEAT_S
@@ -60,6 +62,10 @@ class Follower:
         self._stopping.set()
         if self._thread.is_alive():
             self._thread.join(timeout=self._interval + 10)
+        try:
+            self._left()  # this host no longer follows: no removal should wait for it
+        except StoreError as error:  # the database is down: it stops counting the host after a while
+            logger.warning("could not record that the gallery's replica stopped following: %s", error)
 
     def _run(self) -> None:
         while not self._stopping.is_set():

@@ -3,8 +3,9 @@
 A host is a home folder (``host-id`` in it holds a random id made once), so two galleries on
 one machine are two hosts. Rows hold the machine's name and a generation, nothing else: a
 removal compares its own generation with theirs to say which hosts may still hold the person
-(``behind``). A host that stopped reporting longer ago than ``CONNECTED_S`` is not counted as
-connected; it catches up from the change log whenever it comes back.
+(``behind``). A host that closed (``record_left``), or stopped reporting longer ago than
+``CONNECTED_S``, is not counted as connected; it catches up from the change log whenever it
+comes back.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from gallery.errors import StorageFailure
 from gallery.store.backend import Backend
@@ -64,6 +65,15 @@ def record_applied(backend: Backend, host: str, generation: int) -> None:
             session.add(ReplicaHost(host_id=host, **values))
         else:
             session.execute(update(ReplicaHost).where(ReplicaHost.host_id == host).values(**values))
+
+
+def record_left(backend: Backend, host: str) -> None:
+    """Say that host ``host`` stopped following (closed cleanly): it is no longer connected.
+
+    Until it reopens, no removal waits for it; its replica catches up from the change log then.
+    """
+    with backend.write() as session:
+        session.execute(delete(ReplicaHost).where(ReplicaHost.host_id == host))
 
 
 def connected(backend: Backend) -> list[HostState]:

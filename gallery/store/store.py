@@ -38,7 +38,7 @@ from gallery.store.connect import open_backend
 from gallery.store.erasure import BRIEF_ERASE_WAIT_S, PendingErasure, outstanding
 from gallery.store.follower import DEFAULT_CHECK_INTERVAL_S, Follower
 from gallery.store.home import HomeIdentity, make_home
-from gallery.store.hosts import HOSTS_WAIT_S, behind, host_id, record_applied
+from gallery.store.hosts import HOSTS_WAIT_S, behind, host_id, record_applied, record_left
 from gallery.store.index import DEFAULT_POLICY, IndexPolicy
 from gallery.store.keys import ApiKeys
 from gallery.store.records import (
@@ -171,6 +171,7 @@ class Store:
             self._replica,
             check_interval_s=check_interval_s,
             applied=lambda generation: record_applied(self._db, self.host_id, generation),
+            left=lambda: record_left(self._db, self.host_id),
         )
         self._follower.start()
 
