@@ -173,10 +173,14 @@ class _Served:
         generation, age_s = self.store.data_state()
         return {"generation": generation, "age_s": age_s}
 
-    def check(self) -> dict[str, Any]:
-        """What the host holds against the database (meant for a quiet moment)."""
+    def check(self, settle_s: float = 5.0) -> dict[str, Any]:
+        """What the host holds against the database, once it agrees or ``settle_s`` passed (its follower
+        applies the last writes of other hosts within the wake-up bound)."""
+        deadline = time.monotonic() + settle_s
+        while (problems := self.store.consistency_problems()) and time.monotonic() < deadline:
+            time.sleep(0.05)
         return {
-            "problems": self.store.consistency_problems(),
+            "problems": problems,
             "people": sorted(p.name for p in self.store.people()),
             "indexed": self.store.stats().indexed_faces,
             "index_repair": self.store.index_repair,

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from host_process import Host
+from backends import wait_for
+from host_process import Host, vector_of
 
 WAKE_UP_BOUND_S = 5.0
 
@@ -67,6 +68,16 @@ def test_an_enrolment_reaches_the_other_host_and_a_removal_is_refused_there_with
         assert removal["pending"] == []
     assert door.call("identify", name="visitor-0") is None
     assert database_people(postgres_url) == []
+
+    # Erased from a door's disk too, not only from its memory: its replica file is saved without them.
+    assert desk.call("enroll", names=["secret"])["errors"] == []
+    late_door = hosts("late-door", postgres_url)  # opens holding "secret" in its replica file
+    secret = vector_of("secret").tobytes()
+    assert secret in (late_door.home / "faces.faiss").read_bytes()
+    late_door.send("await_identify", name="secret", expected=None, timeout_s=WAKE_UP_BOUND_S)
+    desk.call("remove", name="secret")
+    assert late_door.receive()["ok"]["seen"] is not None
+    wait_for(lambda: not any(secret in p.read_bytes() for p in late_door.home.iterdir()), WAKE_UP_BOUND_S)
     print(
         f"\nenrolment -> recognised at another host: median {1000 * statistics.median(recognised):.0f} ms, "
         f"max {1000 * max(recognised):.0f} ms; removal -> refused: median {1000 * statistics.median(refused):.0f} ms, "
@@ -101,3 +112,67 @@ def test_a_host_offline_while_100_are_enrolled_and_30_removed_catches_up_to_exac
     assert door.call("identify", name="person-050") == "person-050"
     assert door.call("identify", name="person-000") is None and door.call("identify", name="before") is None
     print(f"\n30 removals while a host was offline: median {1000 * statistics.median(removals):.0f} ms each")
+
+
+def test_four_writers_on_two_hosts_and_two_doors_lose_nothing_and_end_equal_to_the_database(
+    hosts, postgres_url: str, tmp_path: Path
+) -> None:
+    # Two hosts (home folders), each with two writer processes and one door process.
+    writers = [hosts(f"host{w % 2}", postgres_url) for w in range(4)]
+    doors = [hosts(f"host{d}", postgres_url) for d in range(2)]
+    names = {w: [f"writer{w}-person{i:02d}" for i in range(10)] for w in range(4)}
+    everyone = sorted(n for batch in names.values() for n in batch)
+    # Every writer also tries one name another writer enrols: exactly one of them may succeed.
+    contested = ["contested-0", "contested-1"]
+    stop = tmp_path / "stop"
+    for door in doors:
+        door.send("identify_until", stop_file=str(stop), names=everyone[::3] + contested)
+    for w, writer in enumerate(writers):
+        writer.send("enroll", names=[*names[w], contested[w % 2]])
+    results = [writer.receive()["ok"] for writer in writers]
+    stop.touch()
+    watched = [door.receive()["ok"] for door in doors]
+
+    refused = [error for result in results for error in result["errors"]]
+    assert len(refused) == 2 and all("AlreadyEnrolled" in error for error in refused), refused
+    assert database_people(postgres_url) == sorted([*everyone, *contested])  # everyone once, nobody lost
+    for door in watched:
+        assert door["wrong"] == [] and door["calls"] > 0
+    for process in writers + doors:  # each host's replica (memory and file) equal to the database
+        check = process.call("check")
+        assert check["problems"] == [] and check["indexed"] == len(everyone) + 2
+
+
+def test_a_writer_killed_in_the_middle_of_its_transaction_leaves_nothing_half_written(hosts, postgres_url: str) -> None:
+    victim, other = hosts("host-a", postgres_url), hosts("host-b", postgres_url)
+    assert victim.call("enroll", names=["present"])["errors"] == []
+    with psycopg.connect(postgres_url) as blocker:
+        # The writer's transaction inserts the person and the face, then bumps the generation:
+        # holding that row makes it stop there, half written, until killed.
+        blocker.execute("SELECT 1 FROM store_state WHERE id = 1 FOR UPDATE")
+        victim.send("enroll", names=["half-written"])
+        with psycopg.connect(postgres_url, autocommit=True) as watcher:
+            deadline = time.monotonic() + 30
+            while not watcher.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE store_state%%'"
+            ).fetchone():
+                assert time.monotonic() < deadline, "the writer never reached its generation bump"
+                time.sleep(0.01)
+            inserted = watcher.execute(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+                "WHERE a.wait_event_type = 'Lock' AND l.mode = 'RowExclusiveLock' AND l.granted"
+            ).fetchone()
+            assert inserted and inserted[0] > 0  # it had written rows of its own when it was killed
+        victim.kill()
+        other.send("enroll", names=["after-the-kill"])  # queues behind the dead writer's lock
+        blocker.rollback()
+    assert other.receive()["ok"]["errors"] == []  # the others go on
+    assert database_people(postgres_url) == ["after-the-kill", "present"]
+    with psycopg.connect(postgres_url) as connection:
+        orphans = connection.execute("SELECT count(*) FROM faces WHERE person_id NOT IN (SELECT id FROM people)")
+        assert orphans.fetchone() == (0,)
+    assert other.call("check")["problems"] == []
+    reopened = hosts("host-a", postgres_url)
+    check = reopened.call("check")
+    assert check["problems"] == [] and check["people"] == ["after-the-kill", "present"]
+    assert reopened.call("identify", name="half-written") is None
