@@ -99,6 +99,9 @@ class Follower:
     def _check(self) -> None:
         before = self._replica.snapshot.generation
         snapshot = self._replica.check()
+        if snapshot.generation != before:
+            # The file on this host's disk too: a removed person's embedding must not stay in it.
+            self._replica.sync_and_save()
         if self._failing:
             logger.warning("the gallery's replica follows the database again (generation %d)", snapshot.generation)
             self._failing = False

@@ -37,6 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import filelock
 import numpy as np
 from sqlalchemy.orm import Session
 
@@ -316,7 +317,11 @@ class IndexReplica:
         return snapshot
 
     def sync_and_save(self) -> bool:
-        """After a commit (write lock held): sync the index and save it atomically.
+        """After a commit (write lock held), or when a follower applied others' changes: sync the index and
+        save it atomically.
+
+        The processes of one host save in turn (a lock file beside the index), each syncing first,
+        so a slower one never puts back an older file, with a face removed since, over a newer one.
 
         A failed save (a full disk, a read-only folder) is not raised: the database already
         holds the change. The old index files are deleted instead, since they may hold faces
@@ -327,9 +332,11 @@ class IndexReplica:
             Whether the files on disk now hold no face the database lacks: True when saved or
             deleted, False when a stale file could be neither replaced nor deleted.
         """
-        snapshot = self._sync()
+        snapshot = self._sync()  # memory first, whatever becomes of the file
         try:
-            snapshot.index.save(self.path, gallery_id=self._gallery_id, generation=snapshot.generation)
+            with filelock.FileLock(f"{self.path}.lock", mode=0o600):
+                snapshot = self._sync()
+                snapshot.index.save(self.path, gallery_id=self._gallery_id, generation=snapshot.generation)
             return True
         except OSError as error:
             left = delete_index_files(self.path)
