@@ -176,3 +176,58 @@ def test_a_writer_killed_in_the_middle_of_its_transaction_leaves_nothing_half_wr
     check = reopened.call("check")
     assert check["problems"] == [] and check["people"] == ["after-the-kill", "present"]
     assert reopened.call("identify", name="half-written") is None
+
+
+def test_doors_answer_from_their_replica_through_an_outage_then_refuse_and_recover_without_a_restart(
+    postgres_server, tmp_path: Path
+) -> None:
+    from pg_server import PostgresServer
+
+    server = PostgresServer(postgres_server.programs)  # its own: stopping it disturbs no other test
+    started: list[Host] = []
+    try:
+        url = server.new_database()
+        options = {"max_staleness_s": 3.0, "check_interval_s": 0.5}
+        desk, door = (Host(tmp_path / name, url, **options) for name in ("desk", "door"))
+        started += [desk, door]
+        assert desk.call("enroll", names=["ada", "grace"])["errors"] == []
+        door.send("await_identify", name="grace", expected="grace", timeout_s=WAKE_UP_BOUND_S)
+        assert door.receive()["ok"]["seen"] is not None
+
+        server.stop("immediate")
+        stopped = time.monotonic()
+        # Writes fail at once with a typed error, and write nothing.
+        began = time.monotonic()
+        refused = desk.attempt("enroll", names=["alan"])["ok"]["errors"]
+        assert len(refused) == 1 and "DatabaseUnavailable" in refused[0]
+        assert time.monotonic() - began < 5, "a write hung on the unreachable database"
+        removal = desk.attempt("remove", name="ada")
+        assert removal["error"] == "DatabaseUnavailable"
+        # Doors answer from their replica, saying how old it is, until the maximum staleness...
+        answers = []
+        while (answer := door.attempt("identify", name="grace")).get("ok") == "grace":
+            answers.append(door.call("state")["age_s"])
+            assert time.monotonic() - stopped < 3.0 + WAKE_UP_BOUND_S, "the door never refused"
+        # ...then refuse: nothing is decided on data older than that.
+        refused_after = time.monotonic() - stopped
+        assert answer["error"] == "DataTooStale", answer
+        assert answers and max(answers) <= 3.0 + 0.5
+        assert door.attempt("identify", name="ada")["error"] == "DataTooStale"
+
+        server.start()
+        # Every host reconnects by itself: fresh answers, and writes that land.
+        door.send("await_identify", name="grace", expected="grace", timeout_s=15)
+        assert door.receive()["ok"]["seen"] is not None
+        assert desk.call("enroll", names=["alan"])["errors"] == []
+        door.send("await_identify", name="alan", expected="alan", timeout_s=WAKE_UP_BOUND_S)
+        assert door.receive()["ok"]["seen"] is not None
+        desk.call("remove", name="ada")
+        door.send("await_identify", name="ada", expected=None, timeout_s=WAKE_UP_BOUND_S)
+        assert door.receive()["ok"]["seen"] is not None
+        assert database_people(url) == ["alan", "grace"]
+        assert door.call("check")["problems"] == [] and desk.call("check")["problems"] == []
+        print(f"\nthe door answered {len(answers)} times through the outage, refused {refused_after:.1f} s in")
+    finally:
+        for host in started:
+            host.kill()
+        server.close()
