@@ -146,10 +146,18 @@ class _Served:
         return hits[0].name if hits and hits[0].distance < FOUND_BELOW else None
 
     def await_identify(self, name: str, expected: str | None, timeout_s: float) -> dict[str, Any]:
-        """Identify ``name`` until the answer is ``expected``; when it was first seen, or a timeout."""
+        """Identify ``name`` until the answer is ``expected``; when it was first seen, or a timeout.
+
+        A refusal (the replica too stale, after an outage) counts as "not yet".
+        """
+        from gallery.errors import GalleryError
+
         deadline = time.monotonic() + timeout_s
         while True:
-            answer = self.identify(name)
+            try:
+                answer: str | None = self.identify(name)
+            except GalleryError as error:
+                answer = f"{type(error).__name__}: {error}"
             now = time.monotonic()
             if answer == expected:
                 return {"seen": now}
