@@ -55,3 +55,14 @@ def own_postgres_server():
 def postgres_url(postgres_server) -> str:
     """The URL of a new, empty database on the session's PostgreSQL server."""
     return postgres_server.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest):
+    """The test's gallery database, once on SQLite in its home folder and once on PostgreSQL (``tests/backends.py``)."""
+    from backends import Database
+
+    if request.param == "sqlite":
+        return Database(None)
+    server = request.getfixturevalue("postgres_server")
+    return Database(server.new_database(), server)

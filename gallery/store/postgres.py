@@ -86,7 +86,7 @@ def driver_url(database_url: str) -> URL:
     """
     try:
         url = make_url(database_url)
-    except ArgumentError as error:
+    except (ArgumentError, ValueError) as error:  # ValueError: a port that is not a number
         raise InvalidDatabaseUrl(f"not a database URL: {_redacted(database_url)} ({error})") from None
     backend, _, driver = url.drivername.partition("+")
     if backend not in ("postgresql", "postgres") or driver not in ("", "psycopg"):
@@ -102,7 +102,7 @@ def _redacted(database_url: str) -> str:
     """The URL without its password, for messages and logs."""
     try:
         return make_url(database_url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "<malformed URL>"
 
 

@@ -339,7 +339,10 @@ class IndexReplica:
         return ids, np.stack([snapshot.index.vector(int(i)) for i in ids])
 
     def sync_and_save(self) -> bool:
-        """Sync the index and save it atomically (after a commit, and after a followed replica caught up).
+        """Sync the index and save it atomically: after a commit, or when a follower applied others' changes.
+
+        The processes of one host save in turn (``save_lock``), each syncing first, so a slower one
+        never puts back an older file, with a face removed since, over a newer one.
 
         A failed save (a full disk, a read-only folder) is not raised: the database already
         holds the change. The old index files are deleted instead, since they may hold faces
