@@ -11,7 +11,9 @@ When the database is unreachable the follower logs one line, retries every
 ``check_interval_s`` and logs one line when it is back; meanwhile the replica ages, and identify
 refuses once it is older than the maximum staleness (``IndexReplica.fresh``). Each catch-up is
 recorded in ``replica_hosts`` (the generation this host applied), so a removal can tell which
-hosts still hold the person.
+hosts still hold the person. A catch-up that removed faces also rewrites this host's index
+file (under the write lock) before it is recorded, so an applied removal leaves no copy of the
+person's embedding on this host's disk.
 """
 
 from __future__ import annotations
@@ -83,6 +85,8 @@ class Follower:
         if self._failing:
             logger.warning("the gallery's replica follows the database again (generation %d)", snapshot.generation)
             self._failing = False
+        if self._replica.unsaved_removal:  # erase it from this host's disk too, before saying it is applied
+            self._replica.save_applied_removal()
         if snapshot.generation != before or time.monotonic() - self._recorded_at > HEARTBEAT_S:
             self._applied(snapshot.generation)
             self._recorded_at = time.monotonic()

@@ -115,6 +115,7 @@ class _CatchUp:
     snapshot: Snapshot
     left: np.ndarray
     arrived: np.ndarray
+    removed: bool = False  # faces left the index
 
 
 class IndexReplica:
@@ -156,6 +157,9 @@ class IndexReplica:
         # last face leaves, and a search of an older snapshot skips a person it no longer finds.
         self._names: dict[int, str] = {}
         self._confirmed_at = time.monotonic()
+        # The generations of the last catch-up that removed faces and of the last file saved: a file
+        # older than a removal may hold a removed person's embedding (``unsaved_removal``).
+        self._removed_at = self._saved_at = -1
         self.snapshot = Snapshot(-1, FaceIndex(model, dimension, policy=policy), NO_OWNERS, 0, {})
 
     def load(self) -> None:
@@ -254,7 +258,7 @@ class IndexReplica:
             owners = current.owners.changed(gone, new_owners)
             arrived = new_owners.person_ids
         snapshot = Snapshot(generation, index, owners, current.people, current.settings)
-        return _CatchUp(snapshot, left[~np.isin(left, owners.person_ids)], arrived)
+        return _CatchUp(snapshot, left[~np.isin(left, owners.person_ids)], arrived, removed=len(gone) > 0)
 
     def _publish(self, session: Session, change: _CatchUp, *, rebuilt: bool = False) -> Snapshot:
         """Complete the snapshot with what else a decision reads (names, counts, settings) and publish it."""
@@ -282,7 +286,10 @@ class IndexReplica:
             if generation == current.generation:
                 self._confirmed_at = time.monotonic()
                 return current
-            return self._publish(session, self._caught_up(session, current, generation, log_start))
+            change = self._caught_up(session, current, generation, log_start)
+            if change.removed:
+                self._removed_at = generation
+            return self._publish(session, change)
 
     def check(self) -> Snapshot:
         """Ask the database whether anything changed, and catch up if so (the follower's periodic check)."""
@@ -330,16 +337,36 @@ class IndexReplica:
         snapshot = self._sync()
         try:
             snapshot.index.save(self.path, gallery_id=self._gallery_id, generation=snapshot.generation)
+            self._saved_at = max(self._saved_at, snapshot.generation)
             return True
         except OSError as error:
             left = delete_index_files(self.path)
             if not left:
                 logger.warning("could not save %s, so deleted it (rebuilt on next open): %s", self.path, error)
+                self._saved_at = max(self._saved_at, snapshot.generation)
                 return True
             logger.warning(
                 "could not save %s (%s) nor delete the stale index files %s", self.path, error, [str(p) for p in left]
             )
             return False
+
+    @property
+    def unsaved_removal(self) -> bool:
+        """Whether a removal applied in memory (made by another host) may still be in this host's file."""
+        return self._removed_at > self._saved_at
+
+    def save_applied_removal(self) -> bool:
+        """(A followed replica) Save the file under the write lock after applying another host's removal.
+
+        Without this the removed person's embedding would stay in this host's file until its
+        next restart. The write lock orders this save with the writers' (of this home's other
+        processes too), so the file left is the newest.
+
+        Raises:
+            StoreBusy, DatabaseUnavailable: the lock was not obtained (the follower retries).
+        """
+        with self._backend.exclusive():
+            return self.sync_and_save()
 
     def search(self, queries: np.ndarray, k: int) -> list[list[SearchHit]]:
         """The ``k`` nearest people to each (checked) query, nearest first; see ``Store.search``."""
