@@ -47,7 +47,7 @@ class PersonTemplates:
                 self._generation, self._values = generation, {}
             known = {p: self._values[p] for p in person_ids if p in self._values}
         for person in set(person_ids) - set(known):
-            _, vectors = self._store.embeddings_for(person)
+            _, vectors = self._store.indexed_embeddings(person)
             value = (np.asarray(vectors, np.float64).mean(axis=0), len(vectors)) if len(vectors) else (np.zeros(0), 0)
             known[person] = value
             with self._lock:
@@ -111,7 +111,7 @@ class CohortDistances:
         return value
 
     def _compute(self, person_id: int) -> float:
-        _, vectors = self._store.embeddings_for(person_id)
+        _, vectors = self._store.indexed_embeddings(person_id)
         if not len(vectors):
             return float("nan")
         searches = self._store.search(vectors, k=COHORT_SIZE + 1)  # + 1: each face finds its own person first

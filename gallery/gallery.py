@@ -481,6 +481,8 @@ class Gallery(RuleLearning):
             verify,
             stats.schema_revision,
             "; ".join(errors) or None,
+            stats.database,
+            self._store.pending_erasure(),
         )
 
     # ---- helpers ---------------------------------------------------------------------

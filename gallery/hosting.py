@@ -15,6 +15,7 @@ from gallery.audit import AuditWriter
 from gallery.errors import GalleryError, PersonNotFound
 from gallery.results import DataState, Person
 from gallery.store import Store
+from gallery.store.hosts import HostState
 from gallery.store.keys import SCOPES, ApiKey
 from gallery.store.schema import utcnow
 
@@ -78,6 +79,20 @@ class Hosting:
         if found is None:
             raise PersonNotFound(f"no person has id {person_id}")
         return found
+
+    def hosts(self) -> list[HostState]:
+        """The hosts sharing this gallery's database (PostgreSQL) and the generation each has applied."""
+        return self._store.site.hosts()
+
+    def forget_host(self, host: str) -> HostState:
+        """Forget a host taken out of service; audited.
+
+        Raises:
+            HostNotFound: no single host has an id starting ``host`` (at least 8 characters).
+        """
+        forgotten = self._store.site.forget(host)
+        self._audit.put("host", outcome="forgotten", detail={"host": forgotten.host, "host_id": forgotten.host_id})
+        return forgotten
 
     def data_version(self) -> DataState:
         """The version of the data an answer given now comes from, and its age.

@@ -248,6 +248,9 @@ class GalleryInfo:
         rule_fingerprint: what the audit log records of the rule each identify used (None with it).
         verify_rule: the 1:1 distance threshold in force and its provenance; None when the
             stored one cannot be trusted (verify and enrolment refuse until it is replaced).
+        database: where the data is: the SQLite file, or the PostgreSQL URL without its password.
+        pending_erasure: what a removal could not erase yet (``Removal.pending``'s local part: ``"index
+            file"``, ``"database"``); the next open or write finishes it.
         rule_error: None when both rules in force can be read and trusted; else the
             ``RuleInvalid`` message of each that cannot (``"; "`` between them), naming the
             setting, the problem and the way back.
@@ -263,6 +266,8 @@ class GalleryInfo:
     verify_rule: VerifyRecord | None
     schema_revision: str | None
     rule_error: str | None = None
+    database: str = ""  # the SQLite file, or the server's URL without its password
+    pending_erasure: tuple[str, ...] = ()  # what a removal could not erase yet (``Removal.pending``)
 
     @property
     def outgrown_calibration(self) -> bool:
@@ -282,4 +287,6 @@ class GalleryInfo:
             "verify_rule": self.verify_rule.to_dict() if self.verify_rule else None,
             "rule_error": self.rule_error,
             "schema_revision": self.schema_revision,
+            "database": self.database,
+            "pending_erasure": list(self.pending_erasure),
         }

@@ -10,7 +10,7 @@ Box = tuple[int, int, int, int]
 the API returns and the store keeps), a detector pyramid tile, a chip's crop. A face's box may
 extend past the image's border."""
 
-AuditAction = Literal["enroll", "identify", "verify", "remove", "reembed", "calibrate", "key"]
+AuditAction = Literal["enroll", "identify", "verify", "remove", "reembed", "calibrate", "key", "host"]
 """What an audit event records (``Gallery.audit_log``, ``gallery log``)."""
 
 AUDITED_ACTIONS: tuple[str, ...] = get_args(AuditAction)

@@ -286,8 +286,11 @@ def test_list_remove_and_info_json(ada_and_alan, photos):
         "verify_rule",
         "rule_error",
         "schema_revision",
+        "database",
+        "pending_erasure",
     }
     assert info["people"] == 0 and info["faces"] == 0 and info["rule_error"] is None
+    assert info["database"].endswith("gallery.db") and info["pending_erasure"] == []
     assert set(info["rule"]) == {"rule", "provenance"} and info["rule"]["rule"]["kind"]
     assert set(info["verify_rule"]) == {"threshold", "provenance"}
     assert "source shipped default" in ada_and_alan("info").stdout

@@ -525,7 +525,7 @@ def _replica_older_than_allowed(shell: Shell) -> None:
     with Gallery(shell.home, pipeline=FakePipeline(), database_url=url, max_staleness_s=0.2) as g:
         g.enroll("Ada Lovelace", shell.photo("ada"))
         assert g.identify(shell.photo("ada"))[0].match is not None
-        g._store._follower.stop()  # as if it could not reach the database since
+        g._store.site.stop()  # as if it could not reach the database since
         time.sleep(0.3)
         with pytest.raises(gallery.DataTooStale, match=r"longer than the 0.2 s allowed"):
             g.identify(shell.photo("ada"))
@@ -605,6 +605,9 @@ CASES: dict[type[GalleryError], ThroughTheCli | NotThroughTheCli] = {
         "the store catches it and rebuilds the index from the database; the command succeeds", _index_repaired
     ),
     E.StorageFailure: ThroughTheCli(_home_under_a_file, "cannot create the gallery folder"),
+    E.HostNotFound: ThroughTheCli(
+        lambda shell: shell("hosts", "forget", "12345678"), "no single host has an id starting '12345678'"
+    ),
     E.InvalidDatabaseUrl: ThroughTheCli(
         lambda shell: shell("--db", "mysql://door@db.example/gallery", "list"), "'mysql' is not supported"
     ),
@@ -645,6 +648,7 @@ CASES: dict[type[GalleryError], ThroughTheCli | NotThroughTheCli] = {
     E.KeyNameTaken: ThroughTheCli(_key_made_twice, "a key named 'door-1' exists already"),
     E.KeyNotFound: ThroughTheCli(lambda shell: shell("keys", "revoke", "door-9"), "no API key is named 'door-9'"),
     E.ServiceError: _family(E.ServiceError),
+    E.ClientError: _family(E.ClientError),
     E.NotAuthenticated: ThroughTheCli(
         _served_without_key, r"this route needs an API key.*\(no key was sent: set \$GALLERY_API_KEY\)"
     ),

@@ -127,6 +127,8 @@ def test_info_shows_the_shipped_rules_as_their_data_file_holds_them(tmp_path: Pa
         "verify_rule",
         "rule_error",
         "schema_revision",
+        "database",
+        "pending_erasure",
     }
     assert shown["rule_error"] is None
     assert shown["rule"] == {

@@ -7,7 +7,7 @@ command shares, ``people`` the day-to-day commands and ``admin`` the administrat
 Nothing here imports torch, FAISS or the store until a command runs.
 """
 
-from gallery.cli import admin, keys, people, serve  # noqa: F401  (registers the commands on the group)
+from gallery.cli import admin, hosts, keys, people, serve  # noqa: F401  (registers the commands on the group)
 from gallery.cli.app import cli
 from gallery.cli.context import (
     EXIT_ERASURE_PENDING,

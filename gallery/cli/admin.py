@@ -196,9 +196,11 @@ def info(ctx: CliContext, as_json: bool) -> None:
         print_json(result)
         return
     click.echo(
-        f"home: {result['home']}\npeople: {result['people']}\nfaces: {result['faces']}\n"
-        f"model: {result['model']}\nschema: {result['schema_revision']}"
+        f"home: {result['home']}\ndatabase: {result['database']}\npeople: {result['people']}\n"
+        f"faces: {result['faces']}\nmodel: {result['model']}\nschema: {result['schema_revision']}"
     )
+    if result["pending_erasure"]:
+        click.echo(f"erasure pending: {', '.join(result['pending_erasure'])} (the next open or write finishes it)")
     rule, verify_rule = result["rule"], result["verify_rule"]
     if rule is None:
         click.echo("identify rule: UNREADABLE: identify refuses to decide")

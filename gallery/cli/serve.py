@@ -101,7 +101,7 @@ def serve(
             key_cache_s=key_cache,
             embed_wait_s=embed_wait_ms / 1000,
         )
-        app = service_app(ctx.home, settings, pipeline=ctx.pipeline, audit=ctx.audit)
+        app = service_app(ctx.home, settings, pipeline=ctx.pipeline, audit=ctx.audit, database_url=ctx.database_url)
     except GalleryError as err:
         fail(err)
     except ValueError as err:  # limits' own parse errors: a bad --rate-limit or storage URI

@@ -105,6 +105,8 @@ class InfoAnswer(TypedDict):
     verify_rule: dict[str, Any] | None
     rule_error: str | None
     schema_revision: str | None
+    database: str
+    pending_erasure: list[str]
 
 
 class AuditEventAnswer(TypedDict):

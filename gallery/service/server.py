@@ -30,6 +30,7 @@ def service_app(
     *,
     pipeline: FacePipelineProtocol | None = None,
     audit: AuditPolicy = "best_effort",
+    database_url: str | None = None,
 ) -> FastAPI:
     """The app ``gallery serve`` runs: one gallery in ``home`` over one pipeline, whose models load before it is ready.
 
@@ -40,6 +41,7 @@ def service_app(
 
     Args:
         pipeline: a face pipeline to use as it is (None: a ``FacePipeline`` with the batching embedder).
+        database_url: the gallery's database (``Gallery``'s): None for ``gallery.db`` in ``home``.
     """
     metrics = ServiceMetrics()
     batchers: list[BatchingEmbedder] = []  # the one made for the pipeline below, stopped at shutdown
@@ -61,7 +63,7 @@ def service_app(
 
     chosen = pipeline or FacePipeline(wrap_embedder=batching)
     return create_app(
-        lambda: Gallery(home, pipeline=chosen, audit=audit),
+        lambda: Gallery(home, pipeline=chosen, audit=audit, database_url=database_url),
         settings,
         warm_up=lambda: warm_up(chosen),
         metrics=metrics,

@@ -74,7 +74,6 @@ _CLASS = 0x67616C6C
 EXCLUSIVE_LOCK, WRITE_LOCK, MIGRATION_LOCK = 1, 2, 3
 CONNECT_TIMEOUT_S = 5
 _CHUNK = 1000
-_CONSTRAINT_COLUMNS = {"uq_people_name": "people.name", "uq_people_external_id": "people.external_id"}
 # SQLSTATEs meaning "these credentials or this database name are wrong", not "the server is down".
 _LOGIN_REFUSED = {"28P01", "28000", "3D000"}
 
@@ -87,7 +86,7 @@ def driver_url(database_url: str) -> URL:
     """
     try:
         url = make_url(database_url)
-    except ArgumentError as error:
+    except (ArgumentError, ValueError) as error:  # ValueError: a port that is not a number
         raise InvalidDatabaseUrl(f"not a database URL: {_redacted(database_url)} ({error})") from None
     backend, _, driver = url.drivername.partition("+")
     if backend not in ("postgresql", "postgres") or driver not in ("", "psycopg"):
@@ -103,7 +102,7 @@ def _redacted(database_url: str) -> str:
     """The URL without its password, for messages and logs."""
     try:
         return make_url(database_url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "<malformed URL>"
 
 
@@ -389,7 +388,10 @@ class PostgresBackend:
         original = error.orig
         if not isinstance(original, pg_errors.UniqueViolation):
             return None
-        return _CONSTRAINT_COLUMNS.get(original.diag.constraint_name or "")
+        # The schema's naming convention: a unique constraint is "uq_<table>_<column>".
+        table, constraint = original.diag.table_name or "", original.diag.constraint_name or ""
+        prefix = f"uq_{table}_"
+        return f"{table}.{constraint.removeprefix(prefix)}" if table and constraint.startswith(prefix) else None
 
     def any_face_matched(self, person_ids: Select[Any]) -> ColumnElement[bool]:
         faces_json = AuditEntry.detail.op("->")("faces")

@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import filelock
 import numpy as np
 from sqlalchemy import ColumnElement
 from sqlalchemy.exc import IntegrityError
@@ -36,9 +37,9 @@ from gallery.store.audit_log import AuditLog
 from gallery.store.backend import Backend
 from gallery.store.connect import open_backend
 from gallery.store.erasure import BRIEF_ERASE_WAIT_S, PendingErasure, outstanding
-from gallery.store.follower import DEFAULT_CHECK_INTERVAL_S, Follower
+from gallery.store.follower import DEFAULT_CHECK_INTERVAL_S
 from gallery.store.home import HomeIdentity, make_home
-from gallery.store.hosts import HOSTS_WAIT_S, behind, host_id, record_applied
+from gallery.store.hosts import Site
 from gallery.store.index import DEFAULT_POLICY, IndexPolicy
 from gallery.store.keys import ApiKeys
 from gallery.store.records import (
@@ -56,6 +57,7 @@ from gallery.store.settings import Settings, decoded
 from gallery.store.validation import checked_batch, checked_embedding, checked_face, checked_queries, clean_name
 
 INDEX_FILE = "faces.faiss"
+HOST_LOCK_FILE = "faces.faiss.lock"  # on a database server: this host's saves of its index file
 # How long a removal waits for readers in the middle of a read before it reports the WAL pending.
 REMOVAL_ERASE_WAIT_S = 30.0
 
@@ -85,10 +87,10 @@ class Store:
         self.database_path = database_path  # None on a database server
         self.index_path = home / INDEX_FILE
         self._db = backend
+        self._host_lock = filelock.FileLock(home / HOST_LOCK_FILE, mode=0o600)
         self._closed = False
         self._identity = HomeIdentity(home, database_path)
         self._schema_revision = backend.schema_revision()
-        self.host_id = host_id(home)
         with backend.read() as session:
             gallery_id = queries.gallery_id(session)
         self._replica = IndexReplica(
@@ -98,10 +100,13 @@ class Store:
             dimension=dimension,
             policy=index_policy,
             gallery_id=gallery_id,
+            # SQLite: the gallery's write lock (its writers save the file). A server: this host's own
+            # lock, since its file is its alone and its follower saves it too.
+            save_lock=backend.exclusive if not backend.server else lambda: self._host_lock,
             followed=backend.server,
             max_staleness_s=max_staleness_s,
         )
-        self._follower: Follower | None = None
+        self.site = Site(backend, home, self._replica)  # this host among those sharing a database server
         self._settings = Settings(backend)
         self._audit_log = AuditLog(backend)
         self.keys = ApiKeys(backend, self._check_open)  # the HTTP service's keys
@@ -158,21 +163,11 @@ class Store:
             backend.erase_deleted_copies(wait_s=BRIEF_ERASE_WAIT_S)
             store._erasure.finish()
             if backend.server:
-                store._follow(check_interval_s)
+                store.site.follow(check_interval_s)
         except BaseException:
             backend.close()
             raise
         return store
-
-    def _follow(self, check_interval_s: float) -> None:
-        """Start the thread that keeps this host's replica current, saying which generation it applied."""
-        self._follower = Follower(
-            self._db.listen,
-            self._replica,
-            check_interval_s=check_interval_s,
-            applied=lambda generation: record_applied(self._db, self.host_id, generation),
-        )
-        self._follower.start()
 
     def __enter__(self) -> Store:
         return self
@@ -183,8 +178,7 @@ class Store:
     def close(self) -> None:
         """Stop following the database and release its connections; the store cannot be used afterwards."""
         self._closed = True
-        if self._follower is not None:
-            self._follower.stop()
+        self.site.stop()
         self._db.close()
 
     @property
@@ -351,9 +345,7 @@ class Store:
                 self._erasure.mark(pending)
             else:
                 self._erasure.finish()  # an earlier removal's, if one is pending
-        if self._db.server:  # outside the lock: the other hosts' reports are writes
-            lagging = behind(self._db, generation, besides=self.host_id, wait_s=HOSTS_WAIT_S)
-            pending += tuple(f"host {host.host} ({host.host_id[:8]})" for host in lagging)
+        pending += self.site.not_yet_applied(generation)  # outside the lock: the other hosts' reports are writes
         return RemovedPerson(person_id, name, external_id, face_ids=face_ids, wal_cleared=wal_cleared, pending=pending)
 
     def pending_erasure(self) -> tuple[str, ...]:
@@ -455,6 +447,12 @@ class Store:
         decode = self._replica.decode
         vectors = np.stack([decode(i, b) for i, b in rows]) if rows else np.empty((0, self.dimension), "<f4")
         return ids, vectors
+
+    def indexed_embeddings(self, person_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """``embeddings_for`` as this host's replica holds them: what identify scores, with no database read
+        (so a door keeps deciding through a database outage, within the maximum staleness)."""
+        self._check_open()
+        return self._replica.embeddings_of(person_id)
 
     def faces_to_reembed(self) -> list[ReembedTask]:
         """Faces stored with another model than the store's, with the chips to re-embed them."""
