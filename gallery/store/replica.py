@@ -90,6 +90,12 @@ def _owners_of(face_ids: np.ndarray, known_ids: np.ndarray, known_people: np.nda
     return Owners.of(face_ids, people)
 
 
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)`` by sorting: numpy 2.4's ``unique`` hashes, ~100x slower at a million ids (1.3 s)."""
+    ordered = np.sort(values)
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))] if len(ordered) else ordered
+
+
 # How long a followed replica answers searches without being confirmed current (the database
 # unreachable) before it refuses: a removal made just before an outage is honoured at every door
 # within this, and a database failover (typically 30 s) does not stop the doors.
@@ -245,8 +251,9 @@ class IndexReplica:
         from_log = current.generation >= 0 and log_start <= current.generation
         if from_log:
             added, removed = queries.changes_since(session, current.generation)
-            gone = np.intersect1d(removed, held)  # removals first: a face added and removed since is neither
-            new = np.setdiff1d(np.setdiff1d(added, removed), held)
+            # Removals first: a face added and removed since is neither. Each array holds distinct ids.
+            gone = np.intersect1d(removed, held, assume_unique=True)
+            new = np.setdiff1d(np.setdiff1d(added, removed, assume_unique=True), held, assume_unique=True)
             stored = self._backend.face_count(session, self.model)
         else:
             wanted = self._backend.face_ids(session, self.model)
@@ -276,11 +283,11 @@ class IndexReplica:
         snapshot = change.snapshot
         if rebuilt:
             self._names.clear()
-            arrived = np.unique(snapshot.owners.person_ids)
+            arrived = _distinct(snapshot.owners.person_ids)
         else:
             for person in change.left.tolist():
                 self._names.pop(person, None)
-            arrived = np.unique(change.arrived)
+            arrived = _distinct(change.arrived)
         missing = [p for p in arrived.tolist() if p not in self._names]
         if missing:
             self._names.update(self._backend.people_names(session, missing))
