@@ -93,7 +93,6 @@ class CrashSummary:
     people_at_end: int = 0
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
-    interrupted: tuple[str, str] | None = None  # the operation the last kill cut short, if any
 
     def describe(self) -> str:
         during = ", ".join(f"{count} during {what}" for what, count in sorted(self.killed_during.items()))
@@ -279,10 +278,9 @@ def run_cycles(
     try:
         for cycle in range(cycles):
             victim_home = site.victim_home(cycle) if site else home
-            _one_cycle(
-                context, rng, victim_home, seed * 1_000_003 + cycle, max_delay_s, expected, summary, database_url
-            )
-            problems, repaired = check_gallery(victim_home, expected, summary.interrupted, database_url)
+            who = (victim_home, seed * 1_000_003 + cycle)
+            interrupted = _one_cycle(context, rng, *who, max_delay_s, expected, summary, database_url)
+            problems, repaired = check_gallery(victim_home, expected, interrupted, database_url)
             if site is not None:
                 problems += site.check(expected)
             summary.cycles += 1
@@ -307,8 +305,8 @@ def _one_cycle(
     expected: _Expected,
     summary: CrashSummary,
     database_url: str | None,
-) -> None:
-    """Start a victim, kill it at a random moment, and note what it reported (``summary.interrupted``)."""
+) -> tuple[str, str] | None:
+    """Start a victim, kill it at a random moment, note what it reported; returns the operation cut short."""
     ours, theirs = context.Pipe(duplex=False)
     process = context.Process(target=victim, args=(str(home), victim_seed, theirs, database_url), daemon=True)
     process.start()
@@ -349,4 +347,4 @@ def _one_cycle(
     summary.killed_during[
         interrupted[0] if interrupted else "opening" if last != "ready" and last != "done" else "between operations"
     ] += 1
-    summary.interrupted = interrupted
+    return interrupted
