@@ -1,7 +1,7 @@
 """PostgreSQL against SQLite: identify at 100,000 faces, and opening a host's replica at 100,000 and 1,000,000.
 
     python -m benchmarks.bench_backends [--identify-size 100000] [--open-sizes 100000,1000000]
-        [--runs 300] [--changes 1000,100] [--database-url URL] [--work DIR]
+        [--runs 300] [--changes 200,20] [--database-url URL] [--work DIR]
 
 Galleries are filled fast with synthetic people, one face each (``benchmarks/pg_fill.py``: COPY
 on PostgreSQL, executemany on SQLite), labelled with the fake pipeline's model id so that the
@@ -153,7 +153,7 @@ def main() -> None:
     parser.add_argument("--identify-size", type=int, default=100_000)
     parser.add_argument("--open-sizes", default="100000,1000000")
     parser.add_argument("--runs", type=int, default=300)
-    parser.add_argument("--changes", default="1000,100", help="people enrolled,removed before the re-open")
+    parser.add_argument("--changes", default="200,20", help="people enrolled,removed before the re-open")
     parser.add_argument("--database-url", help="a PostgreSQL server's database to create databases from")
     parser.add_argument("--work", type=Path, help="folder for the homes (default: a temporary one)")
     parser.add_argument("--open-host", help=argparse.SUPPRESS)  # the child process of an open
