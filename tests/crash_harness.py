@@ -249,7 +249,7 @@ class _Site:
         with psycopg.connect(self.database_url, autocommit=True) as connection:
             connection.execute(
                 "UPDATE replica_hosts SET seen_at = seen_at - interval '1 day' WHERE host_id <> %s",
-                (self.survivor.host_id,),
+                (self.survivor.site.host_id,),
             )
 
     def close(self) -> None:
