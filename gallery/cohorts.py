@@ -48,7 +48,9 @@ class PersonTemplates:
             known = {p: self._values[p] for p in person_ids if p in self._values}
         for person in set(person_ids) - set(known):
             _, vectors = self._store.indexed_embeddings(person)
-            value = (np.asarray(vectors, np.float64).mean(axis=0), len(vectors)) if len(vectors) else (np.zeros(0), 0)
+            # Removed since the search that named them: no faces, a zero mean of the right length, count 0.
+            mean = np.asarray(vectors, np.float64).mean(axis=0) if len(vectors) else np.zeros(vectors.shape[1])
+            value = (mean, len(vectors))
             known[person] = value
             with self._lock:
                 if generation == self._generation:

@@ -50,3 +50,15 @@ def test_a_face_written_around_the_store_is_still_found(tmp_path: Path) -> None:
         assert hits[0].person_id == 1 and hits[0].distance < 1e-3  # the count disagreed, so ids were compared
         writer.add_person_with_face("Later", face(embedding(90)))  # the writer's next save holds it too
         assert writer.consistency_problems() == [] and reader.consistency_problems() == []
+
+
+def test_templates_of_a_person_removed_since_the_search_that_named_them_have_count_zero(tmp_path: Path) -> None:
+    from gallery.cohorts import PersonTemplates
+
+    with Store.open(tmp_path / "home", model=MODEL) as store:
+        people = enroll_many(store, 3)
+        ids = [store.find_person(name).id for name in people]
+        store.remove_person("person-01")  # as a concurrent removal between identify's search and its scoring
+        means, counts = PersonTemplates(store).of(ids)
+    assert means.shape == (3, 128) and counts.tolist() == [1, 0, 1]
+    assert not means[1].any()
