@@ -214,7 +214,10 @@ async def identify(
     photo, _ = await _photo_and_fields(request, set(), raw=True)
 
     def job(gallery: Gallery) -> tuple[list[Any], Any]:
-        return gallery.identify(photo, top_k=top_k, upsample=upsample), gallery.hosting.data_version()
+        results = gallery.identify(photo, top_k=top_k, upsample=upsample)
+        # The data the faces were decided on; read apart only when there was no face to decide.
+        data = results[0].data if results and results[0].data else gallery.hosting.data_version()
+        return results, data
 
     results, data = await _run(request, caller, job)
     request.app.state.service.metrics.identified([r.outcome for r in results])
