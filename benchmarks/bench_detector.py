@@ -16,11 +16,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import gallery  # noqa: F401 - first, so torch and FAISS load with the OpenMP wait policy gallery sets
+
+# isort: split
 import numpy as np
 import torch
 from PIL import Image
 
-import gallery  # noqa: F401 - first, so torch and FAISS load with the OpenMP wait policy gallery sets
 from gallery.models.pretrained import load_detector_network
 from gallery.vision.detector import FaceDetector, build_tiled_pyramid, decode_detections, network_input
 

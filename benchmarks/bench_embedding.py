@@ -14,10 +14,12 @@ import statistics
 import threading
 import time
 
+import gallery  # noqa: F401 - first, so torch and FAISS load with the OpenMP wait policy gallery sets
+
+# isort: split
 import numpy as np
 import torch
 
-import gallery  # noqa: F401 - first, so torch and FAISS load with the OpenMP wait policy gallery sets
 from gallery.vision.embedding import Embedder, recognition_network
 
 

@@ -18,11 +18,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import gallery  # noqa: F401 - first, so torch and FAISS load with the OpenMP wait policy gallery sets
+
+# isort: split
 import numpy as np
 import torch
 from PIL import Image
 
-import gallery  # noqa: F401 - first, so torch and FAISS load with the OpenMP wait policy gallery sets
 from gallery.models.files import DETECTOR_FILE, LANDMARKS_FILE, RECOGNITION_FILE, model_path
 from gallery.vision.chips import extract_chip
 from gallery.vision.embedding import Embedder

@@ -25,10 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import gallery  # noqa: F401 - first, so torch and FAISS load with the OpenMP wait policy gallery sets
+
+# isort: split
 import faiss
 import numpy as np
 
-import gallery  # noqa: F401 - first, so torch and FAISS load with the OpenMP wait policy gallery sets
 from benchmarks.synthetic import FaceModel
 from gallery.store.index import DEFAULT_POLICY, FaceIndex, IndexPolicy
 

@@ -47,8 +47,10 @@ class PersonTemplates:
                 self._generation, self._values = generation, {}
             known = {p: self._values[p] for p in person_ids if p in self._values}
         for person in set(person_ids) - set(known):
-            _, vectors = self._store.embeddings_for(person)
-            value = (np.asarray(vectors, np.float64).mean(axis=0), len(vectors)) if len(vectors) else (np.zeros(0), 0)
+            _, vectors = self._store.indexed_embeddings(person)
+            # Removed since the search that named them: no faces, a zero mean of the right length, count 0.
+            mean = np.asarray(vectors, np.float64).mean(axis=0) if len(vectors) else np.zeros(vectors.shape[1])
+            value = (mean, len(vectors))
             known[person] = value
             with self._lock:
                 if generation == self._generation:
@@ -111,7 +113,7 @@ class CohortDistances:
         return value
 
     def _compute(self, person_id: int) -> float:
-        _, vectors = self._store.embeddings_for(person_id)
+        _, vectors = self._store.indexed_embeddings(person_id)
         if not len(vectors):
             return float("nan")
         searches = self._store.search(vectors, k=COHORT_SIZE + 1)  # + 1: each face finds its own person first

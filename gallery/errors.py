@@ -303,9 +303,13 @@ class RequestTimedOut(ServiceError):
 # --- the service, seen from its client (``gallery --server``) ---------------------------------
 
 
-class ServiceUnreachable(GalleryError):
+class ClientError(GalleryError):
+    """Raised by ``gallery.client`` about the service it asked, never by a gallery or the service itself."""
+
+
+class ServiceUnreachable(ClientError):
     """The gallery service did not answer: connection refused, unknown host, TLS failure or timeout."""
 
 
-class ServiceResponseInvalid(GalleryError):
+class ServiceResponseInvalid(ClientError):
     """The server answered, but not as the gallery service does (another program, or a proxy's error page)."""

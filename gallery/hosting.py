@@ -1,7 +1,8 @@
 """What a gallery serving other programs needs besides enrol and identify: ``Gallery.hosting``.
 
 Its API keys (made, listed and revoked with every change audited; looked up by the HTTP
-service), the version of the data its answers come from, and whether it can answer at all.
+service), the version of the data its answers come from, whether it can answer at all, and a
+person by id (how other programs refer to the people they were told of; the CLI names them).
 The service (``gallery.service``) is a shell over this and the rest of ``Gallery``.
 """
 
@@ -11,8 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from gallery.audit import AuditWriter
-from gallery.errors import GalleryError
-from gallery.results import DataState
+from gallery.errors import GalleryError, PersonNotFound
+from gallery.results import DataState, Person
 from gallery.store import Store
 from gallery.store.hosts import HostState
 from gallery.store.keys import SCOPES, ApiKey
@@ -67,6 +68,17 @@ class Hosting:
     def mark_keys_used(self, names: Iterable[str]) -> None:
         """Record that the keys ``names`` were accepted just now (``ApiKey.last_used_at``)."""
         self._store.keys.mark_used(names, utcnow())
+
+    def person(self, person_id: int) -> Person:
+        """The person with id ``person_id`` (one row read, not the whole list).
+
+        Raises:
+            PersonNotFound: no person has this id.
+        """
+        found = self._store.person(person_id)
+        if found is None:
+            raise PersonNotFound(f"no person has id {person_id}")
+        return found
 
     def hosts(self) -> list[HostState]:
         """The hosts sharing this gallery's database (PostgreSQL) and the generation each has applied."""

@@ -22,9 +22,8 @@ def photo():
     return lambda name: DATA / name
 
 
-@pytest.fixture(scope="session")
-def postgres_server():
-    """A throwaway PostgreSQL server for the session (``tests/pg_server.py``)."""
+def _postgres_server():
+    """A new throwaway PostgreSQL server (``tests/pg_server.py``), or a skip (a failure under CI) without one."""
     from pg_server import REQUIRE_ENV, PostgresServer, server_programs
 
     programs = server_programs()
@@ -33,7 +32,21 @@ def postgres_server():
         if os.environ.get(REQUIRE_ENV) == "1":
             pytest.fail(f"{message}, and {REQUIRE_ENV}=1")
         pytest.skip(message)
-    server = PostgresServer(programs)
+    return PostgresServer(programs)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL server for the session."""
+    server = _postgres_server()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def own_postgres_server():
+    """A PostgreSQL server for one test alone: one it may stop and start without disturbing the others."""
+    server = _postgres_server()
     yield server
     server.close()
 
@@ -42,3 +55,14 @@ def postgres_server():
 def postgres_url(postgres_server) -> str:
     """The URL of a new, empty database on the session's PostgreSQL server."""
     return postgres_server.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest):
+    """The test's gallery database, once on SQLite in its home folder and once on PostgreSQL (``tests/backends.py``)."""
+    from backends import Database
+
+    if request.param == "sqlite":
+        return Database(None)
+    server = request.getfixturevalue("postgres_server")
+    return Database(server.new_database(), server)

@@ -1,7 +1,8 @@
 """The service over ``FakePipeline``, for tests that run it in a real uvicorn subprocess.
 
 ``uvicorn service_app:app --factory`` (with ``tests/`` on the path) builds it from the environment:
-``GALLERY_HOME``, ``GALLERY_SERVICE_SETTINGS`` (JSON of ``ServiceSettings`` fields) and
+``GALLERY_HOME``, ``GALLERY_DATABASE_URL`` (optional), ``GALLERY_SERVICE_SETTINGS`` (JSON of
+``ServiceSettings`` fields) and
 ``GALLERY_TEST_SLOW_S`` (seconds every photo's face finding takes: makes overload reproducible).
 """
 
@@ -36,4 +37,5 @@ def app() -> FastAPI:
     settings = ServiceSettings(**json.loads(os.environ.get("GALLERY_SERVICE_SETTINGS", "{}")))
     delay = float(os.environ.get("GALLERY_TEST_SLOW_S", "0"))
     pipeline = SlowFakePipeline(delay) if delay else FakePipeline()
-    return service_app(os.environ["GALLERY_HOME"], settings, pipeline=pipeline)
+    database_url = os.environ.get("GALLERY_DATABASE_URL")
+    return service_app(os.environ["GALLERY_HOME"], settings, pipeline=pipeline, database_url=database_url)

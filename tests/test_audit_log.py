@@ -1,18 +1,20 @@
-"""The audit log's read API: newest first, filtered by action, person, outcome and time, in SQL."""
+"""The audit log's read API: newest first, filtered by action, person, outcome and time, in SQL (SQLite's and
+PostgreSQL's: the JSON of an identify's faces is read by each engine's own functions)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from backends import Database
 from test_store import MODEL, embedding, face
 
 from gallery.store import AuditEvent, InvalidFaceRecord, Store, StoreClosed
 
 
 @pytest.fixture
-def store(tmp_path):
-    with Store.open(tmp_path / "home", model=MODEL) as opened:
+def store(tmp_path, database: Database):
+    with database.open(tmp_path / "home", model=MODEL) as opened:
         yield opened
 
 

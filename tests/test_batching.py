@@ -142,3 +142,22 @@ def test_settings_out_of_range_are_refused(embedder) -> None:
         BatchingEmbedder(embedder, max_batch=0)
     with pytest.raises(ValueError, match="max_wait"):
         BatchingEmbedder(embedder, max_wait=-1)
+
+
+def test_a_pipeline_embeds_through_the_wrapper_it_is_given_and_keeps_the_networks_model_id() -> None:
+    # What `gallery serve` builds: FacePipeline(wrap_embedder=...) around a BatchingEmbedder.
+    sizes: list[int] = []
+    made: list[BatchingEmbedder] = []
+
+    def batching(network: Embedder) -> BatchingEmbedder:
+        made.append(BatchingEmbedder(network, on_batch=sizes.append))
+        return made[0]
+
+    batched, plain = FacePipeline(wrap_embedder=batching), FacePipeline()
+    with made[0]:
+        found = batched.faces(DATA / "two_people.jpg")
+    expected = plain.faces(DATA / "two_people.jpg")
+    assert batched.model_id == plain.model_id == "dlib_resnet_v1+flip"
+    assert sizes == [2]  # both faces of the photo, in one pass through the batcher
+    assert [face.box for face in found] == [face.box for face in expected]
+    np.testing.assert_allclose([f.embedding for f in found], [f.embedding for f in expected], atol=ROUNDING)

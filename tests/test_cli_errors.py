@@ -648,6 +648,7 @@ CASES: dict[type[GalleryError], ThroughTheCli | NotThroughTheCli] = {
     E.KeyNameTaken: ThroughTheCli(_key_made_twice, "a key named 'door-1' exists already"),
     E.KeyNotFound: ThroughTheCli(lambda shell: shell("keys", "revoke", "door-9"), "no API key is named 'door-9'"),
     E.ServiceError: _family(E.ServiceError),
+    E.ClientError: _family(E.ClientError),
     E.NotAuthenticated: ThroughTheCli(
         _served_without_key, r"this route needs an API key.*\(no key was sent: set \$GALLERY_API_KEY\)"
     ),

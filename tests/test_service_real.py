@@ -20,6 +20,7 @@ def test_gallery_serve_enrols_and_identifies_real_faces_with_the_real_models(tmp
             )
             assert response.status_code == 200, response.text
         obama = door.post("/v1/identify", content=(DATA / "obama2.jpg").read_bytes())
+        before = embedded(door.get("/metrics").text)
         group = door.post("/v1/identify", files={"photo": ("g.jpg", (DATA / "two_people.jpg").read_bytes())})
         metrics = door.get("/metrics").text
     assert obama.status_code == 200
@@ -27,3 +28,12 @@ def test_gallery_serve_enrols_and_identifies_real_faces_with_the_real_models(tmp
     assert face["outcome"] == "match" and face["match"]["name"] == "Barack Obama"
     assert len(group.json()["faces"]) == 2
     assert "gallery_faces_per_photo_count 2.0" in metrics
+    # The faces went through the service's batching embedder, which reported its pass.
+    assert embedded(metrics) == (before[0] + 1, before[1] + 2)
+    assert "gallery_embed_queued_chips 0.0" in metrics
+
+
+def embedded(metrics: str) -> tuple[float, float]:
+    """(passes, chips) of the embedding batches the service reported."""
+    values = dict(line.rsplit(" ", 1) for line in metrics.splitlines() if line.startswith("gallery_embed_batch_size_"))
+    return float(values["gallery_embed_batch_size_count"]), float(values["gallery_embed_batch_size_sum"])

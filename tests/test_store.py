@@ -1,4 +1,8 @@
-"""The store: people and faces in SQLite, kept consistent with the FAISS index, across stores."""
+"""The store: people and faces in its database, kept consistent with the FAISS index, across stores.
+
+Every test about the store's behaviour runs on SQLite and on PostgreSQL (the ``database``
+fixture); those about SQLite's own files (its WAL, its file lock) are SQLite's alone.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,16 @@ import hashlib
 import shutil
 import sqlite3
 import threading
+import time
 from datetime import UTC
 from pathlib import Path
 
 import filelock
 import numpy as np
+import psycopg
 import pytest
 import store_rows
+from backends import Database, caught_up, wait_for
 
 from gallery.store import (
     INDEX_FILE,
@@ -50,8 +57,8 @@ def face(vector: np.ndarray, model: str = MODEL, chip: bytes | None = None) -> F
 
 
 @pytest.fixture
-def store(tmp_path: Path):
-    with Store.open(tmp_path / "home", model=MODEL) as opened:
+def store(tmp_path: Path, database: Database):
+    with database.open(tmp_path / "home", model=MODEL) as opened:
         yield opened
 
 
@@ -203,8 +210,8 @@ def test_rows_come_back_as_plain_records_with_utc_timestamps(store: Store) -> No
 def test_settings_hold_json_values(store: Store) -> None:
     assert store.get_setting("decision_rule") is None
     rule = {"kind": "threshold", "distance": 0.6, "source": "dlib documentation"}
-    store._settings.put({"decision_rule": rule})
-    store._settings.put({"decision_rule": {**rule, "distance": 0.55}})
+    store.set_settings({"decision_rule": rule})
+    store.set_settings({"decision_rule": {**rule, "distance": 0.55}})
     assert store.get_setting("decision_rule")["distance"] == 0.55
     assert store._settings.get("decision_rule") == {**rule, "distance": 0.55}
 
@@ -238,11 +245,12 @@ def test_a_burst_of_audit_events_is_written_in_order_in_one_call(store: Store) -
     assert {e.action for e in logged} == {"identify"}
 
 
-def test_removal_leaves_no_byte_of_the_embedding_or_chip_on_disk(tmp_path: Path) -> None:
+def test_removal_leaves_no_byte_of_the_embedding_or_chip_on_disk(tmp_path: Path, database: Database) -> None:
+    # On SQLite the home folder holds the database; on PostgreSQL this host's replica.
     home = tmp_path / "home"
     secret = embedding(7)
     chip = bytes(np.random.default_rng(7).integers(0, 256, 6000, dtype=np.uint8))  # spans overflow pages
-    with Store.open(home, model=MODEL) as store:
+    with database.open(home, model=MODEL) as store:
         enroll_many(store, 5)
         store.add_person_with_face("Secret", face(secret, chip=chip))
         store.add_person_with_face("Later", face(embedding(8)))
@@ -255,64 +263,70 @@ def test_removal_leaves_no_byte_of_the_embedding_or_chip_on_disk(tmp_path: Path)
         assert len(store.people()) == 6
 
 
-def test_an_index_file_deleted_is_rebuilt_on_reopen_with_the_same_answers(tmp_path: Path) -> None:
+def test_an_index_file_deleted_is_rebuilt_on_reopen_with_the_same_answers(tmp_path: Path, database: Database) -> None:
     home = tmp_path / "home"
     queries = [embedding(i) + 0.01 for i in range(0, 12, 3)]
-    with Store.open(home, model=MODEL) as store:
+    with database.open(home, model=MODEL) as store:
         enroll_many(store, 12)
         before = nearest_names(store, queries)
     (home / INDEX_FILE).unlink()
-    with Store.open(home, model=MODEL) as store:
-        assert "missing" in store.index_repair
+    with database.open(home, model=MODEL) as store:
+        if database.kind == "sqlite":
+            assert "missing" in store.index_repair
+        else:  # on a server a host without a file is a new host: it builds one, nothing to repair
+            assert store.index_repair is None
         assert nearest_names(store, queries) == before
         assert store.consistency_problems() == []
-    with Store.open(home, model=MODEL) as store:
+    with database.open(home, model=MODEL) as store:
         assert store.index_repair is None  # the rebuilt file was saved
 
 
-def test_a_corrupted_index_file_is_rebuilt(tmp_path: Path) -> None:
+def test_a_corrupted_index_file_is_rebuilt(tmp_path: Path, database: Database) -> None:
     home = tmp_path / "home"
-    with Store.open(home, model=MODEL) as store:
+    with database.open(home, model=MODEL) as store:
         enroll_many(store, 8)
         before = nearest_names(store, [embedding(2)])
     (home / INDEX_FILE).write_bytes(np.random.default_rng(0).bytes(5000))
-    with Store.open(home, model=MODEL) as store:
+    with database.open(home, model=MODEL) as store:
         assert "unreadable" in store.index_repair
         assert nearest_names(store, [embedding(2)]) == before
         assert store.consistency_problems() == []
 
 
-def test_a_stale_index_file_catches_up_from_the_change_log(tmp_path: Path) -> None:
+def test_a_stale_index_file_catches_up_from_the_change_log(tmp_path: Path, database: Database) -> None:
     home = tmp_path / "home"
-    with Store.open(home, model=MODEL) as store:
+    with database.open(home, model=MODEL) as store:
         enroll_many(store, 5)
         shutil.copy(home / INDEX_FILE, tmp_path / "old.faiss")
         store.add_person_with_face("Newcomer", face(embedding(50)))
         store.remove_person("person-02")
     shutil.copy(tmp_path / "old.faiss", home / INDEX_FILE)  # as if the last saves never happened
-    with Store.open(home, model=MODEL) as store:
+    with database.open(home, model=MODEL) as store:
         assert store.index_repair is None  # caught up, not rebuilt
         assert store.search(embedding(50), 1)[0][0].name == "Newcomer"
         assert all(h.name != "person-02" for h in store.search(embedding(2), 10)[0])
         assert store.consistency_problems() == []
 
 
-def test_an_index_file_of_another_gallery_is_rebuilt(tmp_path: Path) -> None:
-    with Store.open(tmp_path / "a", model=MODEL) as store:
+def test_an_index_file_of_another_gallery_is_rebuilt(tmp_path: Path, database: Database) -> None:
+    with database.open(tmp_path / "a", model=MODEL) as store:
         store.add_person_with_face("Ada", face(embedding(1)))
-    with Store.open(tmp_path / "b", model=MODEL) as store:
+    other = database.another()
+    with other.open(tmp_path / "b", model=MODEL) as store:
         store.add_person_with_face("Grace", face(embedding(1)))  # same ids, other embeddings
     shutil.copy(tmp_path / "a" / INDEX_FILE, tmp_path / "b" / INDEX_FILE)
-    with Store.open(tmp_path / "b", model=MODEL) as store:
+    with other.open(tmp_path / "b", model=MODEL) as store:
         assert "another gallery" in store.index_repair
         assert store.search(embedding(1), 1)[0][0].name == "Grace"
 
 
-def test_a_store_for_a_new_model_searches_only_that_models_faces_until_reembedded(tmp_path: Path) -> None:
+def test_a_store_for_a_new_model_searches_only_that_models_faces_until_reembedded(
+    tmp_path: Path, database: Database
+) -> None:
     home = tmp_path / "home"
-    with Store.open(home, model=MODEL) as store:
+    with database.open(home, model=MODEL) as store:
         enroll_many(store, 3)
-    with Store.open(home, model="model-v2") as store:
+    with database.open(home, model="model-v2") as store:
         assert "model" in store.index_repair
         assert store.search(embedding(1), 3) == [[]]
         tasks = store.faces_to_reembed()
@@ -326,45 +340,54 @@ def test_a_store_for_a_new_model_searches_only_that_models_faces_until_reembedde
         assert store.consistency_problems() == []
 
 
-def test_another_store_in_the_same_process_sees_writes_once_committed(tmp_path: Path) -> None:
+def test_another_store_in_the_same_process_sees_writes_once_committed(tmp_path: Path, database: Database) -> None:
     home = tmp_path / "home"
-    with Store.open(home, model=MODEL) as writer, Store.open(home, model=MODEL) as reader:
+    with database.open(home, model=MODEL) as writer, database.open(home, model=MODEL) as reader:
         assert reader.search(embedding(1), 1) == [[]]
         writer.add_person_with_face("Ada", face(embedding(1)))
+        caught_up(reader, writer)
         assert reader.search(embedding(1), 1)[0][0].name == "Ada"
         reader.add_face(reader.find_person("Ada").id, face(embedding(2)))
+        caught_up(writer, reader)
         assert writer.search(embedding(2), 1)[0][0].name == "Ada"
         writer.remove_person("Ada")
+        caught_up(reader, writer)
         assert reader.search(embedding(1), 1) == [[]]
         assert reader.consistency_problems() == [] and writer.consistency_problems() == []
 
 
-def test_a_reader_syncs_an_enrolment_and_a_removal_made_between_two_of_its_searches(tmp_path: Path) -> None:
+def test_a_reader_syncs_an_enrolment_and_a_removal_made_between_two_of_its_searches(
+    tmp_path: Path, database: Database
+) -> None:
     home = tmp_path / "home"
-    with Store.open(home, model=MODEL) as writer, Store.open(home, model=MODEL) as reader:
+    with database.open(home, model=MODEL) as writer, database.open(home, model=MODEL) as reader:
         writer.add_person_with_face("Ada", face(embedding(1)))
         writer.add_person_with_face("Alan", face(embedding(2)))
+        caught_up(reader, writer)
         assert reader.search(embedding(1), 1)[0][0].name == "Ada"
         # Same face count before and after: only the ids tell the reader what changed.
         writer.remove_person("Ada")
         writer.add_person_with_face("Grace", face(embedding(3)))
+        caught_up(reader, writer)
         assert reader.search(embedding(3), 1)[0][0].name == "Grace"
         assert {hit.name for hit in reader.search(embedding(1), 5)[0]} == {"Alan", "Grace"}
         assert reader.consistency_problems() == []
 
 
-def test_the_generation_moves_with_every_write_replicas_hold_of_any_store(tmp_path: Path) -> None:
+def test_the_generation_moves_with_every_write_replicas_hold_of_any_store(tmp_path: Path, database: Database) -> None:
     home = tmp_path / "home"
-    with Store.open(home, model=MODEL) as writer, Store.open(home, model=MODEL) as reader:
+    with database.open(home, model=MODEL) as writer, database.open(home, model=MODEL) as reader:
         seen = [reader.generation()]
-        writer.add_person_with_face("Ada", face(embedding(1)))
-        seen.append(reader.generation())
-        writer._settings.put({"unrelated": 1})
-        seen.append(reader.generation())
-        writer.add_face(writer.find_person("Ada").id, face(embedding(2)))
-        seen.append(reader.generation())
-        writer.remove_person("Ada")
-        seen.append(reader.generation())
+
+        def after(write: object) -> None:
+            if database.url is not None:  # a server: wait for the reader's follower to apply the write
+                wait_for(lambda: reader.generation() > seen[-1])
+            seen.append(reader.generation())
+
+        after(writer.add_person_with_face("Ada", face(embedding(1))))
+        after(writer._settings.put({"unrelated": 1}))
+        after(writer.add_face(writer.find_person("Ada").id, face(embedding(2))))
+        after(writer.remove_person("Ada"))
         seen.append(reader.generation())  # nothing written since
         assert seen[0] < seen[1] < seen[2] < seen[3] < seen[4] == seen[5]  # settings too: replicas hold the rules
 
@@ -398,8 +421,8 @@ def test_concurrent_searches_during_writes_never_fail_and_stay_consistent(store:
     assert store.consistency_problems() == []
 
 
-def test_a_closed_store_refuses_to_work(tmp_path: Path) -> None:
-    store = Store.open(tmp_path, model=MODEL)
+def test_a_closed_store_refuses_to_work(tmp_path: Path, database: Database) -> None:
+    store = database.open(tmp_path, model=MODEL)
     store.close()
     with pytest.raises(StoreClosed):
         store.search(embedding(1), 1)
@@ -407,27 +430,33 @@ def test_a_closed_store_refuses_to_work(tmp_path: Path) -> None:
         store.add_person_with_face("Ada", face(embedding(1)))
 
 
-def test_stats_count_people_faces_and_the_index(store: Store) -> None:
+def test_stats_count_people_faces_and_the_index(store: Store, database: Database) -> None:
     enroll_many(store, 4)
     store.add_face(store.find_person("person-00").id, face(embedding(77)))
     stats = store.stats()
     assert (stats.people, stats.faces, stats.indexed_faces) == (4, 5, 5)
     assert stats.faces_by_model == {MODEL: 5} and stats.model == MODEL
     assert store.people_count() == 4
-    assert stats.database.endswith("/gallery.db") and stats.index_path.name == "faces.faiss"
+    assert stats.index_path.name == "faces.faiss"
+    if database.url is None:
+        assert stats.database.endswith("/gallery.db")
+    else:  # the URL without its password
+        assert stats.database.startswith("postgresql://postgres:***@127.0.0.1:")
 
 
-def test_the_database_stays_sound_after_many_writes(store: Store) -> None:
+def test_the_database_stays_sound_after_many_writes(store: Store, database: Database) -> None:
     enroll_many(store, 15)
     for i in range(0, 15, 2):
         store.remove_person(f"person-{i:02d}")
-    with sqlite3.connect(store.database_path) as connection:
-        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    if database.url is None:
+        with sqlite3.connect(store.database_path) as connection:
+            assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert store.consistency_problems() == []
+    assert len(store.people()) == 7
 
 
-def test_a_new_gallery_gets_an_index_file_without_reporting_a_repair(tmp_path: Path) -> None:
-    with Store.open(tmp_path / "new", model=MODEL) as store:
+def test_a_new_gallery_gets_an_index_file_without_reporting_a_repair(tmp_path: Path, database: Database) -> None:
+    with database.open(tmp_path / "new", model=MODEL) as store:
         assert store.index_repair is None
         assert (store.home / INDEX_FILE).exists()
         assert store.consistency_problems() == []
@@ -441,6 +470,7 @@ def test_numpy_integers_in_a_box_are_stored_as_plain_integers(store: Store) -> N
 
 
 def test_a_write_waiting_too_long_for_another_writer_fails_with_store_busy(tmp_path: Path) -> None:
+    # SQLite's write lock is a file beside gallery.db; PostgreSQL's, an advisory lock (test below).
     with Store.open(tmp_path, model=MODEL, lock_timeout=0.2) as store:
         other_process_lock = filelock.FileLock(tmp_path / "gallery.db.lock")
         with other_process_lock:
@@ -451,17 +481,18 @@ def test_a_write_waiting_too_long_for_another_writer_fails_with_store_busy(tmp_p
         assert store.people_count() == 1
 
 
-def test_the_consistency_check_notices_a_face_deleted_behind_the_stores_back(store: Store) -> None:
+def test_the_consistency_check_notices_a_face_deleted_behind_the_stores_back(store: Store, database: Database) -> None:
     enroll_many(store, 3)
     assert store.consistency_problems() == []
-    with sqlite3.connect(store.database_path) as connection:
-        connection.execute("DELETE FROM faces WHERE id = (SELECT min(id) FROM faces)")
+    # Without bumping the generation: no follower or sync can learn of it, only the check.
+    database.execute(store.home, "DELETE FROM faces WHERE id = (SELECT min(id) FROM faces)")
     problems = store.consistency_problems()
     assert "the in-memory index holds other faces than the database" in problems
     assert "the index file holds other faces than the database" in problems
 
 
 def test_a_removal_killed_before_its_checkpoint_is_erased_from_the_wal_on_next_open(tmp_path: Path) -> None:
+    # SQLite's WAL is a file in the home folder; PostgreSQL's is the server's (README, Guarantees).
     home = tmp_path / "home"
     secret = embedding(7)
     store = Store.open(home, model=MODEL)
@@ -492,20 +523,23 @@ def test_a_check_and_a_write_can_share_one_hold_of_the_write_lock(store: Store) 
     assert store.consistency_problems() == []
 
 
-def test_a_gallery_past_the_exact_search_threshold_stays_consistent_on_a_compressed_index(tmp_path: Path) -> None:
+def test_a_gallery_past_the_exact_search_threshold_stays_consistent_on_a_compressed_index(
+    tmp_path: Path, database: Database
+) -> None:
     policy = IndexPolicy(exact_up_to=300, training_sample=400)
     home = tmp_path / "home"
     vectors = {f"p{i:03d}": embedding(i) for i in range(400)}
-    with Store.open(home, model=MODEL, index_policy=policy) as store:
+    with database.open(home, model=MODEL, index_policy=policy) as store:
         written = store.add_many([(name, [face(v)]) for name, v in vectors.items()])
         assert len(written) == 400 and store._replica.snapshot.index.kind == "pq"
         assert store.search(vectors["p123"] + 0.001, 1)[0][0].name == "p123"
         store.remove_person("p123")
         assert all(hit.name != "p123" for hit in store.search(vectors["p123"], 5)[0])
         assert vectors["p123"].tobytes()[:16] not in (home / INDEX_FILE).read_bytes()  # erased
-        with Store.open(home, model=MODEL, index_policy=policy) as other:  # loads vectors and codes
+        with database.open(home, model=MODEL, index_policy=policy) as other:  # loads vectors and codes
             assert other.index_repair is None and other._replica.snapshot.index.kind == "pq"
             store.add_person_with_face("late", face(embedding(999)))
+            caught_up(other, store)
             assert other.search(embedding(999), 1)[0][0].name == "late"  # synced into a copy
             assert other.consistency_problems() == []
         assert store.consistency_problems() == []
@@ -531,3 +565,32 @@ def test_a_sync_reads_every_chunk_of_many_new_faces(store: Store) -> None:
     assert len(store._replica.snapshot.index) == 1700
     assert store.search(embedding(10_001), 1)[0][0].name == "q1"
     assert store.consistency_problems() == []
+
+
+# ---- PostgreSQL's own mechanisms ------------------------------------------------------------
+
+
+def test_a_write_waiting_too_long_for_another_host_fails_with_store_busy(tmp_path: Path, postgres_url: str) -> None:
+    from gallery.store.postgres import _CLASS, EXCLUSIVE_LOCK
+
+    with Store.open(tmp_path, model=MODEL, database_url=postgres_url, lock_timeout=0.2) as store:
+        with psycopg.connect(postgres_url, autocommit=True) as other_host:
+            other_host.execute("SELECT pg_advisory_lock(%s, %s)", (_CLASS, EXCLUSIVE_LOCK))
+            with pytest.raises(StoreBusy, match="another host"):
+                store.add_person_with_face("Ada", face(embedding(1)))
+            assert store.search(embedding(1), 1) == [[]]  # reads do not wait for the lock
+            assert store.people() == []
+        # The other host's connection closed: its session lock went with it.
+        store.add_person_with_face("Ada", face(embedding(1)))
+        assert store.people_count() == 1
+
+
+def test_closing_a_store_that_follows_a_server_does_not_wait_for_its_next_check(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    store = Store.open(tmp_path, model=MODEL, database_url=postgres_url, check_interval_s=30)
+    wait_for(lambda: any(h.connected for h in store.site.hosts()))  # its follower reported, and now waits
+    began = time.monotonic()
+    store.close()
+    # A correctness bound (a door's shutdown must not hang for the whole check interval), not a speed goal.
+    assert time.monotonic() - began < 5

@@ -41,6 +41,13 @@ from gallery.errors import GalleryError
     type=click.FloatRange(0, min_open=True),
     help="Seconds a revoked key may keep working on this host.",
 )
+@click.option(
+    "--embed-wait-ms",
+    default=4.0,
+    show_default=True,
+    type=click.FloatRange(0, 1000),
+    help="How long a request's faces wait to share an embedding pass with other requests'.",
+)
 @click.option("--graceful-timeout", default=30.0, show_default=True, type=click.FloatRange(0), help="Seconds.")
 @click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
@@ -59,6 +66,7 @@ def serve(
     rate_limit: str,
     rate_limit_storage: str,
     key_cache: float,
+    embed_wait_ms: float,
     graceful_timeout: float,
     log_level: str,
 ) -> None:
@@ -91,8 +99,9 @@ def serve(
             rate_limit=rate_limit,
             rate_limit_storage=rate_limit_storage,
             key_cache_s=key_cache,
+            embed_wait_s=embed_wait_ms / 1000,
         )
-        app = service_app(ctx.home, settings, pipeline=ctx.pipeline, audit=ctx.audit)
+        app = service_app(ctx.home, settings, pipeline=ctx.pipeline, audit=ctx.audit, database_url=ctx.database_url)
     except GalleryError as err:
         fail(err)
     except ValueError as err:  # limits' own parse errors: a bad --rate-limit or storage URI

@@ -45,6 +45,7 @@ class ServiceState:
         settings: ServiceSettings,
         metrics: ServiceMetrics,
         warm_up: Callable[[], None] | None,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -53,6 +54,7 @@ class ServiceState:
         self.rate_limit = KeyRateLimit(settings.rate_limit, settings.rate_limit_storage)
         self._source = source
         self._warm_up = warm_up
+        self._on_close = on_close
         self._gallery: Gallery | None = None
         self._starting: str | None = "loading the face models" if warm_up else "opening the gallery"
 
@@ -107,6 +109,8 @@ class ServiceState:
         self.flush_key_use()
         if self._gallery is not None and not isinstance(self._source, Gallery):
             self._gallery.close()
+        if self._on_close is not None:
+            self._on_close()
 
 
 def create_app(
@@ -115,6 +119,7 @@ def create_app(
     *,
     warm_up: Callable[[], None] | None = None,
     metrics: ServiceMetrics | None = None,
+    on_close: Callable[[], None] | None = None,
 ) -> FastAPI:
     """The HTTP service over one gallery.
 
@@ -125,8 +130,9 @@ def create_app(
         warm_up: loads the face models before the service says it is ready (e.g. one small photo
             through the pipeline), so the first door's request does not pay for it.
         metrics: the metrics to report (pass one to feed ``batch_sizes`` from a batching embedder).
+        on_close: called at shutdown once the workers have finished (e.g. to stop a batching embedder).
     """
-    state = ServiceState(gallery, settings or ServiceSettings(), metrics or ServiceMetrics(), warm_up)
+    state = ServiceState(gallery, settings or ServiceSettings(), metrics or ServiceMetrics(), warm_up, on_close)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

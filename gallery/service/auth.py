@@ -2,7 +2,9 @@
 
 A key is looked up in the gallery's database once per ``key_cache_s`` per host (by its SHA-256,
 which is also what the cache holds), so a busy door costs no query per request and a revoked
-key stops working on every host within ``key_cache_s``. Unknown keys are cached too, so a flood
+key stops working on every host within ``key_cache_s`` (while the database is unreachable a key
+keeps its last known standing: the replica's staleness bound limits how long). Unknown keys are
+cached too, so a flood
 of made-up keys cannot turn into a flood of queries. Keys are never logged: they travel in a
 header, and only their names appear in the audit log and in errors.
 """
@@ -13,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from gallery.errors import NotAuthenticated, ScopeDenied
+from gallery.errors import DatabaseUnavailable, NotAuthenticated, ScopeDenied
 from gallery.hosting import ApiKey, Hosting
 from gallery.store.keys import key_digest
 
@@ -77,7 +79,14 @@ class KeyCache:
             entry = self._entries.get(digest)
         if entry is not None and now < entry[0]:
             return entry[1]
-        key = hosting.key_for(secret)
+        try:
+            key = hosting.key_for(secret)
+        except DatabaseUnavailable:
+            if entry is None:
+                raise
+            # Through a database outage a key keeps the standing it last had: the door goes on
+            # answering from its replica, which refuses by itself past the maximum staleness.
+            return entry[1]
         with self._lock:
             if len(self._entries) >= KEY_CACHE_ENTRIES:
                 self._entries.clear()

@@ -17,7 +17,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 
 class ServiceMetrics:
-    """What ``/metrics`` reports. ``batch_sizes`` is for the embedder that batches concurrent requests' faces."""
+    """What ``/metrics`` reports. ``batch_sizes`` and ``embed_queue`` are the batching embedder's (``server``)."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -53,6 +53,7 @@ class ServiceMetrics:
             buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64),
             registry=r,
         )
+        self.embed_queue = Gauge("gallery_embed_queued_chips", "Face chips waiting for an embedding pass", registry=r)
         self.index_version = Gauge(
             "gallery_index_version", "The gallery's data version (faces generation) the service searches", registry=r
         )

@@ -22,10 +22,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
-from gallery.errors import InvalidArgument, PersonNotFound
+from gallery.errors import InvalidArgument
 from gallery.gallery import MAX_TOP_K, Gallery
 from gallery.service.auth import Caller
 from gallery.types import AUDITED_ACTIONS
+from gallery.vision.photo_file import PhotoFile
 from gallery.vision.pipeline import MAX_UPSAMPLE
 
 router = APIRouter(prefix="/v1")
@@ -130,7 +131,7 @@ async def _photo_and_fields(request: Request, allowed: set[str], *, raw: bool) -
         photo: bytes | None = None
         for name, value in form.multi_items():
             if name == "photo" and isinstance(value, UploadFile) and photo is None:
-                photo = await value.read()
+                photo = _named(await value.read(), value.filename)
             elif name in allowed and isinstance(value, str) and name not in fields:
                 fields[name] = value
             else:
@@ -138,6 +139,16 @@ async def _photo_and_fields(request: Request, allowed: set[str], *, raw: bool) -
     if photo is None:
         raise InvalidArgument("the form needs the photo as a file in the field 'photo'")
     return photo, fields
+
+
+def _named(data: bytes, filename: str | None) -> bytes:
+    """An upload's bytes, named by the file name sent with them (the CLI client sends the path as typed),
+    so that a photo that cannot be used is named as the local command names it (``'door.jpg' is not an image``)."""
+    if not filename:
+        return data
+    photo = PhotoFile(data)
+    photo.source = repr(filename)
+    return photo
 
 
 def _flag(fields: dict[str, str], name: str) -> bool:
@@ -203,7 +214,10 @@ async def identify(
     photo, _ = await _photo_and_fields(request, set(), raw=True)
 
     def job(gallery: Gallery) -> tuple[list[Any], Any]:
-        return gallery.identify(photo, top_k=top_k, upsample=upsample), gallery.hosting.data_version()
+        results = gallery.identify(photo, top_k=top_k, upsample=upsample)
+        # The data the faces were decided on; read apart only when there was no face to decide.
+        data = results[0].data if results and results[0].data else gallery.hosting.data_version()
+        return results, data
 
     results, data = await _run(request, caller, job)
     request.app.state.service.metrics.identified([r.outcome for r in results])
@@ -306,10 +320,7 @@ async def person(
     person_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
     caller: EnrolScope,
 ) -> JSONResponse:
-    found = await _run(request, caller, lambda g: [p for p in g.people() if p.id == person_id])
-    if not found:
-        raise PersonNotFound(f"no person has id {person_id}")
-    return _json(asdict(found[0]))
+    return _json(asdict(await _run(request, caller, lambda g: g.hosting.person(person_id))))
 
 
 @router.get(

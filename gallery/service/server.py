@@ -12,9 +12,10 @@ from fastapi import FastAPI
 from gallery.audit import AuditPolicy
 from gallery.gallery import Gallery
 from gallery.service.app import create_app
+from gallery.service.batching import BatchingEmbedder
 from gallery.service.metrics import ServiceMetrics
 from gallery.service.settings import ServiceSettings
-from gallery.vision.pipeline import FacePipelineProtocol, default_pipeline
+from gallery.vision.pipeline import ChipEmbedder, FacePipeline, FacePipelineProtocol
 
 
 def warm_up(pipeline: FacePipelineProtocol) -> None:
@@ -29,19 +30,44 @@ def service_app(
     *,
     pipeline: FacePipelineProtocol | None = None,
     audit: AuditPolicy = "best_effort",
+    database_url: str | None = None,
 ) -> FastAPI:
     """The app ``gallery serve`` runs: one gallery in ``home`` over one pipeline, whose models load before it is ready.
 
+    Every request shares the pipeline. The one made here embeds through a ``BatchingEmbedder``,
+    so the faces of concurrent requests share forward passes (``settings.embed_batch`` and
+    ``embed_wait_s``; each pass's size goes to ``gallery_embed_batch_size``, the chips waiting
+    to ``gallery_embed_queued_chips``); it is stopped at shutdown, after the last request.
+
     Args:
-        pipeline: the face pipeline (None: the process-wide one); every request shares it.
+        pipeline: a face pipeline to use as it is (None: a ``FacePipeline`` with the batching embedder).
+        database_url: the gallery's database (``Gallery``'s): None for ``gallery.db`` in ``home``.
     """
     metrics = ServiceMetrics()
-    chosen = pipeline or default_pipeline()
+    batchers: list[BatchingEmbedder] = []  # the one made for the pipeline below, stopped at shutdown
+
+    def batching(network: ChipEmbedder) -> BatchingEmbedder:
+        made = BatchingEmbedder(
+            network,
+            max_batch=settings.embed_batch,
+            max_wait=settings.embed_wait_s,
+            on_batch=metrics.batch_sizes.observe,
+        )
+        metrics.embed_queue.set_function(lambda: made.queued_chips)
+        batchers.append(made)
+        return made
+
+    def stop_batching() -> None:
+        for made in batchers:
+            made.close()
+
+    chosen = pipeline or FacePipeline(wrap_embedder=batching)
     return create_app(
-        lambda: Gallery(home, pipeline=chosen, audit=audit),
+        lambda: Gallery(home, pipeline=chosen, audit=audit, database_url=database_url),
         settings,
         warm_up=lambda: warm_up(chosen),
         metrics=metrics,
+        on_close=stop_batching,
     )
 
 

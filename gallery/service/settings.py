@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gallery.errors import InvalidArgument
+from gallery.service.batching import DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_S
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,10 @@ class ServiceSettings:
         key_cache_s: how long an API key's lookup is reused before the database is asked again:
             the bound on how long a revoked key keeps working on a host.
         key_use_flush_s: how often the keys' ``last_used_at`` are written (one write per period).
+        embed_batch: most face chips per embedding pass; concurrent requests' chips share one
+            (``BatchingEmbedder``).
+        embed_wait_s: how long a request's chips wait for other requests' before their pass runs:
+            the most batching adds to a lone request's latency.
     """
 
     max_body_bytes: int = 16 * 1024 * 1024
@@ -39,9 +44,11 @@ class ServiceSettings:
     rate_limit_storage: str = "memory://"
     key_cache_s: float = 5.0
     key_use_flush_s: float = 60.0
+    embed_batch: int = DEFAULT_MAX_BATCH
+    embed_wait_s: float = DEFAULT_MAX_WAIT_S
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "workers"):
+        for name in ("max_body_bytes", "workers", "embed_batch"):
             if getattr(self, name) < 1:
                 raise InvalidArgument(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.queue < 0:
@@ -49,3 +56,5 @@ class ServiceSettings:
         for name in ("request_timeout_s", "key_cache_s", "key_use_flush_s"):
             if not getattr(self, name) > 0:
                 raise InvalidArgument(f"{name} must be more than 0, got {getattr(self, name)}")
+        if not 0 <= self.embed_wait_s <= 1:
+            raise InvalidArgument(f"embed_wait_s must be between 0 and 1 second, got {self.embed_wait_s}")

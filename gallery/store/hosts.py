@@ -5,8 +5,9 @@ one machine are two hosts. Rows hold the machine's name and a generation, nothin
 removal compares its own generation with theirs to say which hosts may still hold the person
 in their index files (``behind``), whether they are running or not — a host shut down keeps
 its ``faces.faiss`` until it opens again and catches up. A removal waits a moment only for the
-connected ones (reported within ``CONNECTED_S``). A host taken out of service for good is
-forgotten with ``forget`` (``gallery hosts forget``) once its folder is wiped.
+connected ones (running, reported within ``CONNECTED_S``; a host that closed says so). A host
+taken out of service for good is forgotten with ``forget`` (``gallery hosts forget``) once its
+folder is wiped.
 """
 
 from __future__ import annotations
@@ -40,11 +41,12 @@ class HostState:
     host: str
     generation: int
     seen_at: datetime
+    left_at: datetime | None = None
 
     @property
     def connected(self) -> bool:
-        """Whether it reported within ``CONNECTED_S`` (a running host reports at least every 30 s)."""
-        return utcnow() - self.seen_at <= timedelta(seconds=CONNECTED_S)
+        """Running and following: not closed, and reported within ``CONNECTED_S`` (it reports every 30 s)."""
+        return self.left_at is None and utcnow() - self.seen_at <= timedelta(seconds=CONNECTED_S)
 
 
 def host_id(home: Path) -> str:
@@ -68,18 +70,24 @@ def record_applied(backend: Backend, host: str, generation: int) -> None:
     """Say that host ``host`` has applied ``generation`` (and is alive)."""
     now = utcnow()
     with backend.write() as session:
-        values = {"generation": generation, "seen_at": now, "host": socket.gethostname()[:200]}
+        values = {"generation": generation, "seen_at": now, "left_at": None, "host": socket.gethostname()[:200]}
         if session.get(ReplicaHost, host) is None:
             session.add(ReplicaHost(host_id=host, **values))
         else:
             session.execute(update(ReplicaHost).where(ReplicaHost.host_id == host).values(**values))
 
 
+def record_left(backend: Backend, host: str) -> None:
+    """Say that host ``host`` closed cleanly: no removal waits for it until it opens again (and catches up)."""
+    with backend.write() as session:
+        session.execute(update(ReplicaHost).where(ReplicaHost.host_id == host).values(left_at=utcnow()))
+
+
 def known(backend: Backend) -> list[HostState]:
     """Every host that has followed this database and not been forgotten, by name."""
     with backend.read() as session:
         rows = session.scalars(select(ReplicaHost).order_by(ReplicaHost.host, ReplicaHost.host_id))
-        return [HostState(r.host_id, r.host, r.generation, r.seen_at) for r in rows]
+        return [HostState(r.host_id, r.host, r.generation, r.seen_at, r.left_at) for r in rows]
 
 
 def forget(backend: Backend, host: str) -> HostState:
@@ -94,7 +102,7 @@ def forget(backend: Backend, host: str) -> HostState:
             raise HostNotFound(f"no single host has an id starting {host!r} (give at least 8 characters)")
         row = rows[0]
         session.delete(row)
-        return HostState(row.host_id, row.host, row.generation, row.seen_at)
+        return HostState(row.host_id, row.host, row.generation, row.seen_at, row.left_at)
 
 
 def behind(backend: Backend, generation: int, *, besides: str, wait_s: float = 0.0) -> list[HostState]:
@@ -125,7 +133,11 @@ class Site:
         """Report this host (before its first answer) and start the thread that keeps its replica current."""
         self._applied(self._replica.snapshot.generation)
         self._follower = Follower(
-            self._backend.listen, self._replica, check_interval_s=check_interval_s, applied=self._applied
+            self._backend.listen,
+            self._replica,
+            check_interval_s=check_interval_s,
+            applied=self._applied,
+            left=lambda: record_left(self._backend, self.host_id),
         )
         self._follower.start()
 

@@ -182,6 +182,8 @@ class ReplicaHost(Base):
     host: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH))
     generation: Mapped[int] = mapped_column(Integer)
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # When it closed cleanly (None while it runs): no removal waits for it, though its file may hold one.
+    left_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 metadata = Base.metadata

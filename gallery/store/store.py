@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import filelock
 import numpy as np
 from sqlalchemy import ColumnElement
 from sqlalchemy.exc import IntegrityError
@@ -56,6 +57,7 @@ from gallery.store.settings import Settings, decoded
 from gallery.store.validation import checked_batch, checked_embedding, checked_face, checked_queries, clean_name
 
 INDEX_FILE = "faces.faiss"
+HOST_LOCK_FILE = "faces.faiss.lock"  # on a database server: this host's saves of its index file
 # How long a removal waits for readers in the middle of a read before it reports the WAL pending.
 REMOVAL_ERASE_WAIT_S = 30.0
 
@@ -85,6 +87,7 @@ class Store:
         self.database_path = database_path  # None on a database server
         self.index_path = home / INDEX_FILE
         self._db = backend
+        self._host_lock = filelock.FileLock(home / HOST_LOCK_FILE, mode=0o600)
         self._closed = False
         self._identity = HomeIdentity(home, database_path)
         self._schema_revision = backend.schema_revision()
@@ -97,6 +100,9 @@ class Store:
             dimension=dimension,
             policy=index_policy,
             gallery_id=gallery_id,
+            # SQLite: the gallery's write lock (its writers save the file). A server: this host's own
+            # lock, since its file is its alone and its follower saves it too.
+            save_lock=backend.exclusive if not backend.server else lambda: self._host_lock,
             followed=backend.server,
             max_staleness_s=max_staleness_s,
         )
@@ -441,6 +447,12 @@ class Store:
         decode = self._replica.decode
         vectors = np.stack([decode(i, b) for i, b in rows]) if rows else np.empty((0, self.dimension), "<f4")
         return ids, vectors
+
+    def indexed_embeddings(self, person_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """``embeddings_for`` as this host's replica holds them: what identify scores, with no database read
+        (so a door keeps deciding through a database outage, within the maximum staleness)."""
+        self._check_open()
+        return self._replica.embeddings_of(person_id)
 
     def faces_to_reembed(self) -> list[ReembedTask]:
         """Faces stored with another model than the store's, with the chips to re-embed them."""

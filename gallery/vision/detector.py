@@ -33,6 +33,7 @@ from gallery.models.mmod import (
 )
 from gallery.models.pretrained import load_detector_network
 from gallery.types import Box
+from gallery.vision.threads import sharing_cores
 
 
 @dataclass(frozen=True)
@@ -413,7 +414,7 @@ class FaceDetector:
         tiled, rects = build_tiled_pyramid(np.ascontiguousarray(image), settings)
         if not rects or not _large_enough(tiled.shape[:2]):
             return []
-        with torch.inference_mode():
+        with sharing_cores(), torch.inference_mode():
             scores = network(network_input(tiled))[0, 0].numpy()
         detections = decode_detections(scores, rects, settings)
         if upsample:

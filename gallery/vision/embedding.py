@@ -15,6 +15,7 @@ from gallery.models.resnet import (
     INPUT_SIZE,
     FaceResNet,
 )
+from gallery.vision.threads import sharing_cores
 
 # Recorded beside every stored embedding: descriptors of different models must never be compared.
 MODEL_ID = "dlib_resnet_v1"
@@ -89,7 +90,7 @@ class Embedder:
         if not len(chips):
             return descriptors
         network = recognition_network()
-        with torch.inference_mode():
+        with sharing_cores(), torch.inference_mode():
             for start in range(0, len(chips), self.batch_size):
                 batch = chips[start : start + self.batch_size]
                 out = network(_normalise(batch))

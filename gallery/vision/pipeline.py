@@ -6,7 +6,7 @@ This is the only module that chains the vision stages; it knows nothing of stora
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -110,17 +110,23 @@ class FacePipeline:
             errors at dlib's 0.6 from 48 to 30 (22 pairs fixed, 4 broken; exact McNemar
             p = 0.0005; scripts/lfw_view1_accuracy.py). It doubles the embedding work
             (a few ms per face). ``flip=False`` gives exactly dlib's descriptors.
+        wrap_embedder: given the network's ``Embedder``, returns what the pipeline embeds its
+            chips through instead: one computing the same descriptors another way, e.g.
+            ``gallery.service.batching.BatchingEmbedder``, which shares forward passes between
+            threads. ``model_id`` stays the network's.
     """
 
-    def __init__(self, *, flip: bool = True) -> None:
+    def __init__(self, *, flip: bool = True, wrap_embedder: Callable[[Embedder], ChipEmbedder] | None = None) -> None:
         self.detector = FaceDetector()
         self.landmarks = LandmarkPredictor()
-        self.embedder = Embedder(flip=flip)
+        network = Embedder(flip=flip)
+        self._model_id = network.model_id
+        self.embedder: ChipEmbedder = wrap_embedder(network) if wrap_embedder else network
 
     @property
     def model_id(self) -> str:
         """Id of the embedding model, recorded with every stored embedding."""
-        return self.embedder.model_id
+        return self._model_id
 
     def faces(self, image: ImageInput, *, upsample: int = 0) -> list[Face]:
         """Every face in ``image``, largest first (see ``gallery.faces``)."""

@@ -44,6 +44,7 @@ def upgrade() -> None:
         sa.Column("host", sa.String(length=200), nullable=False),
         sa.Column("generation", sa.Integer(), nullable=False),
         sa.Column("seen_at", sa.DateTime(), nullable=False),
+        sa.Column("left_at", sa.DateTime(), nullable=True),
         sa.PrimaryKeyConstraint("host_id", name=op.f("pk_replica_hosts")),
     )
     with op.batch_alter_table("store_state", schema=None) as batch_op:
