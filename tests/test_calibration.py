@@ -266,6 +266,10 @@ def test_the_shipped_default_rule_loads_and_decides() -> None:
     assert record.identify.provenance.fpir <= rule.target_fpir == 0.01
     assert list(rule.strengths) == sorted(rule.strengths)
     assert rule_from_dict(record.identify.rule.to_dict()) == rule
+    # Learned with the clustered margin (CLUSTERED_MARGIN): 99% on n / (2 x each size's design effect).
+    assert rule.margin is not None and rule.margin.confidence == 0.99 and max(rule.margin.fpir_bounds) <= 0.01
+    assert rule.margin.sample_divisors is not None and len(rule.margin.sample_divisors) == len(rule.sizes)
+    assert min(rule.margin.sample_divisors) < 10.0 < max(rule.margin.sample_divisors)  # no floor: by clustering
     assert rule.decide(evidence((0.3, 0.8), (0.9, 0.8), (0.95, 0.8)), gallery_size=100).outcome == "match"
     assert rule.decide(evidence((0.7, 0.8), (0.9, 0.8), (0.95, 0.8)), gallery_size=100).outcome == "unknown"
     assert 0.4 < default_verify_threshold() < 0.7

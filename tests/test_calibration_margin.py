@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from labelled_sets import labelled_faces
 
-from gallery.calibration.fit import calibrate, fit_rule, typical_impostor_distance
-from gallery.calibration.margin import CLUSTERED_MARGIN, MarginPolicy
-from gallery.calibration.metrics import allowed_at_bound, clopper_pearson_upper, design_effect
+from gallery.calibration.fit import calibrate, fit_rule, simulate_sizes, typical_impostor_distance
+from gallery.calibration.margin import CLUSTERED_MARGIN, UNIFORM_MARGIN, MarginPolicy
+from gallery.calibration.metrics import allowed_at_bound, clopper_pearson_upper, design_effect, threshold_at_fpir
 from gallery.calibration.protocol import simulate
 from gallery.decision.records import rule_from_dict
 
@@ -36,16 +36,15 @@ def test_fewer_strangers_allow_a_smaller_share_through() -> None:
     assert allowed_at_bound(500, 0.01, 0.95, 10.0) == -1  # 50 effective searches bound nothing below 1%
 
 
-def test_a_calibration_on_few_strangers_sets_a_stricter_threshold_than_on_many() -> None:
+@pytest.mark.parametrize("margin", [UNIFORM_MARGIN, CLUSTERED_MARGIN], ids=["uniform", "clustered"])
+def test_a_calibration_on_few_strangers_sets_a_stricter_threshold_than_on_many(margin: MarginPolicy) -> None:
     embeddings, labels = labelled_faces(400, seed=3, dim=DIM)
     reference = typical_impostor_distance(embeddings, labels)
     thresholds = {}
     for strangers in (30, 3000):
         searches = [simulate(embeddings, labels, trials=20, gallery_size=5, strangers_per_trial=strangers, seed=4)]
         point = fit_rule(searches, reference=reference, target_fpir=TARGET, strengths=(0.0,))
-        bounded = fit_rule(
-            searches, reference=reference, target_fpir=TARGET, strengths=(0.0,), margin=MarginPolicy(populations=0.0)
-        )
+        bounded = fit_rule(searches, reference=reference, target_fpir=TARGET, strengths=(0.0,), margin=margin)
         assert bounded.thresholds[0] < point.thresholds[0]
         assert bounded.margin is not None and bounded.margin.fpir_bounds[0] <= TARGET
         thresholds[strangers] = bounded.thresholds[0]
@@ -109,23 +108,29 @@ def test_the_design_effect_counts_strangers_landing_on_one_look_alike_as_fewer_s
     assert design_effect(np.zeros(n, dtype=bool), strangers, nearest) == 1.0
 
 
-def test_the_divisor_is_the_documented_floor_raised_where_neighbouring_sizes_measure_more_clustering() -> None:
-    policy = MarginPolicy(least_divisor=10.0, populations=2.0, reach=1)
-    assert policy.divisors([2.0, 3.0, 7.0, 4.0, 2.0, 2.0]) == (10.0, 14.0, 14.0, 14.0, 10.0, 10.0)
-    assert MarginPolicy(populations=0.0).divisors([7.0, 8.0]) == (10.0, 10.0)
-    assert MarginPolicy(reach=0).divisors([2.0, 7.0, 2.0]) == (10.0, 14.0, 10.0)
+def test_the_divisor_is_twice_the_design_effect_unless_a_floor_is_asked_for() -> None:
+    assert CLUSTERED_MARGIN.divisors([1.0, 2.4, 7.4]) == (2.0, 4.8, 14.8)
+    assert UNIFORM_MARGIN.divisors([1.0, 7.0, 8.0]) == (10.0, 10.0, 10.0)
+    assert MarginPolicy(least_divisor=10.0, populations=2.0).divisors([2.0, 7.0]) == (10.0, 14.0)
 
 
-def test_calibrate_sets_each_size_at_least_as_strict_as_the_uniform_margin_and_stores_its_divisors() -> None:
+def test_the_clustered_margin_bounds_each_size_at_99_percent_on_the_searches_over_twice_their_design_effect() -> None:
     embeddings, labels = labelled_faces(300, seed=5, dim=DIM)
-    clustered = calibrate(embeddings, labels, target_fpir=TARGET, strengths=(0.0,), margin=CLUSTERED_MARGIN).rule
-    uniform = calibrate(
-        embeddings, labels, target_fpir=TARGET, strengths=(0.0,), margin=MarginPolicy(populations=0)
-    ).rule
-    assert clustered.margin is not None and clustered.margin.sample_divisors is not None
-    assert len(clustered.margin.sample_divisors) == len(clustered.sizes)
-    assert min(clustered.margin.sample_divisors) >= 10.0
-    assert all(c <= u for c, u in zip(clustered.thresholds, uniform.thresholds, strict=True))
+    by_size = simulate_sizes(embeddings, labels, target_fpir=TARGET, seed=0)
+    reference = typical_impostor_distance(embeddings, labels)
+    clustered = fit_rule(by_size, reference=reference, target_fpir=TARGET, strengths=(0.0,), margin=CLUSTERED_MARGIN)
+    uniform = fit_rule(by_size, reference=reference, target_fpir=TARGET, strengths=(0.0,), margin=UNIFORM_MARGIN)
+    assert clustered.margin is not None and clustered.margin.confidence == 0.99
+    assert clustered.margin.sample_divisors is not None and len(clustered.margin.sample_divisors) == len(by_size)
+    for searches, divisor in zip(by_size, clustered.margin.sample_divisors, strict=True):
+        # The design effect of the strangers accepted at the point-estimate threshold of their ratio.
+        strangers = ~searches.mated
+        ratios = clustered.log_ratios(searches.distances[:, 0], searches.distances[:, 1], searches.cohort[:, 0], 0.0)
+        accepted = ratios[strangers] <= -threshold_at_fpir(-ratios[strangers], TARGET)
+        effect = design_effect(accepted, searches.truth[strangers], searches.identities[strangers, 0])
+        assert divisor == pytest.approx(2 * effect, abs=0.01)  # no floor at 10, no neighbouring sizes
+    assert max(clustered.margin.fpir_bounds) <= TARGET
     assert uniform.margin is not None and uniform.margin.sample_divisors is None
+    assert uniform.margin.confidence == 0.95 and uniform.margin.sample_divisor == 10.0
     assert rule_from_dict(clustered.to_dict()) == clustered
-    assert "Clopper-Pearson on 1/" in clustered.describe()
+    assert "99% upper bound" in clustered.describe() and "Clopper-Pearson on 1/" in clustered.describe()

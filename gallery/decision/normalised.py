@@ -53,13 +53,15 @@ class Margin:
     """How the thresholds were set: at an upper confidence bound on the stranger rate, not its point estimate.
 
     Attributes:
-        confidence: the one-sided Clopper-Pearson bound's confidence level (0.95).
+        confidence: the one-sided Clopper-Pearson bound's confidence level (0.95, or 0.99 with
+            divisors by size).
         sample_divisor: the simulated stranger searches counted as this many times fewer
-            independent ones (a design effect: they are clustered by stranger and by look-alike).
+            independent ones (a design effect: they are clustered by stranger and by look-alike);
+            with ``sample_divisors``, the least any size may use (1: no floor).
         fpir_bounds: at each table size, the bound on the stranger rate at the threshold set there.
-        sample_divisors: the divisor used at each table size (at least ``sample_divisor``, more
-            where calibrate measured more clustering: ``gallery.calibration.fit.MarginPolicy``);
-            None: ``sample_divisor`` at every size (a rule from before the design effect).
+        sample_divisors: the divisor used at each table size, set from the clustering calibrate
+            measured there (``gallery.calibration.margin.MarginPolicy``); None: ``sample_divisor``
+            at every size.
     """
 
     confidence: float
