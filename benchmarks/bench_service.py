@@ -178,12 +178,15 @@ def main() -> None:
     rows = {label: spread(row_runs) for label, row_runs in runs.items()}
     print(f"gallery of {args.size:,} people, {args.requests} identifies per row and round, {args.rounds} rounds")
     print(f"gallery {' '.join(options)}; load average (1 min) {', '.join(f'{x:.1f}' for x in loads)}")
-    print(f"{'':32}{'p50 ms':>15}{'p99 ms':>17}{'requests/s':>17}{'batch':>7}")
+    print(f"{'':32}{'p50 ms':>15}{'p99 ms':>17}{'requests/s':>17}{'batch':>7}  x sequential, per round")
     for label, row in rows.items():
         cells = [f"{row[m]:5.0f} ({row[m + '_min']:.0f}-{row[m + '_max']:.0f})" for m in ("p50_ms", "p99_ms")]
         rate = f"{row['requests_per_s']:5.2f} ({row['requests_per_s_min']:.2f}-{row['requests_per_s_max']:.2f})"
-        batch = f"{row['mean_batch']:7.1f}" if "mean_batch" in row else ""
-        print(f"{label:32}{cells[0]:>15}{cells[1]:>17}{rate:>17}{batch}")
+        batch = f"{row['mean_batch']:7.1f}" if "mean_batch" in row else " " * 7
+        # Each round's rows met the same load, so the ratio within a round is the fair one.
+        pairs = zip(runs[label], runs[baseline], strict=True)
+        ratios = [run["requests_per_s"] / alone["requests_per_s"] for run, alone in pairs]
+        print(f"{label:32}{cells[0]:>15}{cells[1]:>17}{rate:>17}{batch}  {', '.join(f'{r:.2f}' for r in ratios)}")
     print(
         f"serving process: RSS {warm['VmRSS']:.0f} MB after warm-up, {end['VmRSS']:.0f} MB at the end "
         f"(peak {end['VmHWM']:.0f} MB)"

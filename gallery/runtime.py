@@ -20,9 +20,12 @@ def default_home() -> Path:
 def set_threads(count: int) -> None:
     """Use ``count`` CPU threads for the networks (torch) and the index's bulk work (FAISS).
 
-    torch's setting is process-wide; FAISS's (OpenMP) holds for the calling thread, and
-    searches of a few queries run on one thread regardless. Both default to one thread per
-    core; the CLI sets them explicitly (``--threads`` / ``GALLERY_THREADS``).
+    torch's setting is a budget for the whole process: a forward pass running alone uses all
+    of it, passes running at once in several threads split it between them (one thread each
+    on two cores), which does more work per second than each taking every core. FAISS's
+    (OpenMP) holds for the calling thread, and searches of a few queries run on one thread
+    regardless. Both default to one thread per core; the CLI sets them explicitly
+    (``--threads`` / ``GALLERY_THREADS``).
 
     Args:
         count: threads, at least 1.

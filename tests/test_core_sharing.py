@@ -16,12 +16,12 @@ import torch
 from gallery.vision.detector import FaceDetector
 from gallery.vision.embedding import Embedder, recognition_network
 from gallery.vision.image import load_rgb
-from gallery.vision.threads import set_torch_threads, sharing_cores
+from gallery.vision.threads import set_torch_threads, sharing_cores, torch_thread_budget
 
 
 @pytest.fixture
 def budget_of_two() -> Iterator[None]:
-    before = torch.get_num_threads()
+    before = torch_thread_budget()  # not torch.get_num_threads(): a shared pass may have lowered it
     set_torch_threads(2)
     yield
     set_torch_threads(before)
@@ -60,7 +60,7 @@ def test_overlapping_passes_split_the_budget_and_each_keeps_its_own_share(budget
 
 
 def test_the_budget_never_goes_below_one_thread() -> None:
-    before = torch.get_num_threads()
+    before = torch_thread_budget()
     set_torch_threads(1)
     try:
         with sharing_cores(), sharing_cores():

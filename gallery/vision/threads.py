@@ -35,6 +35,11 @@ def set_torch_threads(count: int) -> None:
     torch.set_num_threads(count)
 
 
+def torch_thread_budget() -> int:
+    """The threads a lone forward pass gets (``set_torch_threads``'s count)."""
+    return _budget.count
+
+
 @contextmanager
 def sharing_cores() -> Iterator[None]:
     """Run the torch work inside on this thread's share of the thread budget: all of it alone, 1/n among n."""
