@@ -52,8 +52,10 @@ class MarginPolicy:
 
 # The margin ``calibrate`` uses unless told otherwise: 95% on n/10 at every size. On small
 # calibration sets the measured design effect is large (a synthetic set of 400 people x 25 photos:
-# 14-53) and the clustered margin then refuses nearly every stranger: unmeasured on real small
-# sets, so a site's own calibration keeps the uniform margin for now.
+# 14-53). Measured on real site-sized sets (LFW subsets of 100 and 400 people, att_orl 20/20;
+# docs/research/stranger-rate-2026-11.md, "which margin `gallery calibrate` should use"): the
+# uniform margin's p95 held-out FPIR reached 1.12-1.29% at 5-20 people, the clustered margin's
+# <= 0.84% at 2-4x the FNIR (up to 49% at 20 people), and the pre-registered rule kept this default.
 UNIFORM_MARGIN = MarginPolicy()
 # The margin of the shipped default rule (scripts/learn_default_rule.py, 3,095 LFW people): 99% on
 # n / (2 x the design effect measured at each size), no floor. Fixed before it was measured, then
