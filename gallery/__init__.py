@@ -93,6 +93,7 @@ if TYPE_CHECKING:
     from gallery.audit import AuditStatus
     from gallery.calibrating import LearnedRules
     from gallery.calibration import Evaluation, PairReport
+    from gallery.calibration.margin import MarginName
     from gallery.gallery import Gallery
     from gallery.results import (
         Candidate,
@@ -116,6 +117,7 @@ _LAZY = {
     "Evaluation": "gallery.calibration",
     "PairReport": "gallery.calibration",
     "LearnedRules": "gallery.calibrating",
+    "MarginName": "gallery.calibration.margin",
     "Gallery": "gallery.gallery",
     "set_threads": "gallery.runtime",
     "FolderEnrollment": "gallery.results",
@@ -182,6 +184,7 @@ __all__ = [
     "KeyNotFound",
     "LearnedRules",
     "LooksLikeSomeoneElse",
+    "MarginName",
     "ModelError",
     "ModelFilesNotFound",
     "ModelMismatch",

@@ -23,6 +23,7 @@ from gallery.calibration import (
     pair_report,
     read_pairs,
 )
+from gallery.calibration.margin import UNIFORM_MARGIN, MarginPolicy
 from gallery.decision.records import (
     CALIBRATED,
     IdentifyProvenance,
@@ -68,16 +69,21 @@ def embed_folder(
 
 
 def learn_rules(
-    faces: LabelledFaces, *, target_fpir: float, target_fmr: float, progress: PhaseProgress | None = None
+    faces: LabelledFaces,
+    *,
+    target_fpir: float,
+    target_fmr: float,
+    margin: MarginPolicy = UNIFORM_MARGIN,
+    progress: PhaseProgress | None = None,
 ) -> LearnedRules:
-    """Calibrate the identify rule for ``target_fpir`` and the verify threshold for ``target_fmr``.
+    """Calibrate the identify rule for ``target_fpir`` at ``margin`` and the verify threshold for ``target_fmr``.
 
     Raises:
         CalibrationError: the photos cannot support a target (too few people, photos or strangers),
             or what was learned fails the checks every stored rule passes (a NaN, a threshold <= 0).
     """
     identify = calibrate(
-        faces.embeddings, faces.labels, target_fpir=target_fpir, progress=_phase("calibrating", progress)
+        faces.embeddings, faces.labels, target_fpir=target_fpir, margin=margin, progress=_phase("calibrating", progress)
     )
     verify = calibrate_verify(faces.embeddings, faces.labels, target_fmr=target_fmr)
     source = _source(faces)

@@ -165,6 +165,21 @@ def labelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def test_calibrate_sets_the_margin_asked_for(run, labelled: Path):
+    margins = {}
+    for margin in ("uniform", "clustered"):
+        result = run("calibrate", "--json", "--fpir", "0.2", "--fmr", "0.05", "--margin", margin, labelled)
+        assert result.exit_code == EXIT_OK, result.stderr
+        margins[margin] = json.loads(result.stdout)["identify"]["rule"]["margin"]
+        assert json.loads(run("info", "--json").stdout)["rule"]["rule"]["margin"] == margins[margin]
+    assert margins["uniform"]["confidence"] == 0.95 and "sample_divisors" not in margins["uniform"]
+    assert margins["clustered"]["confidence"] == 0.99 and len(margins["clustered"]["sample_divisors"]) >= 1
+    assert "at its 99% upper bound" in run("info").stdout
+    refused = run("calibrate", "--margin", "tight", labelled)
+    assert refused.exit_code == EXIT_USAGE and "tight" in refused.stderr
+    assert "at its 99% upper bound" in run("info").stdout  # the refused call changed nothing
+
+
 def test_calibrate_puts_the_learned_rules_in_force_and_eval_measures_them(run, labelled: Path):
     result = run("calibrate", "--json", "--fpir", "0.2", "--fmr", "0.05", labelled)
     assert result.exit_code == EXIT_OK, result.stderr

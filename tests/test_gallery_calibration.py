@@ -16,7 +16,7 @@ import pytest
 from fakes import FakePipeline, fake_photo
 from labelled_sets import labelled_faces
 
-from gallery import Gallery
+from gallery import Gallery, InvalidArgument
 from gallery.calibration import CalibrationError
 from gallery.decision import COHORT_SIZE, Evidence, default_rule
 from gallery.store import Store
@@ -59,6 +59,14 @@ def expected_decision(rule, enrolled: dict[str, np.ndarray], query: np.ndarray):
     ]
     decision = rule.decide(evidence, len(names))
     return decision, (names[order[decision.index]] if decision.index is not None else None)
+
+
+def test_calibrate_refuses_an_unknown_margin_and_changes_nothing(calibration_folder, tmp_path: Path) -> None:
+    folder, pipeline = calibration_folder
+    with Gallery(tmp_path / "home", pipeline=pipeline) as gallery:
+        with pytest.raises(InvalidArgument, match="margin must be one of 'uniform', 'clustered'"):
+            gallery.calibrate(folder, target_fpir=TARGET_FPIR, target_fmr=0.01, margin="tight")  # type: ignore[arg-type]
+        assert gallery.rule().to_dict() == default_rule().to_dict()
 
 
 def test_calibrate_stores_a_rule_that_identify_then_applies(calibration_folder, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 # The uniform margin (UNIFORM_MARGIN): each size's threshold accepts the most simulated strangers
 # whose one-sided 95% Clopper-Pearson upper bound stays at the target, counting the searches as 10
@@ -61,3 +62,9 @@ UNIFORM_MARGIN = MarginPolicy()
 # n / (2 x the design effect measured at each size), no floor. Fixed before it was measured, then
 # validated held out on LFW View 1 and on att_orl (docs/research/stranger-rate-2026-11.md, "P99").
 CLUSTERED_MARGIN = MarginPolicy(confidence=CLUSTERED_CONFIDENCE, least_divisor=1.0, populations=2.0)
+
+
+# The margins a site's calibration can be asked for by name (``Gallery.calibrate(margin=...)``,
+# ``gallery calibrate --margin``): the trade-off measured between them is above UNIFORM_MARGIN.
+MarginName = Literal["uniform", "clustered"]
+MARGINS: dict[str, MarginPolicy] = {"uniform": UNIFORM_MARGIN, "clustered": CLUSTERED_MARGIN}

@@ -11,7 +11,7 @@ from gallery.cli.app import cli
 from gallery.cli.context import CliContext, ProgressBars, pass_context, print_json
 
 if TYPE_CHECKING:
-    from gallery import Evaluation
+    from gallery import Evaluation, MarginName
 
 
 @cli.command()
@@ -52,9 +52,17 @@ def reembed(ctx: CliContext, as_json: bool) -> None:
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
     help="Target false match rate: share of other people's photos `verify` may accept.",
 )
+@click.option(
+    "--margin",
+    default="uniform",
+    show_default=True,
+    type=click.Choice(["uniform", "clustered"]),
+    help="How far below FPIR the thresholds are set: clustered holds the rate on other people more "
+    "surely, at more misses (README, Margin).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (no progress bar).")
 @pass_context
-def calibrate(ctx: CliContext, folder: Path, fpir: float, fmr: float, as_json: bool) -> None:
+def calibrate(ctx: CliContext, folder: Path, fpir: float, fmr: float, margin: MarginName, as_json: bool) -> None:
     """Learn the decision rules from labelled photos in FOLDER (one sub-folder per person) and put them in force.
 
     Simulates one-shot enrolment on the photos (one photo of half the people enrolled, all
@@ -67,9 +75,10 @@ def calibrate(ctx: CliContext, folder: Path, fpir: float, fmr: float, as_json: b
     Example:
         gallery calibrate labelled-staff-photos/ --fpir 0.01
         gallery calibrate --json --fpir 0.003 --fmr 0.0001 photos/ > calibration.json
+        gallery calibrate --margin clustered labelled-staff-photos/
     """
     with ProgressBars(enabled=not as_json) as bars:
-        learned = ctx.run(lambda g: g.calibrate(folder, target_fpir=fpir, target_fmr=fmr, progress=bars))
+        learned = ctx.run(lambda g: g.calibrate(folder, target_fpir=fpir, target_fmr=fmr, margin=margin, progress=bars))
     if as_json:
         print_json(learned.to_dict())
         return
