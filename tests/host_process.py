@@ -199,18 +199,9 @@ class _Served:
 
 
 def _face(name: str) -> Any:
-    from gallery.store import FaceRecord
+    from records import face_record
 
-    vector = vector_of(name)
-    return FaceRecord(
-        embedding=vector,
-        model=MODEL,
-        box=(0, 0, 99, 99),
-        landmarks=((1.0, 1.0), (2.0, 2.0), (3.0, 3.0), (4.0, 4.0), (5.0, 5.0)),
-        quality=1.0,
-        photo_sha256=hashlib.sha256(vector.tobytes()).hexdigest(),
-        chip_jpeg=b"chip of " + name.encode(),
-    )
+    return face_record(vector_of(name), MODEL)
 
 
 def _answer(message: dict[str, Any]) -> None:

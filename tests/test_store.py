@@ -6,7 +6,6 @@ fixture); those about SQLite's own files (its WAL, its file lock) are SQLite's a
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import sqlite3
 import threading
@@ -20,6 +19,7 @@ import psycopg
 import pytest
 import store_rows
 from backends import Database, caught_up, wait_for
+from records import face_record
 
 from gallery.store import (
     INDEX_FILE,
@@ -45,15 +45,7 @@ def embedding(seed: int) -> np.ndarray:
 
 
 def face(vector: np.ndarray, model: str = MODEL, chip: bytes | None = None) -> FaceRecord:
-    return FaceRecord(
-        embedding=vector,
-        model=model,
-        box=(10, 20, 110, 120),
-        landmarks=((30.0, 50.0), (40.0, 50.0), (80.0, 50.0), (70.0, 50.0), (55.0, 90.0)),
-        quality=1.25,
-        photo_sha256=hashlib.sha256(vector.tobytes()).hexdigest(),
-        chip_jpeg=chip if chip is not None else b"\xff\xd8\xff\xe0 chip of " + vector.tobytes()[:8],
-    )
+    return face_record(vector, model, chip=chip)
 
 
 @pytest.fixture

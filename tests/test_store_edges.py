@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import pytest
 from click.testing import CliRunner
 from fakes import FAKE_MODEL, FakePipeline, fake_embedding_of, fake_photo
+from records import face_record
 
 import gallery.store.store as store_module
 from gallery import GalleryVanished, NotAGallery, StorageFailure
@@ -371,15 +372,7 @@ def _enrolled_with(home: Path, policy: IndexPolicy, count: int) -> None:
 
 
 def _face(i: int) -> FaceRecord:
-    return FaceRecord(
-        embedding=fake_embedding_of(f"s{i}"),
-        model=FAKE_MODEL,
-        box=(0, 0, 10, 10),
-        landmarks=((0.0, 0.0),) * 5,
-        quality=1.0,
-        photo_sha256=f"{i:064x}",
-        chip_jpeg=b"\xff\xd8chip",
-    )
+    return face_record(fake_embedding_of(f"s{i}"), FAKE_MODEL)
 
 
 @pytest.mark.parametrize("name", ["gallery.db", "gallery.db-wal", "gallery.db-shm", "gallery.db.lock"])

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import time
 from pathlib import Path
 
 import numpy as np
+from records import face_record
 
 from gallery.store import FaceRecord, Store
 
@@ -25,16 +25,7 @@ def embedding(seed: int) -> np.ndarray:
 
 
 def record(seed: int) -> FaceRecord:
-    vector = embedding(seed)
-    return FaceRecord(
-        embedding=vector,
-        model=MODEL,
-        box=(0, 0, 99, 99),
-        landmarks=((1.0, 1.0), (2.0, 2.0), (3.0, 3.0), (4.0, 4.0), (5.0, 5.0)),
-        quality=1.0,
-        photo_sha256=hashlib.sha256(vector.tobytes()).hexdigest(),
-        chip_jpeg=b"chip",
-    )
+    return face_record(embedding(seed), MODEL)
 
 
 def write_people(home: str, writer: int, start: multiprocessing.synchronize.Barrier) -> None:
