@@ -22,17 +22,15 @@ identify``, which imports neither torch, FAISS, NumPy nor SQLAlchemy.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
+
+from benchmarks.serving import gallery_service
 
 DATASETS = Path("/work/shared/datasets")
 
@@ -73,9 +71,8 @@ def camera_photos(root: Path, count: int, folder: Path) -> tuple[list[tuple[str,
     return known, probe
 
 
-@contextlib.contextmanager
-def serving(python: str, env: dict[str, str]) -> Iterator[tuple[str, str]]:
-    """``gallery serve`` on the gallery of ``env``, ready: its URL and an identify key."""
+def identify_key(python: str, env: dict[str, str]) -> str:
+    """A new API key with the identify scope for the gallery of ``env`` (``gallery keys create``)."""
     made = subprocess.run(
         [python, "-m", "gallery", "keys", "create", "--name", f"bench-{os.getpid()}", "--scope", "identify"],
         check=True,
@@ -83,31 +80,7 @@ def serving(python: str, env: dict[str, str]) -> Iterator[tuple[str, str]]:
         text=True,
         env=env,
     )
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    # The rate limit is for doors; this benchmark is one client asking a few times a second.
-    server = subprocess.Popen(
-        [python, "-m", "gallery", "serve", "--port", str(port), "--rate-limit", "1000/minute"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health/ready", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                if server.poll() is not None:
-                    raise RuntimeError(f"gallery serve exited with {server.returncode}") from None
-                time.sleep(0.2)
-        yield url, made.stdout.strip()
-    finally:
-        server.terminate()
-        server.wait(60)
+    return made.stdout.strip()
 
 
 def main() -> None:
@@ -158,7 +131,10 @@ def main() -> None:
         ours = timed([python, "-m", "gallery", "identify", str(probe)], args.runs, env)
         rows.append((f"gallery identify ({len(known)} photos enrolled)", ours))
         if args.server:
-            with serving(python, env) as (url, key):
+            key = identify_key(python, env)
+            # The rate limit is for doors; this benchmark is one client asking a few times a second.
+            options = ["serve", "--rate-limit", "1000/minute", "--log-level", "warning"]
+            with gallery_service(python, options, env) as (url, _):
                 client_env = {**os.environ, "GALLERY_API_KEY": key}
                 command = [python, "-m", "gallery", "--server", url, "identify", str(probe)]
                 said = subprocess.run(command, capture_output=True, text=True, env=client_env)

@@ -24,7 +24,6 @@ import io
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -43,6 +42,7 @@ from gallery.runtime import set_threads
 # isort: split
 from benchmarks.bench_identify import build_home, refresh_home
 from benchmarks.bench_pipeline import photo_640x480
+from benchmarks.serving import gallery_service
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,26 +90,12 @@ def serving(home: Path, options: list[str]) -> Iterator[tuple[httpx.Client, int]
     """``gallery serve`` on ``home`` with ``options``, ready and warm: a client with an identify key, and its pid."""
     with Gallery(home) as gallery:
         key = gallery.hosting.create_key(f"bench-{time.time_ns()}", ["identify"]).secret
-    port = 8700 + os.getpid() % 200
-    command = [sys.executable, "-m", "gallery", "--home", str(home), *options]
-    command += ["--rate-limit", "1000000/minute", "--log-level", "warning", "--port", str(port)]
-    server = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+    arguments = ["--home", str(home), *options, "--rate-limit", "1000000/minute", "--log-level", "warning"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with gallery_service(sys.executable, arguments, env) as (url, pid):
         headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
-            yield client, server.pid
-    finally:
-        server.terminate()
-        server.wait(60)
+            yield client, pid
 
 
 def through_http(client: httpx.Client, photo: bytes, requests: int, clients: int) -> dict[str, float]:
