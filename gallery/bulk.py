@@ -15,11 +15,11 @@ from gallery.audit import AuditWriter
 from gallery.enrolment import (
     IdentifyQuestion,
     PendingPerson,
+    check_lookalike,
     enrolment_face,
     face_record,
     overrides,
     refuse_known_photo,
-    refuse_lookalike,
 )
 from gallery.errors import GalleryError, ImageError, InvalidName, LooksLikeSomeoneElse, PhotoAlreadyEnrolled
 from gallery.folders import PersonPhotos, scan_people_folder
@@ -178,20 +178,24 @@ class FolderEnrolment:
         # One hold of the lock for the checks and the write, as in ``enroll``.
         with self._store.write_lock():
             existing = {name: self._store.find_person(name) for name in by_name}
-            question = None if self._allow_similar else self._question()
+            question = self._question()
+            resembling: dict[Path, str] = {}
             # Another process may have enrolled some of these photos since they were checked.
             known = self._store.photos_enrolled(job.sha256 for job in jobs)
             for name, person_jobs in by_name.items():
                 for job in person_jobs:
                     if self._known(job, known.get(job.sha256), counted=True):
                         continue
-                    if question is not None:
-                        others = [p for other, p in pending.items() if other != name]
-                        try:
-                            refuse_lookalike(question, job.enrolled_face, existing[name], others)
-                        except LooksLikeSomeoneElse as error:
-                            run.fail(job.path, name, error)
-                            continue
+                    others = [p for other, p in pending.items() if other != name]
+                    try:
+                        resembles = check_lookalike(
+                            question, job.enrolled_face, existing[name], others, allow_similar=self._allow_similar
+                        )
+                    except LooksLikeSomeoneElse as error:
+                        run.fail(job.path, name, error)
+                        continue
+                    if resembles is not None:
+                        resembling[job.path] = resembles
                     accepted.setdefault(name, []).append(job)
                     if existing[name] is None:
                         _pend(pending, name, job.enrolled_face.embedding)
@@ -204,7 +208,12 @@ class FolderEnrolment:
         for (name, person_jobs), (person_id, face_ids) in zip(accepted.items(), written, strict=True):
             is_new = existing[name] is None
             for i, (job, face_id) in enumerate(zip(person_jobs, face_ids, strict=True)):
-                run.enrolled.append(Enrollment(name, person_id, face_id, job.enrolled_face.box, is_new and i == 0))
+                run.enrolled.append(
+                    Enrollment(
+                        name, person_id, face_id, job.enrolled_face.box, is_new and i == 0, resembling.get(job.path)
+                    )
+                )
+            resembled = sorted({resembling[j.path] for j in person_jobs if j.path in resembling})
             self._audit.put(
                 "enroll",
                 outcome="enrolled" if is_new else "added",
@@ -212,6 +221,7 @@ class FolderEnrolment:
                 person_id=person_id,
                 model=self._pipeline.model_id,
                 detail={"face_ids": list(face_ids), "source": "enroll_dir"}
+                | ({"resembles": resembled} if resembled else {})
                 | overrides(allow_similar=self._allow_similar, allow_different=False),
             )
 

@@ -1,5 +1,6 @@
 """The enrolment policy: which face of a photo may be enrolled, whether it is someone else (identify's own
-question, asked before the write), whether an added photo is the person, what is stored of it."""
+question, asked before the write) or resembles someone enough to say so, whether an added photo is the person,
+what is stored of it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from PIL import Image
 
 from gallery.cohorts import CohortDistances, scored_variance
 from gallery.decision import COHORT_SIZE, DecisionRule, Evidence, Outcome, cohort_from_searches
+from gallery.decision.normalised import NormalisedDistance
 from gallery.decision.templates import template_distances
 from gallery.errors import (
     AlreadyEnrolled,
@@ -140,7 +142,8 @@ class IdentifyQuestion:
     their corrected template or nearest photo, as the rule reads them, with cohort distances), the
     rule in force and the gallery's size, among the enrolled people other than the one a photo is
     being added to, plus people accepted earlier in the same folder (``pending``; their cohort
-    distances computed here from their photos, since they are not indexed yet).
+    distances computed here from their photos, since they are not indexed yet). ``answers`` also
+    decides under the rule's review table (``NormalisedDistance.for_review``), on the same evidence.
 
     Args:
         store: the gallery's.
@@ -158,6 +161,7 @@ class IdentifyQuestion:
         self._depth = depth
         self._variance = scored_variance(rule)
         self._enrolled = store.people_count()
+        self._review = rule.for_review() if isinstance(rule, NormalisedDistance) else None
 
     def answer(
         self,
@@ -167,6 +171,23 @@ class IdentifyQuestion:
         pending: Sequence[PendingPerson] = (),
     ) -> IdentifyAnswer:
         """What identify would answer for ``embedding`` were ``excluding`` not enrolled (``pending`` enrolled)."""
+        return self._decide(self._rule, *self._evidence(embedding, excluding, pending))
+
+    def answers(
+        self,
+        embedding: np.ndarray,
+        *,
+        excluding: PersonRow | None = None,
+        pending: Sequence[PendingPerson] = (),
+    ) -> tuple[IdentifyAnswer, IdentifyAnswer | None]:
+        """``answer``, and what identify would answer under the rule's review table (None: the rule has none)."""
+        found = self._evidence(embedding, excluding, pending)
+        return self._decide(self._rule, *found), None if self._review is None else self._decide(self._review, *found)
+
+    def _evidence(
+        self, embedding: np.ndarray, excluding: PersonRow | None, pending: Sequence[PendingPerson]
+    ) -> tuple[list[Evidence], dict[int, str], int]:
+        """identify's evidence for the face (nearest first), the names of the people in it, the gallery's size."""
         excluded = None if excluding is None else excluding.id
         (hits,) = self._people.templates.search(embedding[None, :], self._depth + 1, self._variance)
         stored = tuple(Candidate(h.name, h.person_id, h.distance) for h in hits if h.person_id != excluded)
@@ -191,10 +212,13 @@ class IdentifyQuestion:
                 else e
                 for rank, e in enumerate(ranked)
             ]
-        size = self._enrolled - (excluded is not None) + len(pending)
+        return ranked, names, self._enrolled - (excluded is not None) + len(pending)
+
+    @staticmethod
+    def _decide(rule: DecisionRule, ranked: list[Evidence], names: dict[int, str], size: int) -> IdentifyAnswer:
         if not ranked:
             return IdentifyAnswer("unknown", (), 1.0)
-        decision = self._rule.decide(ranked, size)
+        decision = rule.decide(ranked, size)
         if decision.outcome == "match" and decision.index is not None:
             chosen = ranked[decision.index]
             return IdentifyAnswer("match", (names[chosen.person_id],), decision.confidence, chosen.person_id < 0)
@@ -224,26 +248,45 @@ def _pending_cohort(store: Store, key: int, pending: Sequence[PendingPerson]) ->
     return cohort_from_searches(key, hits)
 
 
-def refuse_lookalike(
-    question: IdentifyQuestion, face: Face, person: PersonRow | None, pending: Sequence[PendingPerson] = ()
-) -> None:
-    """Refuse a face identify would already answer with someone else for (1:N, the rule in force at this size).
+def check_lookalike(
+    question: IdentifyQuestion,
+    face: Face,
+    person: PersonRow | None,
+    pending: Sequence[PendingPerson] = (),
+    *,
+    allow_similar: bool = False,
+) -> str | None:
+    """Refuse a face identify would already answer with someone else for; else whom it resembles, if anyone.
 
-    ``person``: the person a photo is being added to (not "someone else"); ``pending``: people
-    accepted earlier in the same folder, other than the one this photo enrols.
+    The refusal is identify's own question (1:N, the rule in force at this size). A face that
+    passes it but that the rule's review table would match (``Review``: a higher stranger rate)
+    is enrolled, and its enrolment names that person: most duplicates the refusal misses land
+    there, and so do some genuine newcomers, which is why it warns rather than refuses.
+
+    Args:
+        person: the person a photo is being added to (not "someone else").
+        pending: people accepted earlier in the same folder, other than the one this photo enrols.
+        allow_similar: do not refuse; a face identify would match is then reported as resembling.
+
+    Returns:
+        The enrolled person the face resembles (the nearer of an ambiguous two), or None.
 
     Raises:
         LooksLikeSomeoneElse: naming the enrolled person identify would answer (the nearer of an
         ambiguous two), and saying so in words.
     """
-    answer = question.answer(face.embedding, excluding=person, pending=pending)
-    if answer.outcome not in ("match", "ambiguous"):
-        return
-    where = " (a person earlier in the same folder)" if answer.in_folder else ""
-    raise LooksLikeSomeoneElse(
-        f"{answer.says()}{where}; pass allow_similar=True (--allow-similar) if they really are different people",
-        other=answer.names[0],
-    )
+    answer, review = question.answers(face.embedding, excluding=person, pending=pending)
+    if answer.outcome in ("match", "ambiguous"):
+        if allow_similar:
+            return answer.names[0]
+        where = " (a person earlier in the same folder)" if answer.in_folder else ""
+        raise LooksLikeSomeoneElse(
+            f"{answer.says()}{where}; pass allow_similar=True (--allow-similar) if they really are different people",
+            other=answer.names[0],
+        )
+    if review is not None and review.outcome in ("match", "ambiguous"):
+        return review.names[0]
+    return None
 
 
 def refuse_not_the_person(

@@ -28,12 +28,12 @@ from gallery.cohorts import CohortDistances
 from gallery.decision import DecisionRule, RuleRecord, VerifyRecord, rule_fingerprint
 from gallery.enrolment import (
     IdentifyQuestion,
+    check_lookalike,
     enrolment_face,
     enrolment_names,
     face_record,
     overrides,
     refuse_known_photo,
-    refuse_lookalike,
     refuse_not_the_person,
     refuse_person,
 )
@@ -168,11 +168,16 @@ class Gallery(RuleLearning):
             add: add this photo to a person already enrolled (otherwise their name is refused).
             largest: take the largest face when the photo holds several.
             allow_similar: enrol even if identify would already answer another enrolled person
-                for the face (the lookalike check, ``gallery.enrolment.refuse_lookalike``).
+                for the face (the lookalike check, ``gallery.enrolment.check_lookalike``); the
+                enrolment then names them in ``resembles``.
             allow_different: with ``add``, add the photo even if its face is not the person's by
                 the verify threshold in force (``NotTheSamePerson``); audited.
             external_id: the host system's id for a new person; with ``add``, it must be the
                 one the person carries (adding a photo never changes it).
+
+        Returns:
+            The face stored; ``resembles`` names an enrolled person identify would answer for it
+            at the rule's review stranger rate (enrolled anyway: check they are different people).
 
         Raises:
             InvalidName: the name (or external id) cannot be a person's (``gallery.store.validation.new_name``).
@@ -197,8 +202,7 @@ class Gallery(RuleLearning):
             refuse_known_photo(self._store.photos_enrolled([sha256]).get(sha256), name)
             if existing is not None and not allow_different:
                 refuse_not_the_person(self._store, self._question(), face, existing, self.verify_threshold())
-            if not allow_similar:
-                refuse_lookalike(self._question(), face, existing)
+            resembles = check_lookalike(self._question(), face, existing, allow_similar=allow_similar)
             if existing is None:
                 person_id, face_id = self._store.add_person_with_face(name, record, external_id=external_id)
             else:
@@ -212,9 +216,10 @@ class Gallery(RuleLearning):
             person_id=person_id,
             model=self._pipeline.model_id,
             detail={"face_id": face_id}
+            | ({} if resembles is None else {"resembles": resembles})
             | overrides(allow_similar=allow_similar, allow_different=allow_different and add),
         )
-        return Enrollment(person.name, person_id, face_id, face.box, new_person=existing is None)
+        return Enrollment(person.name, person_id, face_id, face.box, new_person=existing is None, resembles=resembles)
 
     def enroll_dir(
         self,

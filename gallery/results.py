@@ -89,13 +89,21 @@ class IdentifiedFace:
 
 @dataclass(frozen=True)
 class Enrollment:
-    """A face stored for a person."""
+    """A face stored for a person.
+
+    Attributes:
+        resembles: an enrolled person (or one earlier in the same folder) whom identify would
+            answer for this face at the rule's review stranger rate, though not at its own: the
+            desk should check they are not one person under two names (``gallery.enrolment.check_lookalike``).
+            With ``allow_similar``, also the person identify would answer outright. None: nobody.
+    """
 
     name: str
     person_id: int
     face_id: int
     box: Box
     new_person: bool
+    resembles: str | None = None
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,11 @@ for enrolment under a new name: a photo of a person not enrolled is a genuine ne
 check should let it through), another photo of an enrolled person a true duplicate (it should
 catch it). The 1:N check is the rule's own ``decide`` on the evidence identify gathers (each
 enrolled person's distance, cohort distances of the nearest two, the gallery's size), as
-``gallery.enrolment.IdentifyQuestion`` asks it; it fires on ``match`` or ``ambiguous``.
+``gallery.enrolment.IdentifyQuestion`` asks it; it fires on ``match`` or ``ambiguous``. The
+review tier (``--review-fpir``, the rule's ``Review`` table, learned by the same calibration) asks
+the same question at a higher stranger rate: a face it matches is enrolled with a warning, so its
+rows count "refused, or warned" (a duplicate the desk is told about) and "warned only" (a genuine
+newcomer's share is the operator's extra work).
 
 Port of /work/research/study_enrol.py (which read rules cached by other studies) to the package's
 own calibration, so the README's table is reproducible from the repository.
@@ -30,15 +34,22 @@ from pathlib import Path
 
 import numpy as np
 
-from gallery.calibration.fit import calibrate
+from gallery.calibration.fit import REVIEW_FPIR, calibrate
 from gallery.calibration.protocol import pairwise_distances, split_identities
 from gallery.decision import COHORT_SIZE, DecisionRule, Evidence, default_verify_threshold
+from gallery.decision.normalised import NormalisedDistance
 
 DEPTH = 3  # identities identify reads per face (gallery.gallery.EVIDENCE_DEPTH)
 
 
 def one_gallery(
-    embeddings: np.ndarray, codes: np.ndarray, people: int, size: int, rule: DecisionRule, rng: np.random.Generator
+    embeddings: np.ndarray,
+    codes: np.ndarray,
+    people: int,
+    size: int,
+    rule: DecisionRule,
+    reviews: dict[float, NormalisedDistance],
+    rng: np.random.Generator,
 ) -> dict[str, np.ndarray]:
     """One gallery of ``size`` people (one random photo each); every other photo presented for enrolment."""
     enrolled_people = rng.choice(people, size, replace=False)
@@ -53,6 +64,7 @@ def one_gallery(
     one_to_one = distances.min(axis=1) <= default_verify_threshold()
     match = np.zeros(len(probes), bool)
     ambiguous = np.zeros(len(probes), bool)
+    flagged = {fpir: np.zeros(len(probes), bool) for fpir in reviews}
     for i, order in enumerate(nearest):
         evidence = [
             Evidence(int(j), float(distances[i, j]), float(cohort[j]) if rank < 2 and rule.uses_cohort else None)
@@ -60,11 +72,16 @@ def one_gallery(
         ]
         outcome = rule.decide(evidence, size).outcome
         match[i], ambiguous[i] = outcome == "match", outcome == "ambiguous"
+        for fpir, review in reviews.items():
+            flagged[fpir][i] = review.decide(evidence, size).outcome in ("match", "ambiguous")
+    refused = match | ambiguous
     return {
         "duplicate": np.isin(codes[probes], enrolled_people),
         "1:1 every face <= verify threshold (before)": one_to_one,
         "1:N rule in force: match": match,
-        "1:N rule in force: match or ambiguous (shipped)": match | ambiguous,
+        "1:N rule in force: match or ambiguous (shipped)": refused,
+        **{f"refused, or warned at review FPIR {fpir:g}": refused | flagged[fpir] for fpir in reviews},
+        **{f"warned only, at review FPIR {fpir:g}": flagged[fpir] & ~refused for fpir in reviews},
     }
 
 
@@ -92,6 +109,9 @@ def main() -> None:
     parser.add_argument("--splits", type=int, default=20)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 400, 1500])
     parser.add_argument("--target-fpir", type=float, default=0.01)
+    parser.add_argument(
+        "--review-fpir", type=float, nargs="*", default=[REVIEW_FPIR], help="review tables to measure (warnings)"
+    )
     parser.add_argument("--json", type=Path, help="write every split's rates here")
     args = parser.parse_args()
     data = np.load(args.npz)
@@ -103,12 +123,22 @@ def main() -> None:
     started = time.time()
     for split in range(args.splits):
         calibration, _ = split_identities(labels, seed=split)
-        rule = calibrate(
-            embeddings[calibration], labels[calibration], target_fpir=args.target_fpir, seed=1000 * split
-        ).rule
+        reviews: dict[float, NormalisedDistance] = {}
+        for fpir in args.review_fpir:
+            # The same seed each time: the rule itself is identical, only its review table differs.
+            rule = calibrate(
+                embeddings[calibration],
+                labels[calibration],
+                target_fpir=args.target_fpir,
+                seed=1000 * split,
+                review_fpir=fpir,
+            ).rule
+            review = rule.for_review()
+            assert review is not None
+            reviews[fpir] = review
         rng = np.random.default_rng(20_000 + split)
         for size in args.sizes:
-            fired = one_gallery(embeddings, codes, people, size, rule, rng)
+            fired = one_gallery(embeddings, codes, people, size, rule, reviews, rng)
             duplicate = fired.pop("duplicate")
             for check, refuses in fired.items():
                 rows.append(

@@ -10,7 +10,7 @@ from labelled_sets import labelled_faces
 
 from gallery.calibration.confidence import fit_confidence
 from gallery.calibration.evaluate import apply_rule, evaluate, evidence_for
-from gallery.calibration.fit import CalibrationError, calibrate, calibrate_verify
+from gallery.calibration.fit import REVIEW_FPIR, CalibrationError, calibrate, calibrate_verify
 from gallery.calibration.metrics import fnir_at_fpir, open_set_rates
 from gallery.calibration.protocol import simulate, split_identities
 from gallery.decision import (
@@ -117,6 +117,24 @@ def test_normalised_rule_misses_fewer_people_than_the_best_distance_threshold(ca
     )
     best_distance = fnir_at_fpir(-searches.distances[:, 0], searches.correct, searches.mated, fpir)
     assert fnir < 0.8 * best_distance.fnir
+
+
+def test_the_review_table_loosens_every_threshold_to_about_its_higher_stranger_rate(calibrated, held_out) -> None:
+    review = calibrated.for_review()
+    assert review is not None and calibrated.review is not None and calibrated.review.fpir == REVIEW_FPIR
+    assert review.strengths == calibrated.strengths and review.sizes == calibrated.sizes
+    assert all(r > t for r, t in zip(calibrated.review.thresholds, calibrated.thresholds, strict=True))
+    assert calibrated.review.beyond_threshold is not None and calibrated.beyond_threshold is not None
+    assert calibrated.review.beyond_threshold > calibrated.beyond_threshold
+    rates = {size: stranger_rate(review, *held_out, size=size) for size in (3, 50)}
+    assert all(REVIEW_FPIR / 2 <= rate <= REVIEW_FPIR * 1.5 for rate in rates.values()), rates
+
+
+def test_a_rule_for_a_target_at_or_above_the_review_rate_has_no_review_table() -> None:
+    embeddings, labels = labelled_faces(120, seed=4)
+    rule = calibrate(embeddings, labels, target_fpir=REVIEW_FPIR).rule
+    assert rule.review is None and rule.for_review() is None
+    assert "review" not in rule.to_dict()
 
 
 def test_stored_rule_decides_like_the_rule_that_was_learned(calibrated, held_out) -> None:

@@ -227,8 +227,9 @@ def test_enroll_prints_what_was_stored_and_its_json_has_the_documented_keys(fake
     first = fake("enroll", "--json", "--external-id", "E-1", "Ada Lovelace", photos("ada"))
     assert first.exit_code == EXIT_OK
     doc = json.loads(first.stdout)
-    assert set(doc) == {"name", "person_id", "face_id", "box", "new_person"}
+    assert set(doc) == {"name", "person_id", "face_id", "box", "new_person", "resembles"}
     assert doc["name"] == "Ada Lovelace" and doc["new_person"] is True and len(doc["box"]) == 4
+    assert doc["resembles"] is None  # nobody else enrolled
     # The fake pipeline gives every photo its own face: the same-person check would refuse it.
     added = fake("enroll", "--add", "--allow-different", "Ada Lovelace", photos("ada-2"))
     assert added.exit_code == EXIT_OK

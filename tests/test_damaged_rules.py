@@ -121,6 +121,22 @@ DAMAGED_DECISION_RULES: dict[str, tuple[str, str]] = {
         ),
         r"margin\.sample_divisors has 1 values for \d+ sizes",
     ),
+    "review table one short": (
+        identify_record(learned(review={"fpir": 0.2, "thresholds": [1.0], "beyond_threshold": None})),
+        r"review\.thresholds has 1 values for \d+ sizes",
+    ),
+    "nan in the review table": (
+        identify_record(
+            learned(review={"fpir": 0.2, "thresholds": [NAN] * len(TABLE["sizes"]), "beyond_threshold": None})
+        ),
+        r"review\.thresholds\[0\] is nan",
+    ),
+    "review rate not above the target": (
+        identify_record(
+            learned(review={"fpir": 0.005, "thresholds": [1.0] * len(TABLE["sizes"]), "beyond_threshold": None})
+        ),
+        r"review\.fpir 0\.005 is not above the target FPIR",
+    ),
     "confidence bands not from one": (
         identify_record(learned(band_confidence={"from_sizes": [2, 5], "curves": [CURVE, CURVE]})),
         "do not ascend strictly from 1",

@@ -7,6 +7,7 @@ galleries of hundreds of people; the last test runs the real models through the 
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -95,6 +96,36 @@ def test_a_second_photo_of_an_enrolled_person_under_a_new_name_is_caught(crowded
     assert not any("again" in p.name for p in gallery.people())
 
 
+def test_duplicates_identify_would_miss_are_enrolled_naming_whom_they_resemble(crowded, population) -> None:
+    gallery, pipeline, enrolled, newcomers = crowded
+    embeddings, labels = population
+    missed = warned = 0
+    for name in enrolled:
+        photos = embeddings[labels == int(name[1:])]
+        if len(photos) < 2:
+            continue
+        other = photos[1]
+        if gallery.identify(_photo(pipeline, other, f"probe-{name}"))[0].outcome == "match":
+            continue  # refused outright (the test above)
+        missed += 1
+        enrolment = gallery.enroll(f"{name} again", _photo(pipeline, other, f"again-{name}"))
+        assert enrolment.resembles in (None, name)
+        if enrolment.resembles == name:
+            warned += 1
+            (entry, *_) = gallery.audit_log(person=f"{name} again")
+            assert entry.detail["resembles"] == name
+        gallery.remove(f"{name} again")
+        if missed == 40:
+            break
+    # Genuine newcomers are warned far less often: the review table's stranger rate (20%).
+    newcomers_warned = sum(
+        gallery.enroll(f"newcomer {i}", _photo(pipeline, v, f"newcomer-{i}"), allow_similar=True).resembles is not None
+        for i, v in enumerate(newcomers[:60])
+    )
+    assert missed >= 20 and warned >= missed // 2, (warned, missed)
+    assert newcomers_warned / 60 < 0.4 * warned / missed, (newcomers_warned, warned, missed)
+
+
 def test_an_exact_duplicate_is_caught_and_allow_similar_still_enrols_it(crowded) -> None:
     gallery, pipeline, enrolled, _newcomers = crowded
     name, vector = next(iter(enrolled.items()))
@@ -158,6 +189,7 @@ def test_bulk_enrolment_applies_the_same_check_within_the_folder_and_against_the
     twin = rng.normal(size=DIMENSION) * 0.2
     folder_people = {f"close {i}": v for i, v in enumerate(close)}
     folder_people |= {"Twin One": twin, "Twin Two": twin + 0.005, "Ada Again": ada_vector + 0.01}
+    folder_people["Far Away"] = np.full(DIMENSION, 2.0 / np.sqrt(DIMENSION))
     _write_folder(tmp_path / "more", pipeline, folder_people)
     report = gallery.enroll_dir(tmp_path / "more")
     refused = {f.name: f for f in report.failures}
@@ -168,6 +200,15 @@ def test_bulk_enrolment_applies_the_same_check_within_the_folder_and_against_the
     assert "Twin One" in {e.name for e in report.enrolled}
     closes_refused = sum(name.startswith("close") for name in refused)
     assert closes_refused <= len(close) // 4, refused
+    # Some close newcomers let through are named as resembling someone (the review table), the far one is not.
+    resembling = {e.name: e.resembles for e in report.enrolled}
+    warned = {name: other for name, other in resembling.items() if other is not None}
+    assert warned, resembling
+    assert set(warned.values()) <= set(enrolled) | set(folder_people)
+    assert resembling["Far Away"] is None
+    name, other = next(iter(warned.items()))
+    (entry, *_) = gallery.audit_log(person=name)
+    assert entry.detail["resembles"] == [other]
 
 
 def test_the_real_models_refuse_a_second_photo_under_a_new_name_and_another_persons_photo_added(
@@ -184,6 +225,11 @@ def test_the_real_models_refuse_a_second_photo_under_a_new_name_and_another_pers
     biden = run("enroll", "--add", "Barack Obama", DATA / "biden.jpg")
     assert biden.exit_code == 4 and "not 'Barack Obama'" in biden.stderr, biden.stderr
     assert "nobody enrolled" in biden.stderr
+    overridden = run("enroll", "--json", "--allow-similar", "Barack Twin", DATA / "obama2.jpg")
+    assert overridden.exit_code == 0, overridden.stderr
+    assert json.loads(overridden.stdout)["resembles"] == "Barack Obama"
+    assert "warning: Barack Twin's face" in overridden.stderr and "resembles 'Barack Obama'" in overridden.stderr
+    assert run("remove", "Barack Twin").exit_code == 0
     same = run("enroll", "--add", "Barack Obama", DATA / "obama2.jpg")
     assert same.exit_code == 0, same.stderr
     forced = run("enroll", "--add", "--allow-different", "Barack Obama", DATA / "biden.jpg")

@@ -82,6 +82,17 @@ def enroll(
     else:
         verb = "Enrolled" if result["new_person"] else "Added a photo of"
         click.echo(f"{verb} {result['name']} (person {result['person_id']}, face {result['face_id']})")
+    resembles = result.get("resembles")
+    if resembles is not None:  # on stderr, so a --json reader's output stays one document
+        click.echo(_resemblance(result["name"], result["face_id"], resembles), err=True)
+
+
+def _resemblance(name: str, face_id: int, resembles: str) -> str:
+    """The desk's warning for a face enrolled that resembles someone else (``Enrollment.resembles``)."""
+    return (
+        f"warning: {name}'s face {face_id} resembles {resembles!r}: identify would answer {resembles!r} for it at "
+        "the rule's review stranger rate, though not at its own; check they are not one person under two names"
+    )
 
 
 @cli.command(name="enroll-dir")
@@ -129,6 +140,9 @@ def enroll_dir(ctx: CliContext, folder: Path, largest: bool, allow_similar: bool
         )
         for failure in result.failures:
             click.echo(failure.describe())
+        for enrolment in result.enrolled:
+            if enrolment.resembles is not None:
+                click.echo(_resemblance(enrolment.name, enrolment.face_id, enrolment.resembles))
         if interrupted:
             click.echo("interrupted: run the same command again to enrol the rest")
     if interrupted:

@@ -69,6 +69,7 @@ class EnrolAnswer(TypedDict):
     face_id: int
     box: list[int]
     new_person: bool
+    resembles: str | None
 
 
 class RemovalAnswer(TypedDict):

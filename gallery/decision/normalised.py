@@ -28,6 +28,10 @@ s2 (1 - 1/m) adds back the enrolled photo's own noise a one-photo template carri
 keeps the one-photo calibration's stranger rate whatever m (exactly the nearest-photo distance at
 m = 1). A rule stored without it (``None``, before issue 12) keeps scoring nearest photos.
 
+Review: a rule may carry a second, looser threshold table (``Review``: the thresholds at a higher
+stranger rate, same strengths) that only the enrolment desk reads, to name a person a newcomer
+resembles without refusing them (``gallery.enrolment.check_lookalike``); identify never uses it.
+
 Outcomes: ``ambiguous`` when each of the two nearest identities would be matched were the other
 not enrolled, and either the ratio fails only because of that rival or the two are nearly tied
 (d1/d2 >= the learned tie ratio, past which the nearest is no longer right at least twice as
@@ -36,6 +40,7 @@ often as the runner-up); else ``match`` when the ratio passes; otherwise ``unkno
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -88,6 +93,37 @@ class Margin:
         )
 
 
+@dataclass(frozen=True)
+class Review:
+    """A looser threshold table, for the enrolment desk: where a newcomer resembles someone enough to look twice.
+
+    The lookalike check refuses a face the rule would match (at ``target_fpir``); a duplicate
+    it misses is usually close enough to be matched at a higher stranger rate. These thresholds
+    accept ``fpir`` of the calibration's strangers at each size (the point estimate), with the
+    rule's own strengths, so a face they match is enrolled with a warning naming whom it
+    resembles (``gallery.enrolment``), never refused.
+
+    Attributes:
+        fpir: the share of strangers the review thresholds would match, above the rule's target.
+        thresholds: the ratio threshold at each of the rule's sizes.
+        beyond_threshold: with s = 1, for galleries larger than the rule's sizes (None: the last row).
+    """
+
+    fpir: float
+    thresholds: tuple[float, ...]
+    beyond_threshold: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fpir": self.fpir, "thresholds": list(self.thresholds), "beyond_threshold": self.beyond_threshold}
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> Review:
+        beyond = data.get("beyond_threshold")
+        return Review(
+            float(data["fpir"]), tuple(float(t) for t in data["thresholds"]), None if beyond is None else float(beyond)
+        )
+
+
 _TINY = 1e-12  # floor under distances before logs: a probe identical to an enrolled face
 
 
@@ -117,6 +153,8 @@ class NormalisedDistance:
             ascending from 1; a curve per band). A margin means less in a small gallery (in a
             1-person gallery the pooled curve announced 0.93 for matches right 64% of the time).
             None: ``confidence`` at every size (a rule from before issue 12).
+        review: the enrolment desk's looser table (``Review``); None: no review tier (a rule
+            from before it).
     """
 
     sizes: tuple[int, ...]
@@ -132,6 +170,7 @@ class NormalisedDistance:
     within_variance: float | None = None
     margin: Margin | None = None
     band_confidence: tuple[tuple[int, ...], tuple[ConfidenceCurve, ...]] | None = None
+    review: Review | None = None
     kind: ClassVar[str] = KIND
     uses_cohort: ClassVar[bool] = True
 
@@ -151,6 +190,28 @@ class NormalisedDistance:
             starts, curves = self.band_confidence
             if not starts or starts[0] != 1 or list(starts) != sorted(set(starts)) or len(curves) != len(starts):
                 raise ValueError("confidence bands must start at size 1, ascend, and have one curve each")
+        if self.review is not None and (
+            len(self.review.thresholds) != len(self.sizes) or not self.target_fpir < self.review.fpir < 1.0
+        ):
+            raise ValueError("a review table needs one threshold per gallery size and an FPIR above the target's")
+
+    def for_review(self) -> NormalisedDistance | None:
+        """This rule with the review table's thresholds (``Review``), or None without one.
+
+        The same evidence, strengths and outcomes; only the thresholds are looser. Its
+        confidences are the rule's curves read at the looser margin: not a calibrated
+        probability, so the enrolment desk reports whom, not how sure.
+        """
+        if self.review is None:
+            return None
+        return dataclasses.replace(
+            self,
+            thresholds=self.review.thresholds,
+            beyond_threshold=self.review.beyond_threshold,
+            target_fpir=self.review.fpir,
+            margin=None,
+            review=None,
+        )
 
     def confidence_at(self, gallery_size: int) -> ConfidenceCurve:
         """The confidence curve for a gallery of this many identities (its band's, else the pooled one)."""
@@ -265,10 +326,11 @@ class NormalisedDistance:
                 f" at its {self.margin.confidence:.0%} upper bound, {max(self.margin.fpir_bounds):.2%} at most"
                 f" (Clopper-Pearson on {share} of the simulated strangers)"
             )
+        review = "" if self.review is None else f"; enrolment warns at FPIR {self.review.fpir:g}"
         return (
             f"d1 / sqrt(d2 * cohort)^s <= threshold, both by gallery size ({promise}; "
             f"sizes {self.sizes[0]}..{self.sizes[-1]}: s {self.strengths[0]:g}..{self.strengths[-1]:g}, "
-            f"threshold {self.thresholds[0]:.3f}..{self.thresholds[-1]:.3f}; d = {scored})"
+            f"threshold {self.thresholds[0]:.3f}..{self.thresholds[-1]:.3f}; d = {scored}{review})"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -287,6 +349,7 @@ class NormalisedDistance:
             # Absent from a rule that scores nearest photos: its record (and fingerprint) stays as stored.
             **({} if self.within_variance is None else {"within_variance": self.within_variance}),
             **({} if self.margin is None else {"margin": self.margin.to_dict()}),
+            **({} if self.review is None else {"review": self.review.to_dict()}),
             **(
                 {}
                 if self.band_confidence is None
@@ -315,6 +378,7 @@ class NormalisedDistance:
             tie_ratio=float(data["tie_ratio"]),
             within_variance=None if data.get("within_variance") is None else float(data["within_variance"]),
             margin=None if data.get("margin") is None else Margin.from_dict(data["margin"]),
+            review=None if data.get("review") is None else Review.from_dict(data["review"]),
             band_confidence=None
             if data.get("band_confidence") is None
             else (

@@ -17,7 +17,9 @@ The ranges:
   by their nearest photo) or finite and >= 0; ``margin`` absent, null (thresholds at the point
   estimate) or an object with ``confidence`` in (0, 1), ``sample_divisor`` finite and >= 1,
   ``fpir_bounds`` in [0, 1], one per size, and ``sample_divisors`` absent, null or finite and >= 1,
-  one per size; ``band_confidence`` absent, null (``confidence`` at
+  one per size; ``review`` absent, null (no review table) or an object with ``fpir`` in (0, 1)
+  above ``target_fpir``, ``thresholds`` finite and > 0, one per size, and ``beyond_threshold``
+  null or finite and > 0; ``band_confidence`` absent, null (``confidence`` at
   every size) or an object with ``from_sizes`` positive integers strictly ascending from 1 and
   as many ``curves``, each checked as ``confidence`` is; ``confidence``: ``margins`` finite and non-decreasing,
   ``probabilities`` in [0, 1] and non-increasing, as many of each, at least one;
@@ -107,6 +109,18 @@ def _check_normalised(data: Mapping[str, Any]) -> None:
             if len(divisors) != len(sizes):
                 _invalid(f"margin.sample_divisors has {len(divisors)} values for {len(sizes)} sizes")
     _check_curve(_field(data, "confidence"), "confidence")
+    if data.get("review", None) is not None:
+        review = data["review"]
+        if not isinstance(review, Mapping):
+            _invalid(f"review is {json_kind(review)}, not an object")
+        fpir = _number(review, "fpir", _open_unit, prefix="review.")
+        if fpir <= _number(data, "target_fpir", _open_unit):
+            _invalid(f"review.fpir {fpir!r} is not above the target FPIR")
+        looser = _numbers(review, "thresholds", _positive, prefix="review.")
+        if len(looser) != len(sizes):
+            _invalid(f"review.thresholds has {len(looser)} values for {len(sizes)} sizes")
+        if review.get("beyond_threshold", None) is not None:
+            _number(review, "beyond_threshold", _positive, prefix="review.")
     if data.get("band_confidence", None) is not None:
         bands = data["band_confidence"]
         if not isinstance(bands, Mapping):
