@@ -102,12 +102,16 @@ def learn_rules(
     return learned
 
 
-def score_rule(faces: LabelledFaces, rule: DecisionRule, *, progress: PhaseProgress | None = None) -> Evaluation:
-    """How ``rule`` does on the folder by the one-shot open-set simulation (``gallery.calibration.evaluate``)."""
+def score_rule(
+    faces: LabelledFaces, rule: DecisionRule, verify_threshold: float, *, progress: PhaseProgress | None = None
+) -> Evaluation:
+    """How ``rule`` (and verify's threshold, which a match must pass too) does on the folder by the one-shot
+    open-set simulation (``gallery.calibration.evaluate``)."""
     return evaluate(
         faces.embeddings,
         faces.labels,
         rule,
+        verify_threshold=verify_threshold,
         failures=faces.failure_labels.tolist(),
         progress=_phase("simulating", progress),
     )

@@ -60,6 +60,13 @@ class PersonTemplates:
             np.array([known[p][1] for p in person_ids], dtype=np.int64),
         )
 
+    def nearest_photo(self, person_id: int, embedding: np.ndarray) -> float:
+        """The distance from ``embedding`` to the person's nearest enrolled photo (verify's distance); inf: none."""
+        _, vectors = self._store.indexed_embeddings(person_id)
+        if not len(vectors):
+            return float("inf")
+        return float(np.min(np.linalg.norm(np.asarray(vectors, np.float64) - embedding, axis=1)))
+
     def search(self, embeddings: np.ndarray, k: int, variance: float | None) -> list[list[SearchHit]]:
         """The ``k`` nearest people to each embedding, each at their corrected template distance, nearest first.
 

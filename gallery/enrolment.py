@@ -12,7 +12,15 @@ import numpy as np
 from PIL import Image
 
 from gallery.cohorts import CohortDistances, scored_variance
-from gallery.decision import COHORT_SIZE, DecisionRule, Evidence, Outcome, cohort_from_searches
+from gallery.decision import (
+    COHORT_SIZE,
+    Decision,
+    DecisionRule,
+    Evidence,
+    Outcome,
+    cohort_from_searches,
+    within_verify,
+)
 from gallery.decision.normalised import NormalisedDistance
 from gallery.decision.templates import template_distances
 from gallery.errors import (
@@ -153,11 +161,18 @@ class IdentifyQuestion:
     """
 
     def __init__(
-        self, store: Store, people: CohortDistances, rule: DecisionRule, *, depth: int = EVIDENCE_DEPTH
+        self,
+        store: Store,
+        people: CohortDistances,
+        rule: DecisionRule,
+        verify_threshold: float,
+        *,
+        depth: int = EVIDENCE_DEPTH,
     ) -> None:
         self._store = store
         self._people = people
         self._rule = rule
+        self._verify_threshold = verify_threshold
         self._depth = depth
         self._variance = scored_variance(rule)
         self._enrolled = store.people_count()
@@ -171,7 +186,7 @@ class IdentifyQuestion:
         pending: Sequence[PendingPerson] = (),
     ) -> IdentifyAnswer:
         """What identify would answer for ``embedding`` were ``excluding`` not enrolled (``pending`` enrolled)."""
-        return self._decide(self._rule, *self._evidence(embedding, excluding, pending))
+        return self.answers(embedding, excluding=excluding, pending=pending)[0]
 
     def answers(
         self,
@@ -181,8 +196,18 @@ class IdentifyQuestion:
         pending: Sequence[PendingPerson] = (),
     ) -> tuple[IdentifyAnswer, IdentifyAnswer | None]:
         """``answer``, and what identify would answer under the rule's review table (None: the rule has none)."""
-        found = self._evidence(embedding, excluding, pending)
-        return self._decide(self._rule, *found), None if self._review is None else self._decide(self._review, *found)
+        ranked, names, size = self._evidence(embedding, excluding, pending)
+        decision = self._rule.decide(ranked, size) if ranked else None
+        if decision is not None and decision.index is not None:  # identify's own check (``within_verify``)
+            chosen = ranked[decision.index].person_id
+            nearest = (
+                self._people.templates.nearest_photo(chosen, embedding)
+                if chosen >= 0
+                else float(np.linalg.norm(_folder_person(pending, chosen).embeddings - embedding, axis=1).min())
+            )
+            decision = within_verify(decision, nearest, self._verify_threshold)
+        review = None if self._review is None or not ranked else self._review.decide(ranked, size)
+        return _answer(decision, ranked, names), None if self._review is None else _answer(review, ranked, names)
 
     def _evidence(
         self, embedding: np.ndarray, excluding: PersonRow | None, pending: Sequence[PendingPerson]
@@ -214,19 +239,6 @@ class IdentifyQuestion:
             ]
         return ranked, names, self._enrolled - (excluded is not None) + len(pending)
 
-    @staticmethod
-    def _decide(rule: DecisionRule, ranked: list[Evidence], names: dict[int, str], size: int) -> IdentifyAnswer:
-        if not ranked:
-            return IdentifyAnswer("unknown", (), 1.0)
-        decision = rule.decide(ranked, size)
-        if decision.outcome == "match" and decision.index is not None:
-            chosen = ranked[decision.index]
-            return IdentifyAnswer("match", (names[chosen.person_id],), decision.confidence, chosen.person_id < 0)
-        if decision.outcome == "ambiguous" and len(ranked) >= 2:
-            pair = (names[ranked[0].person_id], names[ranked[1].person_id])
-            return IdentifyAnswer("ambiguous", pair, decision.confidence, ranked[0].person_id < 0)
-        return IdentifyAnswer("unknown", (), decision.confidence)
-
     def _score(self, person: PendingPerson, embedding: np.ndarray) -> float:
         """A folder person's distance as identify will score them once stored (template or nearest photo)."""
         vectors = person.embeddings.astype(np.float64)
@@ -236,9 +248,27 @@ class IdentifyQuestion:
         return float(template_distances(embedding, mean, np.array([len(vectors)]), float(self._variance))[0])
 
 
+def _answer(decision: Decision | None, ranked: list[Evidence], names: dict[int, str]) -> IdentifyAnswer:
+    """A rule's decision on the ranked evidence in a desk operator's terms (None: nobody to decide on)."""
+    if decision is None:
+        return IdentifyAnswer("unknown", (), 1.0)
+    if decision.outcome == "match" and decision.index is not None:
+        chosen = ranked[decision.index]
+        return IdentifyAnswer("match", (names[chosen.person_id],), decision.confidence, chosen.person_id < 0)
+    if decision.outcome == "ambiguous" and len(ranked) >= 2:
+        pair = (names[ranked[0].person_id], names[ranked[1].person_id])
+        return IdentifyAnswer("ambiguous", pair, decision.confidence, ranked[0].person_id < 0)
+    return IdentifyAnswer("unknown", (), decision.confidence)
+
+
+def _folder_person(pending: Sequence[PendingPerson], key: int) -> PendingPerson:
+    (person,) = [p for p in pending if p.key == key]
+    return person
+
+
 def _pending_cohort(store: Store, key: int, pending: Sequence[PendingPerson]) -> float:
     """A folder person's cohort distance (``cohort_from_searches``) among the gallery and the folder's others."""
-    (person,) = [p for p in pending if p.key == key]
+    person = _folder_person(pending, key)
     searches = store.search(person.embeddings, k=COHORT_SIZE + 1)
     hits = [[(h.person_id, h.distance) for h in face_hits] for face_hits in searches]
     for other in pending:

@@ -339,11 +339,20 @@ class Gallery(RuleLearning):
             return []
         try:
             rule = self.rule()
+            verify_threshold = self.verify_threshold()  # a match must pass it too (``within_verify``)
         except RuleInvalid as error:
             self._audit_refusal("identify", error)
             raise
         live = [self._is_live(rgb, face) for face in found]
-        results = decide_faces(self._cohorts, rule, found, live, top_k=top_k, gallery_size=self._store.people_count())
+        results = decide_faces(
+            self._cohorts,
+            rule,
+            found,
+            live,
+            top_k=top_k,
+            gallery_size=self._store.people_count(),
+            verify_threshold=verify_threshold,
+        )
         data = DataState(*self._store.data_state())
         results = [dataclasses.replace(r, data=data) for r in results]
         self._audit.put(
@@ -494,7 +503,7 @@ class Gallery(RuleLearning):
 
     def _question(self) -> IdentifyQuestion:
         """identify's decision as the enrolment checks ask it: the rule in force, the gallery's size now."""
-        return IdentifyQuestion(self._store, self._cohorts, self.rule())
+        return IdentifyQuestion(self._store, self._cohorts, self.rule(), self.verify_threshold())
 
     def _audit_refusal(self, action: str, error: RuleInvalid, **person: object) -> None:
         """A door asked and the gallery refused to decide: that is audited too (outcome ``refused``)."""

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from gallery.cohorts import CohortDistances, scored_variance
-from gallery.decision import DecisionRule, Evidence
+from gallery.decision import DecisionRule, Evidence, within_verify
 from gallery.results import Candidate, IdentifiedFace
 from gallery.vision.pipeline import Face
 
@@ -29,8 +29,13 @@ def decide_faces(
     *,
     top_k: int,
     gallery_size: int,
+    verify_threshold: float,
 ) -> list[IdentifiedFace]:
-    """One result per face of ``found``: ``not_live`` where ``live`` is False, else the rule's decision."""
+    """One result per face of ``found``: ``not_live`` where ``live`` is False, else the rule's decision.
+
+    A match also needs verify's 1:1 threshold (``within_verify``): a door never says a name that
+    ``verify`` would reject for the same face.
+    """
     searched = [face.embedding for face, is_live in zip(found, live, strict=True) if is_live]
     depth, variance = max(top_k, EVIDENCE_DEPTH), scored_variance(rule)
     hits = iter(people.templates.search(np.stack(searched), depth, variance) if searched else [])
@@ -41,6 +46,14 @@ def decide_faces(
             continue
         candidates = tuple(Candidate(h.name, h.person_id, h.distance) for h in next(hits))
         decision = rule.decide(evidence(people, candidates, rule), gallery_size)
+        if decision.index is not None:
+            chosen = candidates[decision.index]
+            nearest = (
+                chosen.distance
+                if variance is None
+                else people.templates.nearest_photo(chosen.person_id, face.embedding)
+            )
+            decision = within_verify(decision, nearest, verify_threshold)
         match = candidates[decision.index] if decision.index is not None else None
         results.append(
             IdentifiedFace(face.box, candidates[:top_k], match, decision.outcome, decision.confidence, rule.describe())

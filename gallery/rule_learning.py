@@ -94,9 +94,8 @@ class RuleLearning:
         single distance threshold, each with its threshold set on this very data.
         """
         self._one_model.require()
-        return score_rule(
-            embed_folder(folder, self._pipeline, progress), self._rules.identify_rule(), progress=progress
-        )
+        rule, verify_threshold = self._rules.identify_rule(), self._rules.verify_threshold()
+        return score_rule(embed_folder(folder, self._pipeline, progress), rule, verify_threshold, progress=progress)
 
     def evaluate_pairs(
         self,

@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gallery.calibration.evaluate import apply_rule
 from gallery.calibration.fit import (
     STRENGTHS,
+    calibrate_verify,
     fit_rule,
     simulate_sizes,
     strangers_per_trial,
@@ -75,10 +76,12 @@ def fixed_distance(threshold: float) -> NormalisedDistance:
     return NormalisedDistance(sizes=(1,), thresholds=(threshold,), strengths=(0.0,), reference=1.0, confidence=FLAT)
 
 
-def rates(rule: NormalisedDistance, searches: Searches) -> tuple[float, float]:
-    return open_set_rates(
-        rule.accepts(searches.distances, searches.cohort, searches.gallery_size), searches.correct, searches.mated
-    )
+def rates(rule: NormalisedDistance, searches: Searches, verify: float | None = None) -> tuple[float, float]:
+    """(FPIR, FNIR); with ``verify``, a match must also lie within it (``within_verify``, one photo each)."""
+    accepted = rule.accepts(searches.distances, searches.cohort, searches.gallery_size)
+    if verify is not None:
+        accepted &= searches.distances[:, 0] <= verify
+    return open_set_rates(accepted, searches.correct, searches.mated)
 
 
 def calibrate_variants(by_size: list[Searches], reference: float, target: float) -> dict[str, NormalisedDistance]:
@@ -221,6 +224,7 @@ def main() -> None:
 
 
 PHOTO_SIZES = (1, 5, 20, 100, 400)
+VERIFIED = "margin + verify's threshold (shipped)"
 # Confidence bins of the reliability table (predicted probability that a match is right).
 BINS = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 1.0001)
 
@@ -244,6 +248,8 @@ def photos_study(
         by_size = simulate_sizes(cal_embeddings, cal_labels, target_fpir=target, seed=1000 * split)
         reference = typical_impostor_distance(cal_embeddings, cal_labels, seed=split)
         variance = within_variance(cal_embeddings, cal_labels)
+        # identify's match must also pass verify's threshold (within_verify), learned as calibrate learns it.
+        verify = calibrate_verify(cal_embeddings, cal_labels).threshold
         rules = {
             "margin (shipped)": fit_rule(by_size, reference=reference, target_fpir=target, margin=CLUSTERED_MARGIN),
             "point estimate": fit_rule(by_size, reference=reference, target_fpir=target),
@@ -287,6 +293,11 @@ def photos_study(
                     fpir, fnir = rates(rule, test)
                     rows.append(
                         {"split": split, "config": name, "size": size, "rule": rule_name, "fpir": fpir, "fnir": fnir}
+                    )
+                if k == 1:  # one photo each: the candidate's distance is verify's (nearest photo) distance
+                    fpir, fnir = rates(rules["margin (shipped)"], test, verify)
+                    rows.append(
+                        {"split": split, "config": name, "size": size, "rule": VERIFIED, "fpir": fpir, "fnir": fnir}
                     )
                 add_reliability(reliability, name, size, rules["margin (shipped)"], test)
         print(f"split {split} done", file=sys.stderr, flush=True)

@@ -259,8 +259,13 @@ def test_verify_and_add_refuse_with_a_damaged_verify_rule(home: Path, case: str)
             g.verify("Barack Obama", fake_photo("obama"))
         with pytest.raises(RuleInvalid):  # an added photo must pass the 1:1 threshold
             g.enroll("Barack Obama", fake_photo("obama-2"), add=True)
+        with pytest.raises(RuleInvalid):  # and so must identify's match (within_verify): it cannot decide either
+            g.identify(stranger())
+        with pytest.raises(RuleInvalid):  # nor can the lookalike check, which asks identify's question
+            g.enroll("Ada Lovelace", fake_photo("ada"))
         assert [p.name for p in g.people()] == ["Barack Obama", "Joe Biden"]
         assert audit_outcomes(g, "verify") == ["refused"]
+        assert audit_outcomes(g, "identify") == ["refused"]
         assert audit_outcomes(g, "enroll") == ["enrolled", "enrolled"]  # the fixture's two; no refused enrolment
     assert caught.value.setting == "verify_rule"
     assert caught.value.problem is not None

@@ -13,7 +13,7 @@ from gallery.calibration.metrics import failure_rates, fnir_at_fpir, open_set_ra
 from gallery.calibration.protocol import Searches, simulate
 from gallery.decision.confidence import ConfidenceCurve
 from gallery.decision.normalised import NormalisedDistance
-from gallery.decision.rule import DecisionRule, Evidence
+from gallery.decision.rule import DecisionRule, Evidence, within_verify
 
 TARGET_FPIRS = (0.01, 0.003)
 
@@ -66,8 +66,12 @@ def evidence_for(searches: Searches, index: int) -> list[Evidence]:
     ]
 
 
-def apply_rule(rule: DecisionRule, searches: Searches) -> tuple[np.ndarray, np.ndarray]:
-    """Run ``rule.decide`` on every search, exactly as identify would.
+def apply_rule(
+    rule: DecisionRule, searches: Searches, verify_threshold: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``rule.decide`` on every search, exactly as identify would (with ``within_verify`` when given its threshold).
+
+    The simulation enrols one photo per person, so a candidate's distance is verify's distance too.
 
     Returns:
         (outcome, matched): (P,) outcome strings and (P,) the matched identity (-1 if none).
@@ -77,6 +81,8 @@ def apply_rule(rule: DecisionRule, searches: Searches) -> tuple[np.ndarray, np.n
     for i in range(len(searches)):
         evidence = evidence_for(searches, i)
         decision = rule.decide(evidence, int(searches.gallery_size[i]))
+        if verify_threshold is not None and decision.index is not None:
+            decision = within_verify(decision, evidence[decision.index].distance, verify_threshold)
         outcomes[i] = decision.outcome
         if decision.outcome == "match" and decision.index is not None:
             matched[i] = evidence[decision.index].person_id
@@ -88,6 +94,7 @@ def evaluate(
     labels: np.ndarray,
     rule: DecisionRule,
     *,
+    verify_threshold: float | None = None,
     failures: Sequence[Any] = (),
     targets: Sequence[float] = TARGET_FPIRS,
     trials: int = 10,
@@ -101,6 +108,8 @@ def evaluate(
         embeddings: (n, d) one embedding per photo with a face.
         labels: (n,) the identity of each.
         rule: the rule in force.
+        verify_threshold: verify's threshold in force, which a match must pass too (as identify
+            applies it, ``within_verify``); None: the rule alone.
         failures: the identity of every photo in which no face was found (for FTE and FTA).
         targets: FPIRs at which to report each rule's FNIR, thresholds set on this data (``AtTarget``).
         trials: galleries drawn (each enrols one random photo of ``enrolled_fraction`` of the identities).
@@ -114,7 +123,7 @@ def evaluate(
         if progress:
             progress(trial + 1, trials)
     searches = Searches.concat(parts)
-    outcomes, matched = apply_rule(rule, searches)
+    outcomes, matched = apply_rule(rule, searches, verify_threshold)
     accepted = outcomes == "match"
     fpir, _ = open_set_rates(accepted, searches.correct, searches.mated)
     fnir = float(1.0 - (matched == searches.truth)[searches.mated].mean()) if searches.mated.any() else float("nan")

@@ -3,7 +3,8 @@
 Pure numpy; imports neither the store nor ``gallery.calibration`` (which learns these rules
 offline and imports this package). Modules, bottom up:
 
-- ``rule``: ``Evidence``, ``Decision``, ``Outcome`` and the ``DecisionRule`` protocol;
+- ``rule``: ``Evidence``, ``Decision``, ``Outcome``, the ``DecisionRule`` protocol, and ``within_verify``
+  (no match that verify would reject);
 - ``distance``: ``DistanceThreshold``, the plain distance rule (dlib's 0.6);
 - ``confidence``: ``ConfidenceCurve``, margin -> probability the match is right;
 - ``normalised``: ``NormalisedDistance``, the learned rule (d1 / sqrt(d2 * cohort)^s <= T, by gallery size);
@@ -30,7 +31,7 @@ from gallery.decision.records import (
     rule_fingerprint,
     rule_from_dict,
 )
-from gallery.decision.rule import Decision, DecisionRule, Evidence, Outcome
+from gallery.decision.rule import Decision, DecisionRule, Evidence, Outcome, within_verify
 
 __all__ = [
     "COHORT_SIZE",
@@ -56,4 +57,5 @@ __all__ = [
     "default_verify_threshold",
     "rule_fingerprint",
     "rule_from_dict",
+    "within_verify",
 ]

@@ -59,3 +59,19 @@ class DecisionRule(Protocol):
     def describe(self) -> str: ...
 
     def to_dict(self) -> dict[str, Any]: ...
+
+
+def within_verify(decision: Decision, nearest_photo: float, verify_threshold: float) -> Decision:
+    """A match only if verify would also accept the face as that person; otherwise ``unknown``.
+
+    identify (FPIR at the gallery's size) and verify (a 1:1 FMR) are calibrated for different
+    error rates: in a gallery of one to a few people identify's learned threshold is the looser
+    (0.59 against 0.53 shipped), so without this a door could say "Ada" for a face that
+    ``verify("Ada")`` rejects. A door must not be more permissive than the 1:1 check, so the
+    match stands only when the matched person's nearest enrolled photo (verify's distance) is
+    within ``verify_threshold``. The ``unknown`` keeps the rule's evidence: its confidence that
+    the face is nobody enrolled is 1 - the match's.
+    """
+    if decision.outcome != "match" or nearest_photo <= verify_threshold:
+        return decision
+    return Decision("unknown", None, 1.0 - decision.confidence)
