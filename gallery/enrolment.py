@@ -157,6 +157,7 @@ class IdentifyQuestion:
         store: the gallery's.
         people: the gallery's templates and cohort distances (``Gallery``'s, shared with identify).
         rule: the identify rule in force.
+        verify_threshold: verify's threshold in force: identify's match must pass it too (``within_verify``).
         depth: identities searched per face (identify's ``EVIDENCE_DEPTH``).
     """
 

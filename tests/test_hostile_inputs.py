@@ -639,7 +639,8 @@ def test_a_damaged_settings_row_refuses_to_decide(case: str, gallery_with_obama:
                 g.verify("Barack Obama", DATA / "obama2.jpg")
             with pytest.raises(RuleInvalid):  # an added photo must pass the 1:1 threshold
                 g.enroll("Barack Obama", DATA / "obama3.jpg", add=True)
-            assert [face.outcome for face in g.identify(DATA / "grace_hopper.jpg")] == ["unknown"]
+            with pytest.raises(RuleInvalid):  # and so must identify's match (within_verify): no deciding without it
+                g.identify(DATA / "grace_hopper.jpg")
         assert caught.value.setting == setting
         assert [p.name for p in g.people()] == people
         info = g.info()
