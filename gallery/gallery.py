@@ -61,6 +61,8 @@ from gallery.vision.pipeline import MAX_UPSAMPLE, Face, FacePipelineProtocol, de
 
 # Candidates a caller may ask for per face (the CLI's --top-k range): the search allocates k per face.
 MAX_TOP_K = 100
+# The largest LIMIT SQLite and PostgreSQL take (a signed 64-bit integer): beyond it, "all" is meant.
+MAX_AUDIT_LIMIT = 2**63 - 1
 
 LivenessCheck = Callable[[np.ndarray, Face], bool]
 """``check(photo, face) -> bool``: is this face a live person (not a print, screen or mask)?
@@ -454,10 +456,10 @@ class Gallery(RuleLearning):
             since, until: ``since <= time < until``; timezone-aware datetimes.
 
         Raises:
-            InvalidArgument: a negative limit or a naive datetime.
+            InvalidArgument: a limit that is not a whole number from 0 to 2**63 - 1, or a naive datetime.
         """
-        if limit is not None and limit < 0:
-            raise InvalidArgument(f"limit must be at least 0, got {limit}")
+        if limit is not None:
+            limit = whole_number("limit", limit, minimum=0, maximum=MAX_AUDIT_LIMIT)
         for name, moment in (("since", since), ("until", until)):
             if moment is not None and moment.utcoffset() is None:
                 raise InvalidArgument(f"{name} must be timezone-aware (e.g. datetime.now(timezone.utc)), got {moment}")
