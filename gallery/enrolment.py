@@ -173,7 +173,7 @@ class IdentifyQuestion:
         self._store = store
         self._people = people
         self._rule = rule
-        self._verify_threshold = verify_threshold
+        self.verify_threshold = verify_threshold  # read by refuse_not_the_person too
         self._depth = depth
         self._variance = scored_variance(rule)
         self._enrolled = store.people_count()
@@ -206,7 +206,7 @@ class IdentifyQuestion:
                 if chosen >= 0
                 else float(np.linalg.norm(_folder_person(pending, chosen).embeddings - embedding, axis=1).min())
             )
-            decision = within_verify(decision, nearest, self._verify_threshold)
+            decision = within_verify(decision, nearest, self.verify_threshold)
         review = None if self._review is None or not ranked else self._review.decide(ranked, size)
         return _answer(decision, ranked, names), None if self._review is None else _answer(review, ranked, names)
 
@@ -320,14 +320,13 @@ def check_lookalike(
     return None
 
 
-def refuse_not_the_person(
-    store: Store, question: IdentifyQuestion, face: Face, person: PersonRow, threshold: float
-) -> None:
-    """Refuse a photo added to ``person`` whose face is not them by ``threshold`` (verify's 1:1 question).
+def refuse_not_the_person(store: Store, question: IdentifyQuestion, face: Face, person: PersonRow) -> None:
+    """Refuse a photo added to ``person`` whose face is not them by verify's threshold (the question's; 1:1).
 
     Raises:
         NotTheSamePerson: with the distance, the threshold, and whom identify would answer instead.
     """
+    threshold = question.verify_threshold
     _, enrolled = store.embeddings_for(person.id)
     distance = float(np.min(np.linalg.norm(enrolled - face.embedding, axis=1))) if len(enrolled) else np.inf
     if distance <= threshold:

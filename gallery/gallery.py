@@ -202,9 +202,10 @@ class Gallery(RuleLearning):
             existing = self._store.find_person(name)
             refuse_person(existing, name, add=add, external_id=external_id)
             refuse_known_photo(self._store.photos_enrolled([sha256]).get(sha256), name)
+            question = self._question()
             if existing is not None and not allow_different:
-                refuse_not_the_person(self._store, self._question(), face, existing, self.verify_threshold())
-            resembles = check_lookalike(self._question(), face, existing, allow_similar=allow_similar)
+                refuse_not_the_person(self._store, question, face, existing)
+            resembles = check_lookalike(question, face, existing, allow_similar=allow_similar)
             if existing is None:
                 person_id, face_id = self._store.add_person_with_face(name, record, external_id=external_id)
             else:
