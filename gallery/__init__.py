@@ -98,6 +98,7 @@ if TYPE_CHECKING:
     from gallery.results import (
         Candidate,
         DataState,
+        DomainStatus,
         Enrollment,
         EnrolmentInterrupted,
         FolderEnrollment,
@@ -126,6 +127,7 @@ _LAZY = {
     "AuditStatus": "gallery.audit",
     "Candidate": "gallery.results",
     "DataState": "gallery.results",
+    "DomainStatus": "gallery.results",
     "Enrollment": "gallery.results",
     "EnrolmentInterrupted": "gallery.results",
     "GalleryInfo": "gallery.results",
@@ -158,6 +160,7 @@ __all__ = [
     "DatabaseLoginRefused",
     "DatabaseUnavailable",
     "DlibFormatError",
+    "DomainStatus",
     "DuplicateExternalId",
     "Enrollment",
     "EnrolmentInterrupted",

@@ -8,7 +8,11 @@ import threading
 import numpy as np
 
 from gallery.decision.cohort import COHORT_SIZE, cohort_distance, cohort_from_searches
+from gallery.decision.domain import measured_positions, spread
+from gallery.decision.normalised import NormalisedDistance
+from gallery.decision.rule import DecisionRule
 from gallery.decision.templates import between_templates, template_distances
+from gallery.results import DomainStatus
 from gallery.store import SearchHit, Store
 
 # A rule scoring templates ranks people by their corrected template distance, which can differ
@@ -85,6 +89,29 @@ class PersonTemplates:
             order = [i for i in np.argsort(distances, kind="stable")[:k] if np.isfinite(distances[i])]
             found.append([dataclasses.replace(hits[i], distance=float(distances[i])) for i in order])
         return found
+
+
+def domain_status(store: Store, templates: PersonTemplates, rule: DecisionRule) -> DomainStatus | None:
+    """The rule's domain check on the gallery as it is (``gallery.decision.domain``); None: nothing to check.
+
+    The people measured are every k-th by id, so the same gallery always gives the same answer;
+    distances are between templates as the rule scores them (a rule scoring nearest photos: plain
+    template distances, which for one photo each are the photos').
+    """
+    check = rule.domain if isinstance(rule, NormalisedDistance) else None
+    limit = None if check is None else check.limit(store.people_count())
+    if check is None or limit is None:
+        return None
+    people = store.indexed_people()
+    means, counts = templates.of([int(p) for p in people[measured_positions(len(people))]])
+    present = counts > 0
+    means, inverse = means[present], 1.0 / counts[present]
+    squared = np.sum((means[:, None, :] - means[None, :, :]) ** 2, axis=-1)
+    variance = scored_variance(rule) or 0.0
+    measured = spread(np.sqrt(squared + variance * (2.0 - inverse[:, None] - inverse[None, :])))
+    if measured is None:
+        return None
+    return DomainStatus(measured, limit, len(means), check.quantile, crowded=measured < limit)
 
 
 class CohortDistances:

@@ -172,7 +172,7 @@ class IdentifyQuestion:
     ) -> None:
         self._store = store
         self._people = people
-        self._rule = rule
+        self.rule = rule  # read by the enrolment's domain check too
         self.verify_threshold = verify_threshold  # read by refuse_not_the_person too
         self._depth = depth
         self._variance = scored_variance(rule)
@@ -198,7 +198,7 @@ class IdentifyQuestion:
     ) -> tuple[IdentifyAnswer, IdentifyAnswer | None]:
         """``answer``, and what identify would answer under the rule's review table (None: the rule has none)."""
         ranked, names, size = self._evidence(embedding, excluding, pending)
-        decision = self._rule.decide(ranked, size) if ranked else None
+        decision = self.rule.decide(ranked, size) if ranked else None
         if decision is not None and decision.index is not None:  # identify's own check (``within_verify``)
             chosen = ranked[decision.index].person_id
             nearest = (
@@ -217,7 +217,7 @@ class IdentifyQuestion:
         excluded = None if excluding is None else excluding.id
         (hits,) = self._people.templates.search(embedding[None, :], self._depth + 1, self._variance)
         stored = tuple(Candidate(h.name, h.person_id, h.distance) for h in hits if h.person_id != excluded)
-        evidence = identify_evidence(self._people, stored[: self._depth], self._rule)
+        evidence = identify_evidence(self._people, stored[: self._depth], self.rule)
         names = {c.person_id: c.name for c in stored}
         folder: list[tuple[float, PendingPerson]] = []
         for person in pending:
@@ -231,7 +231,7 @@ class IdentifyQuestion:
             key=lambda item: item[0],
         )
         ranked = [e for _, e in merged[: self._depth]]
-        if self._rule.uses_cohort:
+        if self.rule.uses_cohort:
             ranked = [
                 Evidence(e.person_id, e.distance, _pending_cohort(self._store, e.person_id, pending))
                 if e.person_id < 0 and rank < 2

@@ -24,7 +24,7 @@ import numpy as np
 from gallery.arguments import text, whole_number
 from gallery.audit import AuditPolicy, AuditStatus, AuditWriter, audit_policy, identify_detail, rule_reference
 from gallery.bulk import FolderEnrolment
-from gallery.cohorts import CohortDistances
+from gallery.cohorts import CohortDistances, domain_status
 from gallery.decision import DecisionRule, RuleRecord, VerifyRecord, rule_fingerprint
 from gallery.enrolment import (
     IdentifyQuestion,
@@ -179,7 +179,8 @@ class Gallery(RuleLearning):
 
         Returns:
             The face stored; ``resembles`` names an enrolled person identify would answer for it
-            at the rule's review stranger rate (enrolled anyway: check they are different people).
+            at the rule's review stranger rate (enrolled anyway: check they are different people);
+            ``domain`` says whether the gallery's faces now crowd closer than the rule was learned on.
 
         Raises:
             InvalidName: the name (or external id) cannot be a person's (``gallery.store.validation.new_name``).
@@ -222,7 +223,15 @@ class Gallery(RuleLearning):
             | ({} if resembles is None else {"resembles": resembles})
             | overrides(allow_similar=allow_similar, allow_different=allow_different and add),
         )
-        return Enrollment(person.name, person_id, face_id, face.box, new_person=existing is None, resembles=resembles)
+        return Enrollment(
+            person.name,
+            person_id,
+            face_id,
+            face.box,
+            new_person=existing is None,
+            resembles=resembles,
+            domain=domain_status(self._store, self._cohorts.templates, question.rule),
+        )
 
     def enroll_dir(
         self,
@@ -251,7 +260,8 @@ class Gallery(RuleLearning):
             progress: called as ``progress(photos_done, photos_total)`` as photos are processed.
 
         Returns:
-            What was enrolled, skipped and refused (with reasons); a bad photo never stops the run.
+            What was enrolled, skipped and refused (with reasons), and the domain check after it;
+            a bad photo never stops the run.
 
         Raises:
             ImageNotFound: ``folder`` is not a folder. StoreError: the gallery itself failed.
@@ -268,7 +278,8 @@ class Gallery(RuleLearning):
             question=self._question,
             progress=progress,
         )
-        return bulk.enrol(folder, batch_photos=batch_photos)
+        report = bulk.enrol(folder, batch_photos=batch_photos)
+        return dataclasses.replace(report, domain=domain_status(self._store, self._cohorts.templates, self.rule()))
 
     def remove(self, name: str) -> Removal:
         """Erase a person: their rows, embeddings and chips, from database, WAL and index.
@@ -500,6 +511,7 @@ class Gallery(RuleLearning):
             "; ".join(errors) or None,
             stats.database,
             self._store.pending_erasure(),
+            None if rule is None else domain_status(self._store, self._cohorts.templates, rule.rule),
         )
 
     # ---- helpers ---------------------------------------------------------------------

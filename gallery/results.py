@@ -16,6 +16,7 @@ from gallery.types import Box
 __all__ = [
     "Candidate",
     "DataState",
+    "DomainStatus",
     "Enrollment",
     "EnrolmentInterrupted",
     "FolderEnrollment",
@@ -88,6 +89,27 @@ class IdentifiedFace:
 
 
 @dataclass(frozen=True)
+class DomainStatus:
+    """Whether this gallery's people sit as far apart as the calibration's galleries' did (``gallery.decision.domain``).
+
+    Attributes:
+        spread: the median distance between the measured people's templates.
+        limit: the spread below which only ``quantile`` of the calibration's galleries of this
+            size fell.
+        measured: how many people were measured (all, or every k-th of them: at most 50).
+        quantile: that share (0.05: one calibration gallery in twenty is called crowded by chance).
+        crowded: spread < limit: the faces sit closer together than the rule was learned on, and
+            its stranger rate is not expected to hold here (calibrate on this site's photos).
+    """
+
+    spread: float
+    limit: float
+    measured: int
+    quantile: float
+    crowded: bool
+
+
+@dataclass(frozen=True)
 class Enrollment:
     """A face stored for a person.
 
@@ -96,6 +118,9 @@ class Enrollment:
             answer for this face at the rule's review stranger rate, though not at its own: the
             desk should check they are not one person under two names (``gallery.enrolment.check_lookalike``).
             With ``allow_similar``, also the person identify would answer outright. None: nobody.
+        domain: the rule's domain check on the gallery with this face in it (``DomainStatus``;
+            the desk warns when it is crowded). None: nothing to check (one person, a rule
+            without a check), and in a folder's report, whose own ``domain`` says it once at the end.
     """
 
     name: str
@@ -104,6 +129,7 @@ class Enrollment:
     box: Box
     new_person: bool
     resembles: str | None = None
+    domain: DomainStatus | None = None
 
 
 @dataclass(frozen=True)
@@ -140,12 +166,14 @@ class FolderEnrollment:
         enrolled: one entry per face stored (``new_person`` on a person's first face).
         skipped: photos already in the gallery (by SHA-256 of the file), left alone.
         failures: photos that could not be enrolled, with the reason.
+        domain: the rule's domain check on the gallery after the folder (``Enrollment.domain``).
     """
 
     photos: int
     enrolled: tuple[Enrollment, ...]
     skipped: tuple[Path, ...]
     failures: tuple[PhotoFailure, ...]
+    domain: DomainStatus | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """As JSON; paths and refused names in printable text (see ``shown``)."""
@@ -154,6 +182,7 @@ class FolderEnrollment:
             "enrolled": [asdict(e) for e in self.enrolled],
             "skipped": [shown(path) for path in self.skipped],
             "failures": [failure.to_dict() for failure in self.failures],
+            "domain": None if self.domain is None else asdict(self.domain),
         }
 
 
@@ -259,6 +288,8 @@ class GalleryInfo:
         database: where the data is: the SQLite file, or the PostgreSQL URL without its password.
         pending_erasure: what a removal could not erase yet (``Removal.pending``'s local part: ``"index
             file"``, ``"database"``); the next open or write finishes it.
+        domain: the identify rule's domain check on this gallery (``DomainStatus``); None when
+            there is nothing to check: one person or none, or a rule without a check.
         rule_error: None when both rules in force can be read and trusted; else the
             ``RuleInvalid`` message of each that cannot (``"; "`` between them), naming the
             setting, the problem and the way back.
@@ -276,6 +307,7 @@ class GalleryInfo:
     rule_error: str | None = None
     database: str = ""  # the SQLite file, or the server's URL without its password
     pending_erasure: tuple[str, ...] = ()  # what a removal could not erase yet (``Removal.pending``)
+    domain: DomainStatus | None = None
 
     @property
     def outgrown_calibration(self) -> bool:
@@ -297,4 +329,5 @@ class GalleryInfo:
             "schema_revision": self.schema_revision,
             "database": self.database,
             "pending_erasure": list(self.pending_erasure),
+            "domain": None if self.domain is None else asdict(self.domain),
         }

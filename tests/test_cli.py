@@ -227,7 +227,7 @@ def test_enroll_prints_what_was_stored_and_its_json_has_the_documented_keys(fake
     first = fake("enroll", "--json", "--external-id", "E-1", "Ada Lovelace", photos("ada"))
     assert first.exit_code == EXIT_OK
     doc = json.loads(first.stdout)
-    assert set(doc) == {"name", "person_id", "face_id", "box", "new_person", "resembles"}
+    assert set(doc) == {"name", "person_id", "face_id", "box", "new_person", "resembles", "domain"}
     assert doc["name"] == "Ada Lovelace" and doc["new_person"] is True and len(doc["box"]) == 4
     assert doc["resembles"] is None  # nobody else enrolled
     # The fake pipeline gives every photo its own face: the same-person check would refuse it.
@@ -304,6 +304,7 @@ def test_list_remove_and_info_json(ada_and_alan, photos):
         "schema_revision",
         "database",
         "pending_erasure",
+        "domain",
     }
     assert info["people"] == 0 and info["faces"] == 0 and info["rule_error"] is None
     assert info["database"].endswith("gallery.db") and info["pending_erasure"] == []
@@ -367,7 +368,10 @@ def test_enroll_dir_json_summary_and_exit_1_when_a_photo_was_refused(fake, photo
     result = fake("enroll-dir", "--json", staff)
     assert result.exit_code == EXIT_NO_MATCH
     doc = json.loads(result.stdout)
-    assert set(doc) == {"photos", "enrolled", "skipped", "failures", "interrupted"} and doc["interrupted"] is False
+    assert (
+        set(doc) == {"photos", "enrolled", "skipped", "failures", "domain", "interrupted"}
+        and doc["interrupted"] is False
+    )
     assert doc["photos"] == 3 and [e["name"] for e in doc["enrolled"]] == ["Ada Lovelace", "Alan Turing"]
     assert [(f["name"], f["error"]) for f in doc["failures"]] == [("Grace Hopper", "ImageUnreadable")]
     assert set(doc["failures"][0]) == {"photo", "name", "error", "reason"}

@@ -137,6 +137,22 @@ DAMAGED_DECISION_RULES: dict[str, tuple[str, str]] = {
         ),
         r"review\.fpir 0\.005 is not above the target FPIR",
     ),
+    "domain check one limit short": (
+        identify_record(learned(domain={"quantile": 0.05, "sizes": [2, 3], "limits": [0.7]})),
+        r"domain\.limits has 1 values for 2 sizes",
+    ),
+    "nan in the domain check": (
+        identify_record(learned(domain={"quantile": 0.05, "sizes": [2, 3], "limits": [0.7, NAN]})),
+        r"domain\.limits\[1\] is nan",
+    ),
+    "domain check from one person": (
+        identify_record(learned(domain={"quantile": 0.05, "sizes": [1, 3], "limits": [0.7, 0.8]})),
+        "do not ascend strictly from 2 or more",
+    ),
+    "domain quantile of one half": (
+        identify_record(learned(domain={"quantile": 0.5, "sizes": [2], "limits": [0.7]})),
+        r"domain\.quantile 0\.5 is not below 0\.5",
+    ),
     "confidence bands not from one": (
         identify_record(learned(band_confidence={"from_sizes": [2, 5], "curves": [CURVE, CURVE]})),
         "do not ascend strictly from 1",

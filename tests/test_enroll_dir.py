@@ -101,10 +101,10 @@ def test_the_cli_prints_a_json_summary_and_exits_1_when_photos_were_refused(staf
     out = runner.invoke(cli, ["--home", home, "enroll-dir", "--json", str(staff)], catch_exceptions=False)
     assert out.exit_code == EXIT_NO_MATCH
     summary = json.loads(out.stdout)
-    assert set(summary) == {"photos", "enrolled", "skipped", "failures", "interrupted"}
+    assert set(summary) == {"photos", "enrolled", "skipped", "failures", "domain", "interrupted"}
     assert {f["name"]: f["error"] for f in summary["failures"]}["Nobody"] == "NoFaceFound"
     assert set(summary["failures"][0]) == {"photo", "name", "error", "reason"}
-    assert set(summary["enrolled"][0]) == {"name", "person_id", "face_id", "box", "new_person", "resembles"}
+    assert set(summary["enrolled"][0]) == {"name", "person_id", "face_id", "box", "new_person", "resembles", "domain"}
     for bad in ("Nobody", "Broken", "Crowd"):
         shutil.rmtree(staff / bad) if (staff / bad).is_dir() else (staff / f"{bad}.jpg").unlink()
     again = runner.invoke(cli, ["--home", home, "enroll-dir", str(staff)], catch_exceptions=False)

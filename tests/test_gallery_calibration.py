@@ -137,6 +137,7 @@ def test_info_shows_the_shipped_rules_as_their_data_file_holds_them(tmp_path: Pa
         "schema_revision",
         "database",
         "pending_erasure",
+        "domain",
     }
     assert shown["rule_error"] is None
     assert shown["rule"] == {

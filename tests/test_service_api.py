@@ -133,7 +133,7 @@ def test_enrol_and_verify_answer_what_the_commands_print_with_json(service) -> N
             "/v1/verify", files={"photo": ("p.png", fake_photo("Alan Turing"))}, data={"name": "Grace Hopper"}
         )
     assert first.status_code == 200 and first.json()["new_person"] is True
-    assert set(first.json()) == {"name", "person_id", "face_id", "box", "new_person", "resembles"}
+    assert set(first.json()) == {"name", "person_id", "face_id", "box", "new_person", "resembles", "domain"}
     assert (again.status_code, again.json()["error"]) == (409, "AlreadyEnrolled")
     assert added.status_code == 200 and added.json()["new_person"] is False
     assert (bad_flag.status_code, bad_flag.json()["error"]) == (400, "InvalidArgument")

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from gallery.calibration.confidence import fit_confidence, fit_tie_ratio
+from gallery.calibration.domain import learn_domain_check
 from gallery.calibration.margin import UNIFORM_MARGIN, MarginPolicy
 from gallery.calibration.metrics import (
     allowed_at_bound,
@@ -140,7 +141,13 @@ def calibrate(
     )
     # The simulation enrols one photo per person; identify scores a person of m photos by their
     # template corrected with this variance so that the table holds for any m (decision.templates).
-    rule = dataclasses.replace(rule, within_variance=within_variance(embeddings, labels))
+    # How far apart the calibration's own galleries' people sit, for a gallery to tell when its
+    # faces crowd closer (decision.domain); drawn apart from the simulation, so the table is the same.
+    rule = dataclasses.replace(
+        rule,
+        within_variance=within_variance(embeddings, labels),
+        domain=learn_domain_check(embeddings, labels, rule.sizes, seed=seed),
+    )
     full = by_size[-1]
     fpir, fnir = open_set_rates(rule.accepts(full.distances, full.cohort, full.gallery_size), full.correct, full.mated)
     distance_threshold = threshold_at_fpir(-full.distances[~full.mated, 0], target_fpir)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gallery.decision.cohort import COHORT_SIZE
+from gallery.decision.domain import measured_positions, spread
 
 # Candidates kept per search, nearest first: the rule uses the top two, the rest are for reports.
 SEARCH_DEPTH = 5
@@ -31,6 +32,8 @@ class Searches:
         truth: (P,) the probe's own label.
         mated: (P,) the probe's identity is enrolled.
         gallery_size: (P,) number of identities enrolled in the probe's gallery.
+        spread: (P,) the domain check's spread of the probe's gallery (``gallery.decision.domain``;
+            nan with one person).
     """
 
     distances: np.ndarray
@@ -39,6 +42,7 @@ class Searches:
     truth: np.ndarray
     mated: np.ndarray
     gallery_size: np.ndarray
+    spread: np.ndarray
 
     def __len__(self) -> int:
         return len(self.truth)
@@ -58,7 +62,7 @@ class Searches:
         return Searches(*(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS))
 
 
-_FIELDS = ("distances", "identities", "cohort", "truth", "mated", "gallery_size")
+_FIELDS = ("distances", "identities", "cohort", "truth", "mated", "gallery_size", "spread")
 
 
 def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -208,7 +212,7 @@ def _one_trial(
     cohorts = _smallest(between, k).mean(axis=1) if k > 0 else np.full(len(enrolment), np.nan)
 
     to_gallery = data.distances(probes, enrolment)
-    return _searches(data, probes, to_gallery, enrolled, cohorts, is_enrolled, depth)
+    return _searches(data, probes, to_gallery, enrolled, cohorts, is_enrolled, depth, between)
 
 
 def _templates_trial(
@@ -259,7 +263,7 @@ def _templates_trial(
     to_gallery = np.sqrt(
         pairwise_distances(data.embeddings[probes], templates) ** 2 + variance * (1.0 - inverse)[None, :]
     )
-    return _searches(data, probes, to_gallery, enrolled, cohorts, is_enrolled, depth)
+    return _searches(data, probes, to_gallery, enrolled, cohorts, is_enrolled, depth, between)
 
 
 def _smallest(matrix: np.ndarray, k: int) -> np.ndarray:
@@ -317,8 +321,12 @@ def _searches(
     cohorts: np.ndarray,
     is_enrolled: np.ndarray,
     depth: int,
+    between: np.ndarray,
 ) -> Searches:
-    """Each probe's ``depth`` nearest enrolled identities (``to_gallery``: probes x enrolled), as a trial's searches."""
+    """Each probe's ``depth`` nearest enrolled identities (``to_gallery``: probes x enrolled), as a trial's searches.
+
+    ``between``: the enrolled people's distances to each other, for the gallery's spread.
+    """
     kept = min(depth, len(enrolled))
     nearest = _nearest_columns(to_gallery, kept)
     distances = np.full((len(probes), depth), np.inf)
@@ -328,6 +336,8 @@ def _searches(
     cohort[:, :kept] = cohorts[nearest]
     identities[:, :kept] = enrolled[nearest]  # identity codes (positions in the sorted labels); -1 pads
     truth = data.codes[probes]
+    positions = measured_positions(len(enrolled))
+    measured = spread(between[np.ix_(positions, positions)])
     return Searches(
         distances=distances,
         identities=identities,
@@ -335,4 +345,5 @@ def _searches(
         truth=truth,
         mated=is_enrolled[truth],
         gallery_size=np.full(len(probes), len(enrolled)),
+        spread=np.full(len(probes), np.nan if measured is None else measured),
     )

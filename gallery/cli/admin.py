@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from gallery.cli.app import cli
-from gallery.cli.context import CliContext, ProgressBars, pass_context, print_json
+from gallery.cli.context import CliContext, ProgressBars, domain_line, pass_context, print_json
 
 if TYPE_CHECKING:
     from gallery import Evaluation, MarginName
@@ -222,6 +222,8 @@ def info(ctx: CliContext, as_json: bool) -> None:
                 f"{result['people']}: stricter than its target (more enrolled people refused); calibrate on more people"
             )
         click.echo(f"  learned: {_summary(rule['provenance'])}")
+        if result["domain"] is not None:
+            click.echo(f"  {domain_line(result['domain'])}")
     if verify_rule is None:
         click.echo("verify threshold: UNREADABLE: verify and enroll refuse")
     else:

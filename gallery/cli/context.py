@@ -35,7 +35,7 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -87,6 +87,19 @@ def interrupted() -> NoReturn:
 def print_json(value: Any) -> None:
     """``value`` as indented JSON: times in ISO 8601 (``isoformat()``), paths and other objects as text."""
     click.echo(json.dumps(value, indent=2, default=json_value, ensure_ascii=False))
+
+
+def domain_line(domain: Mapping[str, object]) -> str:
+    """The domain check (``DomainStatus`` as sent) in words: for ``info``, and the desk's warning when crowded."""
+    measured = f"median distance {domain['spread']:.3f} between {domain['measured']} people"
+    if not domain["crowded"]:
+        return f"domain: as calibrated ({measured}; crowded below {domain['limit']:.3f})"
+    return (
+        f"domain: CROWDED: the enrolled faces sit closer together than the calibration photos' ({measured}, "
+        f"below {domain['limit']:.3f}, where {domain['quantile']:.0%} of the calibration's galleries of this size "
+        "fell): the stated stranger rate is not expected to hold here; calibrate on photos from this site "
+        "(gallery calibrate)"
+    )
 
 
 @dataclass(frozen=True)

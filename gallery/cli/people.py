@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from gallery.cli.context import (
     EXIT_OK,
     CliContext,
     ProgressBars,
+    domain_line,
     pass_context,
     print_json,
 )
@@ -85,6 +87,9 @@ def enroll(
     resembles = result.get("resembles")
     if resembles is not None:  # on stderr, so a --json reader's output stays one document
         click.echo(_resemblance(result["name"], result["face_id"], resembles), err=True)
+    domain = result.get("domain")
+    if domain is not None and domain["crowded"]:
+        click.echo(f"warning: {domain_line(domain)}", err=True)
 
 
 def _resemblance(name: str, face_id: int, resembles: str) -> str:
@@ -143,6 +148,8 @@ def enroll_dir(ctx: CliContext, folder: Path, largest: bool, allow_similar: bool
         for enrolment in result.enrolled:
             if enrolment.resembles is not None:
                 click.echo(_resemblance(enrolment.name, enrolment.face_id, enrolment.resembles))
+        if result.domain is not None and result.domain.crowded:
+            click.echo(f"warning: {domain_line(asdict(result.domain))}")
         if interrupted:
             click.echo("interrupted: run the same command again to enrol the rest")
     if interrupted:

@@ -10,6 +10,7 @@ Pure Python over the standard library: it imports neither torch, FAISS, NumPy no
 from gallery.client.answers import (
     AuditEventAnswer,
     CandidateAnswer,
+    DomainAnswer,
     EnrolAnswer,
     FaceAnswer,
     GalleryAnswers,
@@ -25,6 +26,7 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "AuditEventAnswer",
     "CandidateAnswer",
+    "DomainAnswer",
     "EnrolAnswer",
     "FaceAnswer",
     "GalleryAnswers",

@@ -61,6 +61,16 @@ class VerifyAnswer(TypedDict):
     box: list[int]
 
 
+class DomainAnswer(TypedDict):
+    """``DomainStatus``: the gallery's spread against the rule's limit, and whether it is crowded."""
+
+    spread: float
+    limit: float
+    measured: int
+    quantile: float
+    crowded: bool
+
+
 class EnrolAnswer(TypedDict):
     """``Enrollment``."""
 
@@ -70,6 +80,7 @@ class EnrolAnswer(TypedDict):
     box: list[int]
     new_person: bool
     resembles: str | None
+    domain: DomainAnswer | None
 
 
 class RemovalAnswer(TypedDict):
@@ -108,6 +119,7 @@ class InfoAnswer(TypedDict):
     schema_revision: str | None
     database: str
     pending_erasure: list[str]
+    domain: DomainAnswer | None
 
 
 class AuditEventAnswer(TypedDict):

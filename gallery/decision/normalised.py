@@ -48,6 +48,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from gallery.decision.confidence import ConfidenceCurve
+from gallery.decision.domain import DomainCheck
 from gallery.decision.rule import Decision, Evidence
 
 KIND = "normalised_distance"
@@ -155,6 +156,9 @@ class NormalisedDistance:
             None: ``confidence`` at every size (a rule from before issue 12).
         review: the enrolment desk's looser table (``Review``); None: no review tier (a rule
             from before it).
+        domain: how far apart the calibration's own galleries' people sat (``DomainCheck``), for
+            a gallery to tell when its faces crowd closer than the rule was learned on; None: no
+            check (a rule from before it).
     """
 
     sizes: tuple[int, ...]
@@ -171,6 +175,7 @@ class NormalisedDistance:
     margin: Margin | None = None
     band_confidence: tuple[tuple[int, ...], tuple[ConfidenceCurve, ...]] | None = None
     review: Review | None = None
+    domain: DomainCheck | None = None
     kind: ClassVar[str] = KIND
     uses_cohort: ClassVar[bool] = True
 
@@ -350,6 +355,7 @@ class NormalisedDistance:
             **({} if self.within_variance is None else {"within_variance": self.within_variance}),
             **({} if self.margin is None else {"margin": self.margin.to_dict()}),
             **({} if self.review is None else {"review": self.review.to_dict()}),
+            **({} if self.domain is None else {"domain": self.domain.to_dict()}),
             **(
                 {}
                 if self.band_confidence is None
@@ -379,6 +385,7 @@ class NormalisedDistance:
             within_variance=None if data.get("within_variance") is None else float(data["within_variance"]),
             margin=None if data.get("margin") is None else Margin.from_dict(data["margin"]),
             review=None if data.get("review") is None else Review.from_dict(data["review"]),
+            domain=None if data.get("domain") is None else DomainCheck.from_dict(data["domain"]),
             band_confidence=None
             if data.get("band_confidence") is None
             else (

@@ -19,7 +19,9 @@ The ranges:
   ``fpir_bounds`` in [0, 1], one per size, and ``sample_divisors`` absent, null or finite and >= 1,
   one per size; ``review`` absent, null (no review table) or an object with ``fpir`` in (0, 1)
   above ``target_fpir``, ``thresholds`` finite and > 0, one per size, and ``beyond_threshold``
-  null or finite and > 0; ``band_confidence`` absent, null (``confidence`` at
+  null or finite and > 0; ``domain`` absent, null (no domain check) or an object with ``quantile``
+  in (0, 0.5), ``sizes`` integers >= 2 strictly ascending, at least one, and ``limits`` finite and
+  > 0, one per size; ``band_confidence`` absent, null (``confidence`` at
   every size) or an object with ``from_sizes`` positive integers strictly ascending from 1 and
   as many ``curves``, each checked as ``confidence`` is; ``confidence``: ``margins`` finite and non-decreasing,
   ``probabilities`` in [0, 1] and non-increasing, as many of each, at least one;
@@ -121,6 +123,8 @@ def _check_normalised(data: Mapping[str, Any]) -> None:
             _invalid(f"review.thresholds has {len(looser)} values for {len(sizes)} sizes")
         if review.get("beyond_threshold", None) is not None:
             _number(review, "beyond_threshold", _positive, prefix="review.")
+    if data.get("domain", None) is not None:
+        _check_domain(data["domain"])
     if data.get("band_confidence", None) is not None:
         bands = data["band_confidence"]
         if not isinstance(bands, Mapping):
@@ -133,6 +137,20 @@ def _check_normalised(data: Mapping[str, Any]) -> None:
             _invalid(f"band_confidence.curves is not a list of {len(starts)} curves")
         for i, curve in enumerate(curves):
             _check_curve(curve, f"band_confidence.curves[{i}]")
+
+
+def _check_domain(domain: Any) -> None:
+    if not isinstance(domain, Mapping):
+        _invalid(f"domain is {json_kind(domain)}, not an object")
+    quantile = _number(domain, "quantile", _open_unit, prefix="domain.")
+    if quantile >= 0.5:
+        _invalid(f"domain.quantile {quantile!r} is not below 0.5")
+    sizes = _numbers(domain, "sizes", _positive_integer, prefix="domain.")
+    if not sizes or sizes[0] < 2 or any(later <= earlier for earlier, later in itertools.pairwise(sizes)):
+        _invalid(f"domain.sizes {sizes} do not ascend strictly from 2 or more")
+    limits = _numbers(domain, "limits", _positive, prefix="domain.")
+    if len(limits) != len(sizes):
+        _invalid(f"domain.limits has {len(limits)} values for {len(sizes)} sizes")
 
 
 def _check_curve(curve: Any, name: str) -> None:

@@ -1,0 +1,163 @@
+"""The domain check: a gallery tells when its own people crowd closer together than the rule was learned on.
+
+Learning is tested on synthetic descriptors (``labelled_sets``): held-out people of the
+calibration's population are flagged at about the check's 5%, and the same people drawn closer
+together (as a greyscale or low-resolution camera draws faces) almost always. Through the
+Gallery facade (``FakePipeline.give`` places each face) under the shipped rule, whose limits
+were learned on LFW: ``info``, the enrolment answers and the desk's warning.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from fakes import FakePipeline, fake_photo
+from labelled_sets import labelled_faces
+
+from gallery import DomainStatus, Gallery
+from gallery.calibration.domain import gallery_spreads, learn_domain_check
+from gallery.cli import cli
+from gallery.cli.context import CliContext
+from gallery.decision import default_rule
+from gallery.decision.domain import MEASURED_PEOPLE, DomainCheck
+
+DIMENSION = 128
+SIZES = (1, 2, 3, 5, 8, 13, 20, 32, 50, 80, 128)
+
+
+def _closer(embeddings: np.ndarray, factor: float) -> np.ndarray:
+    """The same faces drawn ``factor`` closer together around their centre (everyone nearer everyone)."""
+    centre = embeddings.mean(axis=0)
+    return centre + (embeddings - centre) * factor
+
+
+@pytest.fixture(scope="module")
+def learned() -> DomainCheck:
+    check = learn_domain_check(*labelled_faces(600, seed=1, dim=DIMENSION), SIZES, seed=0)
+    assert check is not None
+    return check
+
+
+def test_the_limits_rise_with_size_and_stop_where_the_check_stops_measuring(learned: DomainCheck) -> None:
+    assert learned.sizes == tuple(s for s in SIZES if 2 <= s <= MEASURED_PEOPLE)
+    assert list(learned.limits) == sorted(learned.limits) and learned.limits[0] < learned.limits[-1]
+    assert learned.limit(1) is None
+    assert learned.limit(4) == learned.limits[learned.sizes.index(3)]  # the size at or below: fewer alarms
+    assert learned.limit(10_000) == learned.limits[-1]
+
+
+def test_held_out_people_of_the_same_kind_are_rarely_crowded_and_people_drawn_closer_almost_always(
+    learned: DomainCheck,
+) -> None:
+    embeddings, labels = labelled_faces(600, seed=2, dim=DIMENSION)
+    rng = np.random.default_rng(5)
+    for size in (3, 8):
+        same_kind = gallery_spreads(embeddings, labels, size, 400, rng)
+        closer = gallery_spreads(_closer(embeddings, 0.85), labels, size, 400, rng)
+        limit = learned.limit(size)
+        # 5% expected; 400 galleries put a binomial 99.9% interval inside 1.5-10%.
+        assert 0.01 <= np.mean(same_kind < limit) <= 0.12
+        assert np.mean(closer < limit) >= (0.5 if size == 3 else 0.9)
+
+
+def test_too_few_identities_learn_no_check() -> None:
+    embeddings, labels = labelled_faces(1, seed=1, dim=DIMENSION)
+    assert learn_domain_check(embeddings, labels, SIZES) is None
+
+
+def _enrol(gallery: Gallery, pipeline: FakePipeline, faces: np.ndarray, tag: str) -> list[DomainStatus | None]:
+    answers = []
+    for i, face in enumerate(faces):
+        photo = pipeline.give(fake_photo(f"domain/{tag}/{i}"), face)
+        enrolment = gallery.enroll(f"{tag} {i}", photo, allow_similar=True)
+        answers.append(enrolment.domain)
+    return answers
+
+
+@pytest.fixture(scope="module")
+def people() -> np.ndarray:
+    """One photo each of 12 synthetic people (spread like dlib's faces, wider than LFW's: not crowded)."""
+    embeddings, labels = labelled_faces(12, seed=7, dim=DIMENSION)
+    return np.stack([embeddings[np.nonzero(labels == label)[0][0]] for label in np.unique(labels)])
+
+
+def test_info_says_nothing_of_one_person_and_measures_from_two(tmp_path: Path, people: np.ndarray) -> None:
+    pipeline = FakePipeline()
+    with Gallery(tmp_path / "home", pipeline=pipeline) as gallery:
+        assert gallery.info().domain is None  # nobody
+        (first,) = _enrol(gallery, pipeline, people[:1], "solo")
+        assert first is None and gallery.info().domain is None
+        second = gallery.enroll("solo 1", pipeline.give(fake_photo("domain/solo/b"), people[1]), allow_similar=True)
+        status = gallery.info().domain
+        assert status is not None and second.domain == status
+        assert status.measured == 2 and status.spread == pytest.approx(np.linalg.norm(people[0] - people[1]), abs=1e-5)
+        assert status.limit == default_rule().domain.limit(2) and not status.crowded
+
+
+def test_a_gallery_of_faces_drawn_closer_is_crowded_and_the_desk_is_warned(tmp_path: Path, people: np.ndarray) -> None:
+    pipeline = FakePipeline()
+    crowded = _closer(people, 0.55)
+    with Gallery(tmp_path / "apart", pipeline=pipeline) as gallery:
+        statuses = _enrol(gallery, pipeline, people[:8], "apart")
+        assert statuses[-1] is not None and not statuses[-1].crowded
+    with Gallery(tmp_path / "home", pipeline=pipeline) as gallery:
+        statuses = _enrol(gallery, pipeline, crowded[:8], "close")
+        last = statuses[-1]
+        assert last is not None and last.crowded and last.spread < last.limit == default_rule().domain.limit(8)
+        assert gallery.info().domain == last
+        assert gallery.info().to_dict()["domain"]["crowded"] is True
+    photo = tmp_path / "ninth.png"
+    photo.write_bytes(pipeline.give(fake_photo("domain/ninth"), crowded[8]))
+    runner = CliRunner()
+    base = ["--home", str(tmp_path / "home")]
+    enrolled = runner.invoke(
+        cli, [*base, "enroll", "--json", "--allow-similar", "ninth", str(photo)], obj=_context(pipeline)
+    )
+    assert enrolled.exit_code == 0, enrolled.output
+    assert json.loads(enrolled.stdout)["domain"]["crowded"] is True
+    assert "warning: domain: CROWDED" in enrolled.stderr and "gallery calibrate" in enrolled.stderr
+    shown = runner.invoke(cli, [*base, "info"], obj=_context(pipeline))
+    assert shown.exit_code == 0 and "domain: CROWDED" in shown.stdout
+
+
+def test_a_folder_enrolment_says_it_once_at_the_end(tmp_path: Path, people: np.ndarray) -> None:
+    pipeline = FakePipeline()
+    folder = tmp_path / "staff"
+    folder.mkdir()
+    for i, face in enumerate(_closer(people, 0.55)[:8]):
+        (folder / f"person {i}.png").write_bytes(pipeline.give(fake_photo(f"domain/folder/{i}"), face))
+    result = CliRunner().invoke(
+        cli, ["--home", str(tmp_path / "home"), "enroll-dir", "--allow-similar", str(folder)], obj=_context(pipeline)
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("warning: domain: CROWDED") == 1
+    with Gallery(tmp_path / "home", pipeline=pipeline) as gallery:
+        report = gallery.enroll_dir(folder)  # every photo enrolled already: skipped, the check still said
+        assert len(report.skipped) == 8 and report.domain is not None and report.domain.crowded
+        assert all(e.domain is None for e in report.enrolled)
+
+
+def _context(pipeline: FakePipeline) -> CliContext:
+    return CliContext(pipeline=pipeline)
+
+
+def test_calibrating_on_the_sites_own_photos_learns_its_spread(tmp_path: Path, people: np.ndarray) -> None:
+    pipeline = FakePipeline()
+    embeddings, labels = labelled_faces(150, seed=1, dim=DIMENSION)
+    site = _closer(embeddings, 0.55)  # the site's camera draws everyone closer, its own people included
+    for i, (face, label) in enumerate(zip(site, labels, strict=True)):
+        person = tmp_path / "labelled" / f"person-{label}"
+        person.mkdir(parents=True, exist_ok=True)
+        (person / f"{i}.png").write_bytes(pipeline.give(fake_photo(f"domain/site/{i}"), face))
+    staff = _closer(people, 0.55)[:8]
+    with Gallery(tmp_path / "home", pipeline=pipeline) as gallery:
+        assert _enrol(gallery, pipeline, staff, "staff")[-1].crowded  # the shipped rule's LFW limits
+        learned = gallery.calibrate(tmp_path / "labelled", target_fpir=0.05, target_fmr=0.01)
+        check = learned.identify.rule.domain
+        assert check is not None and check.limit(8) < default_rule().domain.limit(8)
+        status = gallery.info().domain
+        assert status is not None and status.limit == check.limit(8) and not status.crowded
