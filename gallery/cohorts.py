@@ -8,7 +8,7 @@ import threading
 import numpy as np
 
 from gallery.decision.cohort import COHORT_SIZE, cohort_distance, cohort_from_searches
-from gallery.decision.domain import measured_positions, spread
+from gallery.decision.domain import domain_scale, measured_positions, spread
 from gallery.decision.normalised import NormalisedDistance
 from gallery.decision.rule import DecisionRule
 from gallery.decision.templates import between_templates, template_distances
@@ -98,9 +98,11 @@ def domain_status(store: Store, templates: PersonTemplates, rule: DecisionRule) 
     distances are between templates as the rule scores them (a rule scoring nearest photos: plain
     template distances, which for one photo each are the photos').
     """
-    check = rule.domain if isinstance(rule, NormalisedDistance) else None
-    limit = None if check is None else check.limit(store.people_count())
-    if check is None or limit is None:
+    if not isinstance(rule, NormalisedDistance) or rule.domain is None:
+        return None
+    check = rule.domain
+    limit = check.limit(store.people_count())
+    if limit is None:
         return None
     people = store.indexed_people()
     means, counts = templates.of([int(p) for p in people[measured_positions(len(people))]])
@@ -111,7 +113,9 @@ def domain_status(store: Store, templates: PersonTemplates, rule: DecisionRule) 
     measured = spread(np.sqrt(squared + variance * (2.0 - inverse[:, None] - inverse[None, :])))
     if measured is None:
         return None
-    return DomainStatus(measured, limit, len(means), check.quantile, crowded=measured < limit)
+    crowded = measured < limit
+    scale = domain_scale(measured, len(means), rule.reference) if crowded else 1.0
+    return DomainStatus(measured, limit, len(means), check.quantile, crowded, scale)
 
 
 class CohortDistances:
@@ -130,6 +134,7 @@ class CohortDistances:
         self._lock = threading.Lock()
         self._generation = -1
         self._values: dict[tuple[int, float | None], float] = {}
+        self._domains: dict[tuple[int, object], DomainStatus | None] = {}
 
     def of(self, person_id: int, variance: float | None = None) -> float:
         """The person's cohort distance; nan when nobody else is enrolled (or they have no face)."""
@@ -145,6 +150,19 @@ class CohortDistances:
             if generation == self._generation:
                 self._values[(person_id, variance)] = value
         return value
+
+    def domain(self, rule: DecisionRule) -> DomainStatus | None:
+        """``domain_status`` of the gallery under ``rule``, kept until the store's generation moves."""
+        # What the status depends on besides the faces (a rule is not hashable: it holds arrays).
+        check = getattr(rule, "domain", None), getattr(rule, "reference", None), scored_variance(rule)
+        key = (self._store.generation(), check)
+        with self._lock:
+            if key in self._domains:
+                return self._domains[key]
+        status = domain_status(self._store, self.templates, rule)
+        with self._lock:
+            self._domains = {k: v for k, v in self._domains.items() if k[0] == key[0]} | {key: status}
+        return status
 
     def _compute(self, person_id: int) -> float:
         _, vectors = self._store.indexed_embeddings(person_id)

@@ -21,6 +21,7 @@ from gallery.decision import (
     cohort_from_searches,
     within_verify,
 )
+from gallery.decision.domain import in_domain_units
 from gallery.decision.normalised import NormalisedDistance
 from gallery.decision.templates import template_distances
 from gallery.errors import (
@@ -178,6 +179,8 @@ class IdentifyQuestion:
         self._variance = scored_variance(rule)
         self._enrolled = store.people_count()
         self._review = rule.for_review() if isinstance(rule, NormalisedDistance) else None
+        domain = people.domain(rule)  # identify's scale in a crowded gallery (the stored people's)
+        self._scale = 1.0 if domain is None else domain.scale
 
     def answer(
         self,
@@ -198,7 +201,8 @@ class IdentifyQuestion:
     ) -> tuple[IdentifyAnswer, IdentifyAnswer | None]:
         """``answer``, and what identify would answer under the rule's review table (None: the rule has none)."""
         ranked, names, size = self._evidence(embedding, excluding, pending)
-        decision = self.rule.decide(ranked, size) if ranked else None
+        scaled = in_domain_units(ranked, self._scale)
+        decision = self.rule.decide(scaled, size) if ranked else None
         if decision is not None and decision.index is not None:  # identify's own check (``within_verify``)
             chosen = ranked[decision.index].person_id
             nearest = (
@@ -207,7 +211,7 @@ class IdentifyQuestion:
                 else float(np.linalg.norm(_folder_person(pending, chosen).embeddings - embedding, axis=1).min())
             )
             decision = within_verify(decision, nearest, self.verify_threshold)
-        review = None if self._review is None or not ranked else self._review.decide(ranked, size)
+        review = None if self._review is None or not ranked else self._review.decide(scaled, size)
         return _answer(decision, ranked, names), None if self._review is None else _answer(review, ranked, names)
 
     def _evidence(

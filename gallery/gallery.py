@@ -24,7 +24,7 @@ import numpy as np
 from gallery.arguments import text, whole_number
 from gallery.audit import AuditPolicy, AuditStatus, AuditWriter, audit_policy, identify_detail, rule_reference
 from gallery.bulk import FolderEnrolment
-from gallery.cohorts import CohortDistances, domain_status
+from gallery.cohorts import CohortDistances
 from gallery.decision import DecisionRule, RuleRecord, VerifyRecord, rule_fingerprint
 from gallery.enrolment import (
     IdentifyQuestion,
@@ -230,7 +230,7 @@ class Gallery(RuleLearning):
             face.box,
             new_person=existing is None,
             resembles=resembles,
-            domain=domain_status(self._store, self._cohorts.templates, question.rule),
+            domain=self._cohorts.domain(question.rule),
         )
 
     def enroll_dir(
@@ -279,7 +279,7 @@ class Gallery(RuleLearning):
             progress=progress,
         )
         report = bulk.enrol(folder, batch_photos=batch_photos)
-        return dataclasses.replace(report, domain=domain_status(self._store, self._cohorts.templates, self.rule()))
+        return dataclasses.replace(report, domain=self._cohorts.domain(self.rule()))
 
     def remove(self, name: str) -> Removal:
         """Erase a person: their rows, embeddings and chips, from database, WAL and index.
@@ -511,7 +511,7 @@ class Gallery(RuleLearning):
             "; ".join(errors) or None,
             stats.database,
             self._store.pending_erasure(),
-            None if rule is None else domain_status(self._store, self._cohorts.templates, rule.rule),
+            None if rule is None else self._cohorts.domain(rule.rule),
         )
 
     # ---- helpers ---------------------------------------------------------------------

@@ -13,6 +13,7 @@ import numpy as np
 
 from gallery.cohorts import CohortDistances, scored_variance
 from gallery.decision import DecisionRule, Evidence, within_verify
+from gallery.decision.domain import in_domain_units
 from gallery.results import Candidate, IdentifiedFace
 from gallery.vision.pipeline import Face
 
@@ -34,18 +35,21 @@ def decide_faces(
     """One result per face of ``found``: ``not_live`` where ``live`` is False, else the rule's decision.
 
     A match also needs verify's 1:1 threshold (``within_verify``): a door never says a name that
-    ``verify`` would reject for the same face.
+    ``verify`` would reject for the same face. In a gallery the domain check calls crowded the rule
+    reads every distance scaled up (``gallery.decision.domain``); verify's threshold reads them as they are.
     """
     searched = [face.embedding for face, is_live in zip(found, live, strict=True) if is_live]
     depth, variance = max(top_k, EVIDENCE_DEPTH), scored_variance(rule)
     hits = iter(people.templates.search(np.stack(searched), depth, variance) if searched else [])
+    domain = people.domain(rule) if searched else None
+    scale = 1.0 if domain is None else domain.scale
     results = []
     for face, is_live in zip(found, live, strict=True):
         if not is_live:
             results.append(IdentifiedFace(face.box, (), None, "not_live", 1.0, rule.describe()))
             continue
         candidates = tuple(Candidate(h.name, h.person_id, h.distance) for h in next(hits))
-        decision = rule.decide(evidence(people, candidates, rule), gallery_size)
+        decision = rule.decide(in_domain_units(evidence(people, candidates, rule), scale), gallery_size)
         if decision.index is not None:
             chosen = candidates[decision.index]
             nearest = (

@@ -100,6 +100,8 @@ class DomainStatus:
         quantile: that share (0.05: one calibration gallery in twenty is called crowded by chance).
         crowded: spread < limit: the faces sit closer together than the rule was learned on, and
             its stranger rate is not expected to hold here (calibrate on this site's photos).
+        scale: what identify multiplies every distance by before the rule decides: above 1 when
+            crowded (a match gets harder), 1 otherwise (``gallery.decision.domain``).
     """
 
     spread: float
@@ -107,6 +109,7 @@ class DomainStatus:
     measured: int
     quantile: float
     crowded: bool
+    scale: float = 1.0
 
 
 @dataclass(frozen=True)

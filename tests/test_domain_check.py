@@ -1,14 +1,17 @@
-"""The domain check: a gallery tells when its own people crowd closer together than the rule was learned on.
+"""The domain check: a gallery tells when its own people crowd closer together than the rule was learned on,
+and then decides more strictly (every distance read at its scale, never looser).
 
 Learning is tested on synthetic descriptors (``labelled_sets``): held-out people of the
 calibration's population are flagged at about the check's 5%, and the same people drawn closer
 together (as a greyscale or low-resolution camera draws faces) almost always. Through the
 Gallery facade (``FakePipeline.give`` places each face) under the shipped rule, whose limits
-were learned on LFW: ``info``, the enrolment answers and the desk's warning.
+were learned on LFW: ``info``, the enrolment answers, the desk's warning, identify's and the
+lookalike check's decisions at the scale, and ``gallery eval``'s.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -19,11 +22,13 @@ from fakes import FakePipeline, fake_photo
 from labelled_sets import labelled_faces
 
 from gallery import DomainStatus, Gallery
-from gallery.calibration.domain import gallery_spreads, learn_domain_check
+from gallery.calibration.domain import gallery_spreads, learn_domain_check, search_scales
+from gallery.calibration.evaluate import apply_rule
+from gallery.calibration.protocol import simulate
 from gallery.cli import cli
 from gallery.cli.context import CliContext
-from gallery.decision import default_rule
-from gallery.decision.domain import MEASURED_PEOPLE, DomainCheck
+from gallery.decision import COHORT_SIZE, Evidence, default_rule, within_verify
+from gallery.decision.domain import MEASURED_PEOPLE, DomainCheck, domain_scale, in_domain_units
 
 DIMENSION = 128
 SIZES = (1, 2, 3, 5, 8, 13, 20, 32, 50, 80, 128)
@@ -161,3 +166,63 @@ def test_calibrating_on_the_sites_own_photos_learns_its_spread(tmp_path: Path, p
         assert check is not None and check.limit(8) < default_rule().domain.limit(8)
         status = gallery.info().domain
         assert status is not None and status.limit == check.limit(8) and not status.crowded
+
+
+def test_the_scale_only_ever_makes_a_match_harder_and_a_few_pairs_say_little() -> None:
+    assert domain_scale(0.9, 8, 0.8) == 1.0  # spread above the reference: never looser
+    many, few = domain_scale(0.6, 50, 0.8), domain_scale(0.6, 3, 0.8)
+    assert many > few > 1.0
+    assert many == pytest.approx(0.8 / ((1225 * 0.6 + 10 * 0.8) / 1235))
+
+
+def _decide(rule, enrolled: np.ndarray, probe: np.ndarray, scale: float, verify: float):
+    """The rule's decision on one-photo-per-person ``enrolled``, by brute force, distances read at ``scale``."""
+    distances = np.linalg.norm(enrolled - probe, axis=1)
+    between = np.linalg.norm(enrolled[:, None] - enrolled[None], axis=2)
+    np.fill_diagonal(between, np.inf)
+    cohort = np.sort(between, axis=1)[:, :COHORT_SIZE].mean(axis=1)
+    order = np.argsort(distances)[:5]
+    evidence = [Evidence(int(i), float(distances[i]), float(cohort[i]) if r < 2 else None) for r, i in enumerate(order)]
+    decision = rule.decide(in_domain_units(evidence, scale), len(enrolled))
+    if decision.index is not None:
+        decision = within_verify(decision, evidence[decision.index].distance, verify)
+    return decision
+
+
+def test_a_crowded_gallery_matches_only_what_the_rule_accepts_at_its_scale(tmp_path: Path, people: np.ndarray) -> None:
+    pipeline = FakePipeline()
+    crowded = _closer(people, 0.55)[:8].astype(np.float32)
+    with Gallery(tmp_path / "home", pipeline=pipeline) as gallery:
+        _enrol(gallery, pipeline, crowded, "close")
+        status = gallery.info().domain
+        assert status is not None and status.crowded and status.scale > 1.0
+        rule, verify = gallery.rule(), gallery.verify_threshold()
+        enrolled = crowded.astype(np.float64)
+        rng = np.random.default_rng(3)
+        flipped, newcomer = 0, None
+        for i in range(80):
+            direction = rng.normal(size=DIMENSION)
+            probe = (enrolled[i % 8] + direction / np.linalg.norm(direction) * rng.uniform(0.3, 0.6)).astype(np.float32)
+            (face,) = gallery.identify(pipeline.give(fake_photo(f"domain/probe/{i}"), probe))
+            scaled = _decide(rule, enrolled, probe.astype(np.float64), status.scale, verify)
+            plain = _decide(rule, enrolled, probe.astype(np.float64), 1.0, verify)
+            assert face.outcome == scaled.outcome and face.confidence == pytest.approx(scaled.confidence, abs=1e-6)
+            assert not (plain.outcome != "match" and scaled.outcome == "match")  # never looser
+            flipped += plain.outcome != scaled.outcome
+            if plain.outcome == "match" and scaled.outcome != "match":
+                newcomer = probe
+        assert flipped > 0 and newcomer is not None  # the scale decided some of them
+        # The lookalike check asks identify's question, at the same scale: not refused as someone else.
+        enrolment = gallery.enroll("newcomer", pipeline.give(fake_photo("domain/newcomer"), newcomer))
+        assert enrolment.new_person
+
+
+def test_eval_reads_crowded_galleries_as_identify_does() -> None:
+    embeddings, labels = labelled_faces(300, seed=4, dim=DIMENSION)
+    searches = simulate(_closer(embeddings, 0.55), labels, trials=4, gallery_size=8, seed=1)
+    rule = default_rule()
+    assert (search_scales(rule, searches.spread, searches.gallery_size) > 1.0).all()  # every gallery crowded
+    unmeasured = dataclasses.replace(searches, spread=np.full(len(searches), np.nan))  # as if never checked
+    _, scaled = apply_rule(rule, searches, verify_threshold=0.533)
+    _, plain = apply_rule(rule, unmeasured, verify_threshold=0.533)
+    assert set(np.nonzero(scaled >= 0)[0]) < set(np.nonzero(plain >= 0)[0])  # fewer matches, none new

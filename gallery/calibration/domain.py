@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from gallery.calibration.protocol import pairwise_distances
-from gallery.decision.domain import MEASURED_PEOPLE, DomainCheck, spread
+from gallery.decision.domain import MEASURED_PEOPLE, DomainCheck, domain_scale, spread
+from gallery.decision.rule import DecisionRule
 
 # The share of the calibration's own galleries the check calls crowded (its false alarms in domain).
 DOMAIN_QUANTILE = 0.05
@@ -60,3 +61,23 @@ def learn_domain_check(
     # the smaller size keeps the lower limit (fewer alarms, never more than the quantile's).
     rising = np.minimum.accumulate(np.asarray(limits)[::-1])[::-1]
     return DomainCheck(quantile, tuple(usable), tuple(float(v) for v in rising))
+
+
+def search_scales(rule: DecisionRule, spreads: np.ndarray, gallery_sizes: np.ndarray) -> np.ndarray:
+    """(P,) the scale identify reads each simulated search's distances at (``gallery.decision.domain``).
+
+    ``spreads`` and ``gallery_sizes``: each search's gallery's (``Searches.spread``, ``Searches.gallery_size``).
+    1 wherever the gallery is not crowded, or the rule has no domain check.
+    """
+    check, reference = getattr(rule, "domain", None), getattr(rule, "reference", None)
+    scales = np.ones(len(spreads))
+    if not isinstance(check, DomainCheck) or reference is None:
+        return scales
+    for size in np.unique(gallery_sizes):
+        limit = check.limit(int(size))
+        if limit is None:
+            continue
+        at_size = (gallery_sizes == size) & (spreads < limit)
+        measured = min(int(size), MEASURED_PEOPLE)
+        scales[at_size] = [domain_scale(float(m), measured, float(reference)) for m in spreads[at_size]]
+    return scales

@@ -8,10 +8,12 @@ from typing import Any
 
 import numpy as np
 
+from gallery.calibration.domain import search_scales
 from gallery.calibration.fit import STRENGTHS
 from gallery.calibration.metrics import failure_rates, fnir_at_fpir, open_set_rates, rank_one
 from gallery.calibration.protocol import Searches, simulate
 from gallery.decision.confidence import ConfidenceCurve
+from gallery.decision.domain import in_domain_units
 from gallery.decision.normalised import NormalisedDistance
 from gallery.decision.rule import DecisionRule, Evidence, within_verify
 
@@ -72,15 +74,17 @@ def apply_rule(
     """Run ``rule.decide`` on every search, exactly as identify would (with ``within_verify`` when given its threshold).
 
     The simulation enrols one photo per person, so a candidate's distance is verify's distance too.
+    In a gallery the domain check calls crowded the rule reads the distances scaled, as identify does.
 
     Returns:
         (outcome, matched): (P,) outcome strings and (P,) the matched identity (-1 if none).
     """
     outcomes = np.empty(len(searches), dtype=object)
     matched = np.full(len(searches), -1, dtype=np.int64)
+    scales = search_scales(rule, searches.spread, searches.gallery_size)
     for i in range(len(searches)):
         evidence = evidence_for(searches, i)
-        decision = rule.decide(evidence, int(searches.gallery_size[i]))
+        decision = rule.decide(in_domain_units(evidence, float(scales[i])), int(searches.gallery_size[i]))
         if verify_threshold is not None and decision.index is not None:
             decision = within_verify(decision, evidence[decision.index].distance, verify_threshold)
         outcomes[i] = decision.outcome

@@ -97,8 +97,8 @@ def domain_line(domain: Mapping[str, object]) -> str:
     return (
         f"domain: CROWDED: the enrolled faces sit closer together than the calibration photos' ({measured}, "
         f"below {domain['limit']:.3f}, where {domain['quantile']:.0%} of the calibration's galleries of this size "
-        "fell): the stated stranger rate is not expected to hold here; calibrate on photos from this site "
-        "(gallery calibrate)"
+        f"fell): identify reads distances x{domain['scale']:.3f}, stricter, and the stated stranger rate is still not "
+        "expected to hold here; calibrate on photos from this site (gallery calibrate)"
     )
 
 

@@ -12,20 +12,34 @@ people is a pair of different people from the site's own domain, so the gallery 
 over at most ``MEASURED_PEOPLE`` of them. Calibration records how low that median falls by chance
 among galleries of the same size drawn from its own photos (``DomainCheck``: the 5% quantile at
 each size); a gallery below it is *crowded*: its faces are closer together than the rule was
-learned on, and the stated stranger rate is not expected to hold there. The check only says so
-(``Gallery.info``, the enrolment desk); it never changes a decision. One person: nothing to measure.
+learned on, and the stated stranger rate is not expected to hold there. The gallery says so
+(``Gallery.info``, the enrolment desk) and identify decides more strictly: it reads every distance
+(the candidates', the cohort distances) in units of the gallery's own spread,
+
+    f = reference / sigma,    sigma = (P * spread + K * reference) / (P + K)
+
+with P the measured pairs and K prior pairs at the calibration's ``reference`` (a few pairs say
+little, so sigma stays near the reference). A crowded spread lies below the reference, so f > 1:
+a match only gets harder. A gallery that is not crowded reads distances as they are (f = 1), so
+galleries like the calibration's pay nothing. One person: nothing to measure.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from gallery.decision.rule import Evidence
+
 # People whose pairs are measured, at most (every k-th in a fixed order beyond): the median of
 # 1,225 pairs is already steady, and the calibration's chance spread is learned at the same count.
 MEASURED_PEOPLE = 50
+# Prior pairs at the reference in a crowded gallery's scale (fixed in advance with the domain scale
+# it gates: docs/research/stranger-rate-2026-11.md, "a domain scale").
+DOMAIN_PAIRS = 10.0
 
 
 def measured_positions(count: int) -> np.ndarray:
@@ -41,6 +55,26 @@ def spread(between: np.ndarray) -> float | None:
     if people < 2:
         return None
     return float(np.median(between[np.triu_indices(people, 1)]))
+
+
+def domain_scale(spread: float, measured: int, reference: float, prior_pairs: float = DOMAIN_PAIRS) -> float:
+    """f for a crowded gallery: its ``measured`` people's distances ``spread`` apart, against the ``reference``.
+
+    Never below 1: the scale only ever makes a match harder.
+    """
+    pairs = measured * (measured - 1) / 2
+    sigma = (pairs * spread + prior_pairs * reference) / (pairs + prior_pairs)
+    return max(1.0, reference / sigma)
+
+
+def in_domain_units(evidence: Sequence[Evidence], scale: float) -> list[Evidence]:
+    """The evidence with every distance and cohort distance multiplied by ``scale`` (as a crowded gallery reads it)."""
+    if scale == 1.0:
+        return list(evidence)
+    return [
+        Evidence(e.person_id, e.distance * scale, None if e.cohort_distance is None else e.cohort_distance * scale)
+        for e in evidence
+    ]
 
 
 @dataclass(frozen=True)
