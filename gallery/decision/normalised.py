@@ -332,10 +332,11 @@ class NormalisedDistance:
                 f" (Clopper-Pearson on {share} of the simulated strangers)"
             )
         review = "" if self.review is None else f"; enrolment warns at FPIR {self.review.fpir:g}"
+        domain = "" if self.domain is None else "; distances scaled up in a gallery more crowded than the calibration's"
         return (
             f"d1 / sqrt(d2 * cohort)^s <= threshold, both by gallery size ({promise}; "
             f"sizes {self.sizes[0]}..{self.sizes[-1]}: s {self.strengths[0]:g}..{self.strengths[-1]:g}, "
-            f"threshold {self.thresholds[0]:.3f}..{self.thresholds[-1]:.3f}; d = {scored}{review})"
+            f"threshold {self.thresholds[0]:.3f}..{self.thresholds[-1]:.3f}; d = {scored}{review}{domain})"
         )
 
     def to_dict(self) -> dict[str, Any]:
