@@ -8,6 +8,7 @@ import numpy as np
 
 from gallery.calibration.protocol import pairwise_distances
 from gallery.decision.domain import MEASURED_PEOPLE, DomainCheck, domain_scale, spread
+from gallery.decision.normalised import NormalisedDistance
 from gallery.decision.rule import DecisionRule
 
 # The share of the calibration's own galleries the check calls crowded (its false alarms in domain).
@@ -69,15 +70,15 @@ def search_scales(rule: DecisionRule, spreads: np.ndarray, gallery_sizes: np.nda
     ``spreads`` and ``gallery_sizes``: each search's gallery's (``Searches.spread``, ``Searches.gallery_size``).
     1 wherever the gallery is not crowded, or the rule has no domain check.
     """
-    check, reference = getattr(rule, "domain", None), getattr(rule, "reference", None)
     scales = np.ones(len(spreads))
-    if not isinstance(check, DomainCheck) or reference is None:
+    if not isinstance(rule, NormalisedDistance) or rule.domain is None:
         return scales
+    check, reference = rule.domain, rule.reference
     for size in np.unique(gallery_sizes):
         limit = check.limit(int(size))
         if limit is None:
             continue
         at_size = (gallery_sizes == size) & (spreads < limit)
         measured = min(int(size), MEASURED_PEOPLE)
-        scales[at_size] = [domain_scale(float(m), measured, float(reference)) for m in spreads[at_size]]
+        scales[at_size] = [domain_scale(float(m), measured, reference) for m in spreads[at_size]]
     return scales

@@ -57,13 +57,13 @@ def spread(between: np.ndarray) -> float | None:
     return float(np.median(between[np.triu_indices(people, 1)]))
 
 
-def domain_scale(spread: float, measured: int, reference: float, prior_pairs: float = DOMAIN_PAIRS) -> float:
-    """f for a crowded gallery: its ``measured`` people's distances ``spread`` apart, against the ``reference``.
+def domain_scale(median: float, measured: int, reference: float, prior_pairs: float = DOMAIN_PAIRS) -> float:
+    """f for a crowded gallery: its ``measured`` people ``median`` apart (its spread), against the ``reference``.
 
     Never below 1: the scale only ever makes a match harder.
     """
     pairs = measured * (measured - 1) / 2
-    sigma = (pairs * spread + prior_pairs * reference) / (pairs + prior_pairs)
+    sigma = (pairs * median + prior_pairs * reference) / (pairs + prior_pairs)
     return max(1.0, reference / sigma)
 
 
