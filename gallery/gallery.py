@@ -16,16 +16,15 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
 from gallery.arguments import text, whole_number
-from gallery.audit import AuditPolicy, AuditStatus, AuditWriter, audit_policy, identify_detail, rule_reference
+from gallery.audit import AuditPolicy, AuditWriter, audit_policy, identify_detail, rule_reference
 from gallery.bulk import FolderEnrolment
 from gallery.cohorts import CohortDistances
-from gallery.decision import DecisionRule, RuleRecord, VerifyRecord, rule_fingerprint
+from gallery.decision import DecisionRule
 from gallery.enrolment import (
     IdentifyQuestion,
     check_lookalike,
@@ -37,15 +36,15 @@ from gallery.enrolment import (
     refuse_not_the_person,
     refuse_person,
 )
-from gallery.errors import InvalidArgument, NoFaceFound, NotLive, RuleInvalid
+from gallery.errors import NoFaceFound, NotLive, RuleInvalid
 from gallery.hosting import Hosting
 from gallery.identifying import decide_faces
 from gallery.reembedding import OneModel
+from gallery.reporting import Reporting
 from gallery.results import (
     DataState,
     Enrollment,
     FolderEnrollment,
-    GalleryInfo,
     IdentifiedFace,
     Person,
     Reembedding,
@@ -55,14 +54,12 @@ from gallery.results import (
 from gallery.rule_learning import RuleLearning
 from gallery.rules_in_force import RulesInForce
 from gallery.runtime import default_home
-from gallery.store import DEFAULT_MAX_STALENESS_S, AuditEvent, PersonNotFound, Store
+from gallery.store import DEFAULT_MAX_STALENESS_S, PersonNotFound, Store
 from gallery.vision.image import ImageInput, load_rgb, photo_sha256, read_photo
 from gallery.vision.pipeline import MAX_UPSAMPLE, Face, FacePipelineProtocol, default_pipeline
 
 # Candidates a caller may ask for per face (the CLI's --top-k range): the search allocates k per face.
 MAX_TOP_K = 100
-# The largest LIMIT SQLite and PostgreSQL take (a signed 64-bit integer): beyond it, "all" is meant.
-MAX_AUDIT_LIMIT = 2**63 - 1
 
 LivenessCheck = Callable[[np.ndarray, Face], bool]
 """``check(photo, face) -> bool``: is this face a live person (not a print, screen or mask)?
@@ -72,7 +69,7 @@ vetoes the face. An exception propagates (the call fails closed).
 """
 
 
-class Gallery(RuleLearning):
+class Gallery(RuleLearning, Reporting):
     """A face gallery stored in one folder (``home``).
 
     Safe to share between threads; several processes may open the same home (writes
@@ -144,10 +141,6 @@ class Gallery(RuleLearning):
             self._audit.close()
         finally:
             self._store.close()
-
-    def audit_status(self) -> AuditStatus:
-        """This process's audit events: the policy, how many wait to be written and how many were lost."""
-        return self._audit.status()
 
     # ---- writes ----------------------------------------------------------------------
 
@@ -443,76 +436,6 @@ class Gallery(RuleLearning):
             RuleInvalid: the stored threshold cannot be trusted (verify and enroll refuse).
         """
         return self._rules.verify_threshold()
-
-    def audit_log(
-        self,
-        *,
-        limit: int | None = 100,
-        action: str | None = None,
-        person: str | None = None,
-        outcome: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-    ) -> list[AuditEvent]:
-        """The audit log, newest first: what was decided and changed, by whom and when (never a face).
-
-        Events this process queued are written first, so a call sees its own identify.
-
-        Args:
-            limit: at most this many events (None: all).
-            action: only ``enroll``, ``identify``, ``verify``, ``remove``, ``reembed`` or ``calibrate``.
-            person: events naming this person, under any id they were enrolled with (also after
-                their removal), and identifies in which any face matched them.
-            outcome: events with this outcome, or an identify in which any face had it
-                (``match``, ``unknown``, ``ambiguous``, ``no_face``, ``enrolled``, ``removed``, ...).
-            since, until: ``since <= time < until``; timezone-aware datetimes.
-
-        Raises:
-            InvalidArgument: a limit that is not a whole number from 0 to 2**63 - 1, or a naive datetime.
-        """
-        if limit is not None:
-            limit = whole_number("limit", limit, minimum=0, maximum=MAX_AUDIT_LIMIT)
-        for name, moment in (("since", since), ("until", until)):
-            if moment is not None and moment.utcoffset() is None:
-                raise InvalidArgument(f"{name} must be timezone-aware (e.g. datetime.now(timezone.utc)), got {moment}")
-        self._audit.flush()
-        return self._store.audit_log(
-            limit=limit, action=action, person=person, outcome=outcome, since=since, until=until
-        )
-
-    def info(self) -> GalleryInfo:
-        """Where the gallery lives, what it holds and which rules decide (with where they were learned).
-
-        Never fails on a damaged rule: a rule that cannot be trusted is None and ``rule_error``
-        says why (identify, verify and enroll refuse until it is replaced).
-        """
-        stats = self._store.stats()
-        errors: list[str] = []
-        rule: RuleRecord | None = None
-        verify: VerifyRecord | None = None
-        try:
-            rule = self._rules.identify_record()
-        except RuleInvalid as error:
-            errors.append(str(error))
-        try:
-            verify = self._rules.verify_record()
-        except RuleInvalid as error:
-            errors.append(str(error))
-        return GalleryInfo(
-            stats.home,
-            stats.people,
-            stats.faces,
-            stats.model,
-            rule,
-            rule.rule.describe() if rule else None,
-            rule_fingerprint(rule.rule) if rule else None,
-            verify,
-            stats.schema_revision,
-            "; ".join(errors) or None,
-            stats.database,
-            self._store.pending_erasure(),
-            None if rule is None else self._cohorts.domain(rule.rule),
-        )
 
     # ---- helpers ---------------------------------------------------------------------
 

@@ -23,7 +23,8 @@ from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
 from gallery.errors import InvalidArgument
-from gallery.gallery import MAX_AUDIT_LIMIT, MAX_TOP_K, Gallery
+from gallery.gallery import MAX_TOP_K, Gallery
+from gallery.reporting import MAX_AUDIT_LIMIT
 from gallery.service.auth import Caller
 from gallery.types import AUDITED_ACTIONS
 from gallery.vision.photo_file import PhotoFile
