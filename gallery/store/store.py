@@ -6,7 +6,8 @@ behind ``backend``); ``replica`` keeps the in-memory FAISS index in step with it
 on a server) and saves its file; ``validation`` says what may be stored, ``queries`` holds the
 portable SQL, ``settings`` and ``audit_log`` their tables; ``home`` the folder (a moved or
 deleted one is noticed); ``erasure`` finishes a removal's unfinished erasure; ``hosts`` which
-hosts have applied which generation.
+hosts have applied which generation; ``bookkeeping`` (a base of ``Store``) its settings, audit
+and diagnostics methods.
 
 Consistency and crash safety: the database is the truth, the index a cache of one model's
 embeddings keyed by ``faces.id`` (``replica`` states the rules). A write is one database
@@ -21,9 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import filelock
 import numpy as np
@@ -35,6 +34,7 @@ from gallery.errors import AlreadyEnrolled, DuplicateExternalId, ModelMismatch, 
 from gallery.store import queries
 from gallery.store.audit_log import AuditLog
 from gallery.store.backend import Backend
+from gallery.store.bookkeeping import Bookkeeping
 from gallery.store.connect import open_backend
 from gallery.store.erasure import BRIEF_ERASE_WAIT_S, PendingErasure, outstanding
 from gallery.store.follower import DEFAULT_CHECK_INTERVAL_S
@@ -43,17 +43,15 @@ from gallery.store.hosts import Site
 from gallery.store.index import DEFAULT_POLICY, IndexPolicy
 from gallery.store.keys import ApiKeys
 from gallery.store.records import (
-    AuditEvent,
     FaceRecord,
     PersonRow,
     ReembedTask,
     RemovedPerson,
     SearchHit,
-    StoreStats,
 )
 from gallery.store.replica import DEFAULT_MAX_STALENESS_S, IndexReplica
 from gallery.store.schema import Person
-from gallery.store.settings import Settings, decoded
+from gallery.store.settings import Settings
 from gallery.store.validation import checked_batch, checked_embedding, checked_face, checked_queries, clean_name
 
 INDEX_FILE = "faces.faiss"
@@ -62,7 +60,7 @@ HOST_LOCK_FILE = "faces.faiss.lock"  # on a database server: this host's saves o
 REMOVAL_ERASE_WAIT_S = 30.0
 
 
-class Store:
+class Store(Bookkeeping):
     """One gallery home folder: ``gallery.db`` (SQLite) and ``faces.faiss`` (its index).
 
     Open with ``Store.open``. Safe to share between threads; several stores (in one or many
@@ -468,87 +466,3 @@ class Store:
         """Which of these photos (by SHA-256) are enrolled already: sha -> the person's name."""
         with self._reading() as session:
             return queries.photos_enrolled(session, sorted(set(photo_sha256s)))
-
-    # ---- settings and audit ------------------------------------------------------------
-
-    def get_setting(self, key: str, default: Any = None) -> Any:
-        """The JSON value stored under ``key``, or ``default``; on a database server as this host's replica holds it.
-
-        Raises:
-            ValueError: the stored value is not JSON (``gallery.store.settings.decoded``).
-            DataTooStale: as ``search``.
-        """
-        self._check_open()
-        if not self._db.server:  # a local file: read it as it is now, cheaply (a row changed by hand included)
-            return self._settings.get(key, default)
-        settings = self._replica.fresh().settings
-        return decoded(key, settings[key]) if key in settings else default
-
-    def set_settings(self, values: Mapping[str, Any]) -> None:
-        """Store several settings in one transaction: all of them or, on failure, none.
-
-        Raises:
-            TypeError: a value is not JSON-serialisable.
-        """
-        self._check_open()
-        self._settings.put(values)
-        self._replica.check()  # this host reads its own write at once, without waiting for its follower
-        self._erasure.finish()
-
-    def audit_many(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
-        """Append several ``(action, fields)`` events to the audit log in one transaction (``AuditLog.append``'s
-        keywords: outcome, person_name, person_id, model, rule, detail; never photo or embedding data)."""
-        self._check_open()
-        self._audit_log.append_many(events)
-        self._erasure.finish()
-
-    def audit_log(
-        self,
-        *,
-        limit: int | None = 100,
-        action: str | None = None,
-        person: str | None = None,
-        outcome: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-    ) -> list[AuditEvent]:
-        """The audit log's events, newest first, filtered (``AuditLog.read`` says how)."""
-        self._check_open()
-        return self._audit_log.read(
-            limit=limit, action=action, person=person, outcome=outcome, since=since, until=until
-        )
-
-    # ---- diagnostics -------------------------------------------------------------------
-
-    def stats(self) -> StoreStats:
-        """Counts, paths and the index's state."""
-        self._check_open()
-        snapshot = self._replica.fresh()
-        with self._db.read() as session:
-            people, by_model = queries.counts(session)
-        return StoreStats(
-            home=self.home,
-            database=self._db.description,
-            index_path=self.index_path,
-            model=self.model,
-            dimension=self.dimension,
-            people=people,
-            faces=sum(by_model.values()),
-            faces_by_model=by_model,
-            indexed_faces=len(snapshot.index),
-            generation=snapshot.generation,
-            schema_revision=self._schema_revision,
-            index_repair=self.index_repair,
-            data_age_s=self._replica.age_s,
-        )
-
-    def consistency_problems(self) -> list[str]:
-        """Problems found checking the database and both indexes against it; empty when sound.
-
-        Runs the database's own checks (SQLite: integrity and foreign keys), then compares the
-        in-memory index and the index file with the database's faces of this model: ids,
-        owners and every vector. Reads everything: meant for tests, a ``--check`` option and
-        after a crash (``scripts/crash_soak.py``), on a gallery nobody is writing to.
-        """
-        self._check_open()
-        return self._db.integrity_problems() + self._replica.problems()
