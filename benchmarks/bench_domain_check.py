@@ -38,7 +38,7 @@ def main() -> None:
     rule, model_id = default_rule(), FacePipeline().model_id
     print(f"load average {os.getloadavg()[0]:.1f}")
     for size in (int(s) for s in args.sizes.split(",")):
-        home = args.work / f"home-{size}"
+        home = args.work / f"size-{size}"  # bench_identify's homes, shared
         if (home / "complete").exists():
             refresh_home(home, size)
         else:
