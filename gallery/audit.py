@@ -204,15 +204,15 @@ def rule_reference(rule: DecisionRule) -> dict[str, str]:
     return {"kind": rule.kind, "fingerprint": rule_fingerprint(rule)}
 
 
-def identify_detail(results: Sequence[IdentifiedFace]) -> dict[str, Any]:
-    """An identify event's detail: each face's outcome, matched person and nearest distance, in photo order."""
-    return {
-        "faces": [
-            {
-                "outcome": r.outcome,
-                "person_id": r.match.person_id if r.match else None,
-                "distance": r.candidates[0].distance if r.candidates else None,
-            }
-            for r in results
-        ]
-    }
+def identify_detail(results: Sequence[IdentifiedFace], scale: float = 1.0) -> dict[str, Any]:
+    """An identify event's detail: each face's outcome, matched person and nearest distance, in photo order,
+    and the scale the rule read distances at when the gallery was crowded (``gallery.decision.domain``)."""
+    faces = [
+        {
+            "outcome": r.outcome,
+            "person_id": r.match.person_id if r.match else None,
+            "distance": r.candidates[0].distance if r.candidates else None,
+        }
+        for r in results
+    ]
+    return {"faces": faces} | ({} if scale == 1.0 else {"scale": scale})

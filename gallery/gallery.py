@@ -362,6 +362,7 @@ class Gallery(RuleLearning, Reporting):
         )
         data = DataState(*self._store.data_state())
         results = [dataclasses.replace(r, data=data) for r in results]
+        domain = self._cohorts.domain(rule)  # as decide_faces read it (kept until the faces change)
         self._audit.put(
             "identify",
             outcome=",".join(r.outcome for r in results),
@@ -369,7 +370,7 @@ class Gallery(RuleLearning, Reporting):
             person_id=results[0].match.person_id if results[0].match else None,
             model=self._pipeline.model_id,
             rule=rule_reference(rule),
-            detail=identify_detail(results),
+            detail=identify_detail(results, 1.0 if domain is None else domain.scale),
         )
         return results
 

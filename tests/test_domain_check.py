@@ -108,7 +108,10 @@ def test_a_gallery_of_faces_drawn_closer_is_crowded_and_the_desk_is_warned(tmp_p
     crowded = _closer(people, 0.55)
     with Gallery(tmp_path / "apart", pipeline=pipeline) as gallery:
         statuses = _enrol(gallery, pipeline, people[:8], "apart")
-        assert statuses[-1] is not None and not statuses[-1].crowded
+        assert statuses[-1] is not None and not statuses[-1].crowded and statuses[-1].scale == 1.0
+        gallery.identify(pipeline.give(fake_photo("domain/apart/probe"), people[8]))
+        (logged,) = gallery.audit_log(action="identify", limit=1)
+        assert "scale" not in logged.detail
     with Gallery(tmp_path / "home", pipeline=pipeline) as gallery:
         statuses = _enrol(gallery, pipeline, crowded[:8], "close")
         last = statuses[-1]
@@ -212,6 +215,8 @@ def test_a_crowded_gallery_matches_only_what_the_rule_accepts_at_its_scale(tmp_p
             if plain.outcome == "match" and scaled.outcome != "match":
                 newcomer = probe
         assert flipped > 0 and newcomer is not None  # the scale decided some of them
+        (logged,) = gallery.audit_log(action="identify", limit=1)
+        assert logged.detail["scale"] == pytest.approx(status.scale)  # the audit can replay the decision
         # The lookalike check asks identify's question, at the same scale: not refused as someone else.
         enrolment = gallery.enroll("newcomer", pipeline.give(fake_photo("domain/newcomer"), newcomer))
         assert enrolment.new_person
