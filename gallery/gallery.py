@@ -351,6 +351,8 @@ class Gallery(RuleLearning, Reporting):
             self._audit_refusal("identify", error)
             raise
         live = [self._is_live(rgb, face) for face in found]
+        domain = self._cohorts.domain(rule)  # kept until the faces change; the audit records what was used
+        scale = 1.0 if domain is None else domain.scale
         results = decide_faces(
             self._cohorts,
             rule,
@@ -359,10 +361,10 @@ class Gallery(RuleLearning, Reporting):
             top_k=top_k,
             gallery_size=self._store.people_count(),
             verify_threshold=verify_threshold,
+            scale=scale,
         )
         data = DataState(*self._store.data_state())
         results = [dataclasses.replace(r, data=data) for r in results]
-        domain = self._cohorts.domain(rule)  # as decide_faces read it (kept until the faces change)
         self._audit.put(
             "identify",
             outcome=",".join(r.outcome for r in results),
@@ -370,7 +372,7 @@ class Gallery(RuleLearning, Reporting):
             person_id=results[0].match.person_id if results[0].match else None,
             model=self._pipeline.model_id,
             rule=rule_reference(rule),
-            detail=identify_detail(results, 1.0 if domain is None else domain.scale),
+            detail=identify_detail(results, scale),
         )
         return results
 

@@ -31,18 +31,18 @@ def decide_faces(
     top_k: int,
     gallery_size: int,
     verify_threshold: float,
+    scale: float = 1.0,
 ) -> list[IdentifiedFace]:
     """One result per face of ``found``: ``not_live`` where ``live`` is False, else the rule's decision.
 
     A match also needs verify's 1:1 threshold (``within_verify``): a door never says a name that
     ``verify`` would reject for the same face. In a gallery the domain check calls crowded the rule
-    reads every distance scaled up (``gallery.decision.domain``); verify's threshold reads them as they are.
+    reads every distance multiplied by its ``scale`` (``DomainStatus.scale``, ``gallery.decision.domain``);
+    verify's threshold reads them as they are.
     """
     searched = [face.embedding for face, is_live in zip(found, live, strict=True) if is_live]
     depth, variance = max(top_k, EVIDENCE_DEPTH), scored_variance(rule)
     hits = iter(people.templates.search(np.stack(searched), depth, variance) if searched else [])
-    domain = people.domain(rule) if searched else None
-    scale = 1.0 if domain is None else domain.scale
     results = []
     for face, is_live in zip(found, live, strict=True):
         if not is_live:

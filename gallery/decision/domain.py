@@ -1,4 +1,4 @@
-"""The domain check: does this gallery's own people sit as far apart as the calibration photos' did?
+"""The domain check: do this gallery's own people sit as far apart as the calibration photos' did?
 
 A rule learned on one kind of photo (LFW: colour, in the wild) meets others at a site: greyscale
 studio shots, a camera's small faces, harsh lighting. There different people sit closer together
