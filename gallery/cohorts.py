@@ -50,8 +50,8 @@ class PersonTemplates:
             if generation != self._generation:
                 self._generation, self._values = generation, {}
             known = {p: self._values[p] for p in person_ids if p in self._values}
-        for person in set(person_ids) - set(known):
-            _, vectors = self._store.indexed_embeddings(person)
+        missing = [p for p in dict.fromkeys(person_ids) if p not in known]
+        for person, vectors in (self._store.indexed_embeddings_of(missing) if missing else {}).items():
             # Removed since the search that named them: no faces, a zero mean of the right length, count 0.
             mean = np.asarray(vectors, np.float64).mean(axis=0) if len(vectors) else np.zeros(vectors.shape[1])
             value = (mean, len(vectors))

@@ -95,6 +95,22 @@ def test_search_returns_each_person_once_with_their_nearest_face(store: Store) -
     assert len(store.search(close, 10)[0]) == 3  # three people, four faces
 
 
+def test_the_replicas_people_and_their_embeddings_read_at_once_as_one_at_a_time(store: Store) -> None:
+    enroll_many(store, 4)
+    second = store.find_person("person-02")
+    store.add_face(second.id, face(embedding(22)))
+    removed = store.find_person("person-01").id
+    store.remove_person("person-01")
+    people = store.indexed_people()
+    assert people.tolist() == sorted(p.id for p in store.people())  # each once, ascending; the removed one gone
+    asked = [*people.tolist(), removed]
+    together = store.indexed_embeddings_of(asked)
+    assert list(together) == asked
+    for person in asked:
+        assert np.array_equal(together[person], store.indexed_embeddings(person)[1])
+    assert together[second.id].shape == (2, DIMENSION) and together[removed].shape == (0, DIMENSION)
+
+
 def test_search_answers_one_list_per_query_and_nothing_on_an_empty_gallery(store: Store) -> None:
     assert store.search(np.stack([embedding(1), embedding(2)]), 5) == [[], []]
     enroll_many(store, 2)

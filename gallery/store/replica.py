@@ -33,7 +33,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -344,6 +344,17 @@ class IndexReplica:
         if not len(ids):
             return ids, np.empty((0, self.dimension), "<f4")
         return ids, np.stack([snapshot.index.vector(int(i)) for i in ids])
+
+    def embeddings_of_people(self, person_ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """Each person's indexed embeddings (by face id), from one snapshot in one pass: no database read."""
+        snapshot = self.fresh()
+        owners = snapshot.owners
+        held = np.isin(owners.person_ids, np.asarray(person_ids, np.int64))
+        found: dict[int, list[np.ndarray]] = {int(p): [] for p in person_ids}
+        for face_id, person_id in zip(owners.face_ids[held], owners.person_ids[held], strict=True):
+            found[int(person_id)].append(snapshot.index.vector(int(face_id)))
+        empty = np.empty((0, self.dimension), "<f4")
+        return {person: np.stack(vectors) if vectors else empty for person, vectors in found.items()}
 
     def sync_and_save(self) -> bool:
         """Sync the index and save it atomically: after a commit, or when a follower applied others' changes.
