@@ -1,7 +1,7 @@
 """The facade's methods that report on the gallery: what it holds, which rules decide, what it recorded.
 
 A part of ``Gallery`` (its base class), kept apart because none of it decides or changes
-anything: ``info`` (with the domain check), ``audit_log`` and ``audit_status``.
+anything: ``info`` (with the domain check), ``domain_status``, ``audit_log`` and ``audit_status``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from gallery.audit import AuditStatus, AuditWriter
 from gallery.cohorts import CohortDistances
 from gallery.decision import RuleRecord, VerifyRecord, rule_fingerprint
 from gallery.errors import InvalidArgument, RuleInvalid
-from gallery.results import GalleryInfo
+from gallery.results import DomainStatus, GalleryInfo
 from gallery.rules_in_force import RulesInForce
 from gallery.store import AuditEvent, Store
 
@@ -68,6 +68,15 @@ class Reporting:
         return self._store.audit_log(
             limit=limit, action=action, person=person, outcome=outcome, since=since, until=until
         )
+
+    def domain_status(self) -> DomainStatus | None:
+        """The identify rule's domain check on the gallery now (``info().domain`` alone, cheaply: kept until the
+        faces change). None: nothing to check (one person or none, or a rule without a check).
+
+        Raises:
+            RuleInvalid: the stored identify rule cannot be trusted.
+        """
+        return self._cohorts.domain(self._rules.identify_rule())
 
     def info(self) -> GalleryInfo:
         """Where the gallery lives, what it holds and which rules decide (with where they were learned).

@@ -29,6 +29,7 @@ from gallery.cli import cli
 from gallery.cli.context import CliContext
 from gallery.decision import COHORT_SIZE, Evidence, default_rule, within_verify
 from gallery.decision.domain import MEASURED_PEOPLE, DomainCheck, domain_scale, in_domain_units
+from gallery.service.metrics import ServiceMetrics
 
 DIMENSION = 128
 SIZES = (1, 2, 3, 5, 8, 13, 20, 32, 50, 80, 128)
@@ -116,8 +117,14 @@ def test_a_gallery_of_faces_drawn_closer_is_crowded_and_the_desk_is_warned(tmp_p
         statuses = _enrol(gallery, pipeline, crowded[:8], "close")
         last = statuses[-1]
         assert last is not None and last.crowded and last.spread < last.limit == default_rule().domain.limit(8)
-        assert gallery.info().domain == last
+        assert gallery.info().domain == last == gallery.domain_status()
         assert gallery.info().to_dict()["domain"]["crowded"] is True
+        metrics = ServiceMetrics()
+        metrics.saw_domain(gallery.domain_status())
+        exposed = metrics.exposition().decode()
+        assert "gallery_domain_crowded 1.0" in exposed and f"gallery_domain_scale {last.scale!r}" in exposed
+        metrics.saw_domain(None)  # one person, or a rule without a check: nothing to say
+        assert "gallery_domain_crowded 0.0" in metrics.exposition().decode()
     photo = tmp_path / "ninth.png"
     photo.write_bytes(pipeline.give(fake_photo("domain/ninth"), crowded[8]))
     runner = CliRunner()

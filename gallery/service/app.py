@@ -183,8 +183,9 @@ def create_app(
             try:
                 data = gallery.hosting.data_version()
                 state.metrics.saw_version(data.version, data.age_s)
+                state.metrics.saw_domain(gallery.domain_status())
             except GalleryError as error:
-                log.warning("metrics: cannot read the data version: %s", error)
+                log.warning("metrics: cannot read the data version or the domain check: %s", error)
         return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     # Outermost last: metrics see every answer, the body limit's 413 included.

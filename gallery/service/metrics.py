@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gallery.results import DomainStatus
+
 # Latency buckets: a warm identify takes ~0.1-0.5 s on 2 cores; a queued one waits longer.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -64,6 +66,17 @@ class ServiceMetrics:
             "gallery_index_version_age_seconds", "Seconds since this service saw the data version change", registry=r
         )
         self.ready = Gauge("gallery_ready", "1 when the service answers gallery requests, else 0", registry=r)
+        self.domain_crowded = Gauge(
+            "gallery_domain_crowded",
+            "1 when the enrolled faces crowd closer together than the identify rule's calibration photos "
+            "(its stranger rate is not expected to hold: calibrate on this site's photos), else 0",
+            registry=r,
+        )
+        self.domain_scale = Gauge(
+            "gallery_domain_scale",
+            "What identify multiplies every distance by before the rule decides: above 1 in a crowded gallery",
+            registry=r,
+        )
         self._version: int | None = None
         self._version_since = time.monotonic()
 
@@ -75,6 +88,11 @@ class ServiceMetrics:
         self.index_version.set(version)
         self.data_age.set(age_s)
         self.version_age.set(now - self._version_since)
+
+    def saw_domain(self, status: DomainStatus | None) -> None:
+        """Record the gallery's domain check (None, nothing to check: not crowded, scale 1)."""
+        self.domain_crowded.set(status is not None and status.crowded)
+        self.domain_scale.set(1.0 if status is None else status.scale)
 
     def identified(self, outcomes: Sequence[str]) -> None:
         self.faces_per_photo.observe(len(outcomes))
