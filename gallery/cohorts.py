@@ -66,7 +66,7 @@ class PersonTemplates:
 
     def nearest_photo(self, person_id: int, embedding: np.ndarray) -> float:
         """The distance from ``embedding`` to the person's nearest enrolled photo (verify's distance); inf: none."""
-        _, vectors = self._store.indexed_embeddings(person_id)
+        vectors = self._store.indexed_embeddings(person_id)
         if not len(vectors):
             return float("inf")
         return float(np.min(np.linalg.norm(np.asarray(vectors, np.float64) - embedding, axis=1)))
@@ -165,7 +165,7 @@ class CohortDistances:
         return status
 
     def _compute(self, person_id: int) -> float:
-        _, vectors = self._store.indexed_embeddings(person_id)
+        vectors = self._store.indexed_embeddings(person_id)
         if not len(vectors):
             return float("nan")
         searches = self._store.search(vectors, k=COHORT_SIZE + 1)  # + 1: each face finds its own person first

@@ -107,7 +107,8 @@ def test_the_replicas_people_and_their_embeddings_read_at_once_as_one_at_a_time(
     together = store.indexed_embeddings_of(asked)
     assert list(together) == asked
     for person in asked:
-        assert np.array_equal(together[person], store.indexed_embeddings(person)[1])
+        assert np.array_equal(together[person], store.indexed_embeddings(person))
+        assert np.array_equal(together[person], store.embeddings_for(person)[1])  # the database's, for the living
     assert together[second.id].shape == (2, DIMENSION) and together[removed].shape == (0, DIMENSION)
 
 

@@ -337,14 +337,6 @@ class IndexReplica:
             )
         return snapshot
 
-    def embeddings_of(self, person_id: int) -> tuple[np.ndarray, np.ndarray]:
-        """A person's indexed face ids (ascending) and their embeddings, from the snapshot: no database read."""
-        snapshot = self.fresh()
-        ids = snapshot.owners.face_ids[snapshot.owners.person_ids == person_id]
-        if not len(ids):
-            return ids, np.empty((0, self.dimension), "<f4")
-        return ids, np.stack([snapshot.index.vector(int(i)) for i in ids])
-
     def embeddings_of_people(self, person_ids: Sequence[int]) -> dict[int, np.ndarray]:
         """Each person's indexed embeddings (by face id), from one snapshot in one pass: no database read."""
         snapshot = self.fresh()

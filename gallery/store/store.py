@@ -453,11 +453,10 @@ class Store(Bookkeeping):
         vectors = np.stack([decode(i, b) for i, b in rows]) if rows else np.empty((0, self.dimension), "<f4")
         return ids, vectors
 
-    def indexed_embeddings(self, person_id: int) -> tuple[np.ndarray, np.ndarray]:
-        """``embeddings_for`` as this host's replica holds them: what identify scores, with no database read
-        (so a door keeps deciding through a database outage, within the maximum staleness)."""
-        self._check_open()
-        return self._replica.embeddings_of(person_id)
+    def indexed_embeddings(self, person_id: int) -> np.ndarray:
+        """``embeddings_for``'s embeddings as this host's replica holds them: what identify scores, with no
+        database read (so a door keeps deciding through a database outage, within the maximum staleness)."""
+        return self.indexed_embeddings_of([person_id])[person_id]
 
     def indexed_embeddings_of(self, person_ids: Sequence[int]) -> dict[int, np.ndarray]:
         """``indexed_embeddings`` of several people at once (one pass over the replica): person id -> (n, d)."""
